@@ -1,0 +1,331 @@
+"""The host profile: what a machine is, declared once; every rendered file is derived from it.
+
+Each model forbids unknown keys so a typo fails loudly instead of being ignored, and each field
+validates its own value. Rules that relate several fields live in checks.py.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import string
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+Distribution = Literal["debian", "arch"]
+BondMode = Literal[
+    "balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb"
+]
+FailOverMac = Literal["none", "active", "follow"]
+PrimaryReselect = Literal["always", "better", "failure"]
+KeyMgmt = Literal["WPA-PSK", "SAE", "WPA-EAP", "IEEE8021X", "NONE"]
+
+# Names that end up as systemd instance names, /sys paths and, through the seed's network.conf
+# scheme (bond0ADDRS=...), as environment variable names that sh expands: the kernel's rules
+# alone would allow names such as "eth0.100" that the shell cannot expand.
+_IFNAME_SHELL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_ifname(name: str) -> str:
+    raw = name.encode()
+    if not 1 <= len(raw) <= 15:
+        raise ValueError(f"interface name {name!r} is {len(raw)} bytes; the kernel allows 1 to 15 bytes")
+    if name in (".", ".."):
+        raise ValueError(f"interface name {name!r} is reserved by the kernel; choose another name")
+    if "/" in name or ":" in name or any(c.isspace() for c in name):
+        raise ValueError(
+            f"interface name {name!r} contains '/', ':' or white space, which the kernel rejects; "
+            "use letters, digits and '_'"
+        )
+    if not _IFNAME_SHELL.match(name):
+        raise ValueError(
+            f"interface name {name!r} cannot be used in network.conf variable names; "
+            "use letters, digits and '_' and do not start with a digit"
+        )
+    return name
+
+
+IfName = Annotated[str, AfterValidator(check_ifname)]
+
+
+def _check_interface_address(value: str) -> str:
+    if "/" not in value:
+        raise ValueError(f"address {value!r} has no prefix length; write it as ADDRESS/PREFIX, e.g. 192.168.0.2/24")
+    try:
+        ipaddress.ip_interface(value)
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a valid IPv4 or IPv6 address with prefix ({e})") from None
+    return value
+
+
+def _check_network(value: str) -> str:
+    if value == "default":
+        return value
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as e:
+        raise ValueError(
+            f"route destination {value!r} is not 'default' or a network in CIDR form with host bits zero ({e})"
+        ) from None
+    return value
+
+
+def _check_ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    return value
+
+
+InterfaceAddress = Annotated[str, AfterValidator(_check_interface_address)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Route(Strict):
+    """One ip-route specification, as in the seed's ROUTES variables."""
+
+    to: Annotated[str, AfterValidator(_check_network)]
+    via: Annotated[str, AfterValidator(_check_ip)] | None = None
+    metric: Annotated[int, Field(ge=0, le=4294967295)] | None = None
+
+    def family(self) -> int:
+        if self.via is not None:
+            return ipaddress.ip_address(self.via).version
+        if self.to == "default":
+            return 4
+        return ipaddress.ip_network(self.to).version
+
+    def ip_route_args(self) -> str:
+        """The words `ip route replace ... dev IF` takes, e.g. 'to default via 192.168.0.1'."""
+        to = self.to
+        if to == "default" and self.family() == 6:
+            to = "::/0"
+        words = ["to", to]
+        if self.via is not None:
+            words += ["via", self.via]
+        if self.metric is not None:
+            words += ["metric", str(self.metric)]
+        return " ".join(words)
+
+
+class Addressing(Strict):
+    """Static and dynamic IP configuration of an interface the host uses for IP."""
+
+    addresses: list[InterfaceAddress] = []
+    routes: list[Route] = []
+    dhcp4: bool = False
+    dhcp6: bool = False
+
+
+class Interface(Addressing):
+    """A physical (or udev-named) network device: wired or wireless."""
+
+    type: Literal["ethernet", "wireless"]
+    # None: a supplicant on wireless devices, none on wired; true on a wired one means 802.1X.
+    supplicant: bool | None = None
+
+    def runs_supplicant(self) -> bool:
+        return self.supplicant if self.supplicant is not None else self.type == "wireless"
+
+
+class Bond(Addressing):
+    """A kernel bonding master (drivers/net/bonding), configured as Documentation/networking/bonding."""
+
+    members: list[IfName] = Field(min_length=1)
+    primary: IfName | None = None
+    mode: BondMode = "active-backup"
+    miimon: Annotated[int, Field(ge=0, le=2147483647)] = 100
+    fail_over_mac: FailOverMac = "none"
+    primary_reselect: PrimaryReselect = "always"
+    updelay: Annotated[int, Field(ge=0, le=2147483647)] = 0
+    downdelay: Annotated[int, Field(ge=0, le=2147483647)] = 0
+
+    def ip_link_options(self) -> str:
+        """The words `ip link add NAME type bond ...` takes to create this bond fully configured."""
+        words = ["mode", self.mode, "miimon", str(self.miimon)]
+        if self.miimon:
+            words += ["updelay", str(self.updelay), "downdelay", str(self.downdelay)]
+        if self.mode == "active-backup":
+            words += ["fail_over_mac", self.fail_over_mac]
+        if self.primary is not None:
+            words += ["primary_reselect", self.primary_reselect]
+        return " ".join(words)
+
+
+class Bridge(Addressing):
+    """A Linux bridge master. The seed made one when the name contained 'br'; here it is declared."""
+
+    members: list[IfName] = Field(min_length=1)
+    stp: bool = False
+
+
+class Dhcp4(Strict):
+    """Host-wide ISC dhclient settings (the seed's dhclient.conf); timings in seconds."""
+
+    initial_interval: Annotated[int, Field(ge=1)] = 2
+    reboot: Annotated[int, Field(ge=0)] = 5
+    timeout: Annotated[int, Field(ge=1)] = 10
+    retry: Annotated[int, Field(ge=1)] = 20
+    # None: the image's hostname. "" sends none.
+    host_name: str | None = None
+    # "duid": RFC 4361 identifier built from the host's DUID (the same one dhcp6c uses);
+    # "mac": none sent, the server keys on the (changing, with fail_over_mac=active) MAC.
+    client_identifier: Literal["duid", "mac"] = "duid"
+    # Upper bound, in seconds, for waiting until a bond has an active slave before dhclient starts.
+    wait_active_slave: Annotated[int, Field(ge=0, le=600)] = 60
+
+
+class PrefixDelegation(Strict):
+    """Delegate a prefix from the upstream router to a downstream interface (dhcp6c's id-assoc pd)."""
+
+    interface: IfName
+    sla_id: Annotated[int, Field(ge=0, le=4294967295)] = 1
+    sla_len: Annotated[int, Field(ge=0, le=128)] = 8
+
+
+DHCP6_OPTIONS = ("domain-name-servers", "domain-name", "ntp-servers", "sip-server-address", "sip-domain-name",
+                 "nis-server-address", "nis-domain-name", "nisp-server-address", "nisp-domain-name",
+                 "bcmcs-server-address", "bcmcs-domain-name", "refresh-time")
+
+
+class Dhcp6(Strict):
+    """Host-wide WIDE dhcp6c settings (the seed's dhcp6c.conf 'profile default')."""
+
+    ia_na: bool = True
+    rapid_commit: bool = True
+    request: list[Literal[DHCP6_OPTIONS]] = ["domain-name-servers", "domain-name", "ntp-servers"]  # type: ignore[valid-type]
+    prefix_delegation: list[PrefixDelegation] = []
+    # A dhcp6c-script to run on replies (Debian ships /etc/wide-dhcpv6/dhcp6c-script for resolv.conf).
+    script: str | None = None
+
+
+def _check_country(value: str) -> str:
+    if not re.fullmatch(r"[A-Z]{2}|00", value):
+        raise ValueError(f"country {value!r} is not an ISO 3166-1 alpha-2 code such as 'US' or 'DE' (or '00')")
+    return value
+
+
+def _check_ssid(value: str) -> str:
+    n = len(value.encode())
+    if not 1 <= n <= 32:
+        raise ValueError(f"SSID {value!r} is {n} bytes (UTF-8); an SSID has 1 to 32 bytes")
+    return value
+
+
+def _check_passphrase(value: str) -> str:
+    if not 8 <= len(value) <= 63 or any(c not in string.printable or c in "\t\n\r\x0b\x0c" for c in value):
+        raise ValueError(
+            f"passphrase has {len(value)} characters or non-printable ones; WPA needs 8 to 63 printable "
+            "ASCII characters (or give psk = 64 hex digits)"
+        )
+    return value
+
+
+def _check_psk(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError("psk must be exactly 64 hex digits (as printed by wpa_passphrase); for a passphrase use passphrase =")
+    return value.lower()
+
+
+class Eap(Strict):
+    """802.1X credentials for key_mgmt WPA-EAP or IEEE8021X. Files are copied into the image."""
+
+    method: Literal["PEAP", "TTLS", "TLS", "PWD"]
+    identity: str = Field(min_length=1)
+    anonymous_identity: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    phase2: str | None = None
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    private_key: str | None = None
+    private_key_password: str | None = None
+
+
+class Network(Strict):
+    """One network block of wpa_supplicant.conf."""
+
+    ssid: Annotated[str, AfterValidator(_check_ssid)] | None = None
+    priority: int = 0
+    key_mgmt: KeyMgmt = "WPA-PSK"
+    proto: Literal["RSN", "WPA", "WPA RSN"] | None = None
+    group: Literal["CCMP", "TKIP", "CCMP TKIP", "GCMP", "GCMP-256", "CCMP-256"] | None = None
+    pairwise: Literal["CCMP", "TKIP", "CCMP TKIP", "GCMP", "GCMP-256", "CCMP-256"] | None = None
+    passphrase: Annotated[str, AfterValidator(_check_passphrase)] | None = None
+    psk: Annotated[str, AfterValidator(_check_psk)] | None = None
+    # A file holding a passphrase or a 64-hex PSK, relative to the profile that names it.
+    psk_file: str | None = None
+    eap: Eap | None = None
+    hidden: bool = False
+
+
+class Wireless(Strict):
+    country: Annotated[str, AfterValidator(_check_country)] = "00"
+    # None: the distribution's group for network administration (Debian: netdev, Arch: wheel).
+    ctrl_interface_group: str | None = None
+    # Disable the legacy 802.11b rates, as the seed's supplicant unit does.
+    disable_legacy_rates: bool = True
+    networks: list[Network] = []
+
+
+def _check_hostname(value: str) -> str:
+    if not re.fullmatch(r"(?=.{1,63}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?", value):
+        raise ValueError(f"hostname {value!r} is not a valid host name; use 1-63 letters, digits and inner '-'")
+    return value
+
+
+class Image(Strict):
+    hostname: Annotated[str, AfterValidator(_check_hostname)]
+    # None: the distribution of the machine that builds, as mkosi does.
+    distribution: Distribution | None = None
+    release: str | None = None
+    mirror: str | None = None
+    # A crypt(3) hash as `mkpasswd` prints it; None locks root (log in through the console is then impossible).
+    root_password_hash: str | None = None
+
+    @field_validator("root_password_hash")
+    @classmethod
+    def _hash_not_plain(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("$"):
+            raise ValueError("root_password_hash must be a crypt(3) hash such as 'mkpasswd -m yescrypt' prints, not a password")
+        return value
+
+
+class Profile(Strict):
+    """The merged, validated host profile."""
+
+    image: Image
+    interfaces: dict[IfName, Interface] = {}
+    bonds: dict[IfName, Bond] = {}
+    bridges: dict[IfName, Bridge] = {}
+    dhcp4: Dhcp4 = Dhcp4()
+    dhcp6: Dhcp6 = Dhcp6()
+    wireless: Wireless = Wireless()
+
+    def masters(self) -> dict[str, Bond | Bridge]:
+        return {**self.bonds, **self.bridges}
+
+    def master_of(self, ifname: str) -> str | None:
+        for name, master in self.masters().items():
+            if ifname in master.members:
+                return name
+        return None
+
+    def ip_interfaces(self) -> dict[str, Addressing]:
+        """Every interface that carries IP configuration: masters and unenslaved devices."""
+        result: dict[str, Addressing] = dict(self.masters())
+        for name, iface in self.interfaces.items():
+            if self.master_of(name) is None:
+                result[name] = iface
+        return dict(sorted(result.items()))
+
+    def supplicant_interfaces(self) -> list[str]:
+        return sorted(n for n, i in self.interfaces.items() if i.runs_supplicant())
+
+    def members_of_type(self, master: str, type_: str) -> list[str]:
+        return [m for m in self.masters()[master].members if self.interfaces[m].type == type_]

@@ -1,0 +1,90 @@
+"""Per-host generated values (DUID, dhcp6c control key), created once and reused.
+
+Like a NixOS secrets file, the state lives beside the profile, mode 0600, and is ignored by git.
+The values are random, never derived from public data such as the host name, and never drawn
+anew on each render, so rendering stays deterministic and a host keeps its identity on the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagegen.errors import UsageError
+
+# RFC 6355 DUID-UUID: type 4 followed by 16 random bytes; unique without any hardware address.
+_DUID_UUID = b"\x00\x04"
+
+
+@dataclass(frozen=True)
+class HostState:
+    duid: bytes
+    dhcp6c_key: str
+
+    @classmethod
+    def generate(cls) -> HostState:
+        return cls(duid=_DUID_UUID + secrets.token_bytes(16), dhcp6c_key=base64.b64encode(secrets.token_bytes(16)).decode())
+
+    def duid_hex(self) -> str:
+        return ":".join(f"{b:02x}" for b in self.duid)
+
+    def client_identifier(self, iaid: int = 1) -> str:
+        """RFC 4361 node-specific DHCPv4 client identifier: type 255, a 4-byte IAID, the DUID."""
+        raw = b"\xff" + iaid.to_bytes(4, "big") + self.duid
+        return ":".join(f"{b:02x}" for b in raw)
+
+    def to_toml(self) -> str:
+        return (
+            "# imagegen host state: generated once, reused on every render. Secret: keep out of git.\n"
+            f'duid = "{self.duid_hex()}"\n'
+            f'dhcp6c_key = "{self.dhcp6c_key}"\n'
+        )
+
+
+def state_path(base_dir: Path, hostname: str) -> Path:
+    return base_dir / f"{hostname}.state.toml"
+
+
+def read_state(path: Path) -> HostState:
+    try:
+        data = tomllib.loads(path.read_text())
+        duid = bytes.fromhex(data["duid"].replace(":", ""))
+        key = data["dhcp6c_key"]
+        if len(base64.b64decode(key, validate=True)) < 16 or len(duid) < 2:
+            raise ValueError("too short")
+    except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(
+            f"{path}: host state file is unreadable or damaged ({e})",
+            hint="restore it from a backup, or delete it to generate a new DUID and key (the host then gets new leases)",
+        ) from None
+    return HostState(duid=duid, dhcp6c_key=key)
+
+
+def load_or_create_state(path: Path, *, create: bool = True) -> HostState:
+    """Read the state file; create it (atomically, mode 0600) when missing and create is set.
+
+    Without create, a missing file gives fresh values that are not kept (for checks that must not write).
+    """
+    if path.exists():
+        return read_state(path)
+    state = HostState.generate()
+    if not create:
+        return state
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(state.to_toml())
+        os.chmod(tmp, 0o600)
+        # link() fails if another process created the file meanwhile: then theirs wins.
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return read_state(path)
+    finally:
+        os.unlink(tmp)
+    return state
