@@ -1,0 +1,88 @@
+"""Whether mkosi's incremental cache may be reused for a build, decided before mkosi runs.
+
+mkosi keys its cache on the package list and repositories only, and never on ExtraTrees: a change of the
+rendered overlay alone must reuse the cache, a change of the packages, the mkosi configuration, the
+repositories or the mkosi version must not. imagegen records its own key beside mkosi's cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+KEY_FILE = "imagegen-cache-key.json"
+
+
+@dataclass(frozen=True)
+class CacheDecision:
+    reuse: bool
+    reason: str
+
+
+def config_key(
+    *,
+    conf_dir: Path,
+    distribution: str,
+    release: str,
+    variant: str,
+    mkosi_version: str,
+    repositories: str,
+) -> dict[str, str]:
+    """Everything that changes what mkosi installs, as a small JSON-able dict of digests."""
+    conf = hashlib.sha256()
+    for path in sorted(conf_dir.rglob("*")):
+        if path.is_file():
+            conf.update(path.relative_to(conf_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return {
+        "distribution": distribution,
+        "release": release,
+        "variant": variant,
+        "mkosi_version": mkosi_version,
+        "mkosi_conf": conf.hexdigest(),
+        "repositories": hashlib.sha256(repositories.encode()).hexdigest(),
+    }
+
+
+def key_hash(key: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def image_cache_entries(cache_dir: Path, distribution: str) -> list[Path]:
+    """mkosi's cached trees of the image (and its default initrd), not of the tools tree."""
+    if not cache_dir.is_dir():
+        return []
+    return sorted(p for p in cache_dir.iterdir() if p.name.startswith(f"{distribution}~"))
+
+
+def decide(cache_dir: Path, distribution: str, key: dict[str, str]) -> CacheDecision:
+    entries = image_cache_entries(cache_dir, distribution)
+    if not any(p.name.endswith(".cache") for p in entries):
+        return CacheDecision(False, "no cached image yet")
+    key_file = cache_dir / KEY_FILE
+    if not key_file.is_file():
+        return CacheDecision(False, "cached image has no imagegen key")
+    old = json.loads(key_file.read_text())
+    changed = sorted(k for k in key.keys() | old.keys() if key.get(k) != old.get(k))
+    if changed:
+        return CacheDecision(False, f"changed since the cached image: {', '.join(changed)}")
+    return CacheDecision(True, "packages, mkosi configuration and repositories unchanged")
+
+
+def drop_image_cache(cache_dir: Path, distribution: str) -> None:
+    """Remove the cached image trees; the tools tree stays, it does not depend on the image."""
+    for path in image_cache_entries(cache_dir, distribution):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    (cache_dir / KEY_FILE).unlink(missing_ok=True)
+
+
+def record_key(cache_dir: Path, key: dict[str, str]) -> None:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / (KEY_FILE + ".tmp")
+    tmp.write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
+    tmp.rename(cache_dir / KEY_FILE)

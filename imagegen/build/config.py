@@ -1,0 +1,108 @@
+"""What one image build asks of mkosi: a typed request and the mkosi command line made from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import imagegen
+from imagegen.errors import UsageError
+
+DISTRIBUTIONS = ("debian", "arch")
+DEFAULT_RELEASES = {"debian": "trixie", "arch": "rolling"}
+
+
+def repo_root() -> Path:
+    """The checkout that holds mkosi.conf.d/ and overlays/ (imagegen runs from a clone)."""
+    return Path(imagegen.__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Everything that decides an image: the overlay, the distribution, the repositories and the variant."""
+
+    overlay: Path
+    out_dir: Path
+    distribution: str = "debian"
+    release: str | None = None
+    mirror: str | None = None
+    lab: bool = False
+    hostname: str | None = None
+    root_password_hash: str | None = None
+    profile_hash: str | None = None
+    cache_root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.distribution not in DISTRIBUTIONS:
+            raise UsageError(
+                f"image.distribution: {self.distribution!r} is not supported",
+                hint=f"use one of {', '.join(DISTRIBUTIONS)}",
+            )
+        if not self.overlay.is_dir():
+            raise UsageError(f"overlay {self.overlay} is not a directory", hint="render the profile first")
+
+    @property
+    def resolved_release(self) -> str:
+        return self.release or DEFAULT_RELEASES[self.distribution]
+
+    @property
+    def variant(self) -> str:
+        return "lab" if self.lab else "plain"
+
+    @property
+    def cache_dir(self) -> Path:
+        # One cache per distribution, release and variant: the lab's extra packages would otherwise
+        # invalidate the plain image's cache on every switch.
+        root = self.cache_root or default_cache_root()
+        return root / f"{self.distribution}~{self.resolved_release}~{self.variant}"
+
+
+def default_cache_root() -> Path:
+    return repo_root() / ".cache" / "mkosi"
+
+
+@dataclass(frozen=True)
+class MkosiInputs:
+    """The generated trees and directories one mkosi run reads and writes."""
+
+    output_dir: Path
+    cache_dir: Path
+    overlay: Path
+    policy_tree: Path
+    # Debian sources for the image (Debian images only) and for the tools tree (always Debian trixie).
+    sandbox_tree: Path | None
+    tools_sandbox_tree: Path
+    lab_tree: Path | None
+
+
+def mkosi_argv(request: BuildRequest, inputs: MkosiInputs, *, verb: str = "build") -> list[str]:
+    """The arguments after `python -m mkosi`; the static settings live in mkosi.conf.d/."""
+    argv = [
+        "--directory", str(repo_root()),
+        "--distribution", request.distribution,
+        "--release", request.resolved_release,
+        "--output-directory", str(inputs.output_dir),
+        "--cache-directory", str(inputs.cache_dir),
+    ]  # fmt: skip
+    if request.lab:
+        argv += ["--profile", "lab"]
+    if request.mirror is not None and request.distribution != "debian":
+        # Debian's repositories come from the sandbox tree; other distributions take Mirror=.
+        argv += ["--mirror", request.mirror]
+    if inputs.sandbox_tree is not None:
+        argv += [f"--sandbox-tree={inputs.sandbox_tree}"]
+    argv += [f"--tools-tree-sandbox-tree={inputs.tools_sandbox_tree}"]
+    # Order matters: the policy tree first, the lab tree next, the rendered overlay last and whole, so
+    # that the overlay wins and its hard links stay within one tree.
+    argv += [f"--extra-tree={inputs.policy_tree}"]
+    if inputs.lab_tree is not None:
+        argv += [f"--extra-tree={inputs.lab_tree}"]
+    argv += [f"--extra-tree={inputs.overlay}"]
+    if request.hostname:
+        argv += ["--hostname", request.hostname]
+    if request.root_password_hash:
+        argv += ["--root-password", f"hashed:{request.root_password_hash}"]
+    if verb == "build":
+        argv += ["--force"]
+    argv += [verb]
+    return argv

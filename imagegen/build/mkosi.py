@@ -1,0 +1,312 @@
+"""Drive mkosi: one build of one rendered overlay into a bootable disk image with its manifest.
+
+The build happens in a temporary directory beside the output directory, which replaces the output only when
+everything is there: a reader of the output never sees half an image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from imagegen.build import cache, trees
+from imagegen.build.aptsources import DebianMirror, debian_sources, host_debian_mirror, mirror_from_url
+from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root
+from imagegen.build.manifest import MANIFEST_NAME, BuildManifest, packages_from_mkosi_manifest, tree_hash
+from imagegen.errors import CommandError, ImagegenError, UsageError
+from imagegen.run import run
+
+LOG_NAME = "build.log"
+# For QEMU's direct kernel boot of image.raw: mkosi's default partition table names the root partition so.
+ROOT_PARTLABEL = "root-x86-64"
+KERNEL_COMMAND_LINE = f"root=PARTLABEL={ROOT_PARTLABEL} rw console=ttyS0 systemd.firstboot=no"
+OUTPUTS = {"image": "image.raw", "kernel": "image.vmlinuz", "initrd": "image.initrd"}
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out_dir: Path
+    manifest: BuildManifest
+
+    @property
+    def image(self) -> Path:
+        return self.out_dir / OUTPUTS["image"]
+
+    @property
+    def kernel(self) -> Path:
+        return self.out_dir / OUTPUTS["kernel"]
+
+    @property
+    def initrd(self) -> Path:
+        return self.out_dir / OUTPUTS["initrd"]
+
+
+def mkosi_command() -> list[str]:
+    return [sys.executable, "-m", "mkosi"]
+
+
+def mkosi_version() -> str:
+    try:
+        proc = run([*mkosi_command(), "--version"])
+    except CommandError as e:
+        raise ImagegenError("mkosi is not importable by this Python", hint="run `imagegen setup`") from e
+    # "mkosi 25.3"
+    return proc.stdout.split()[-1]
+
+
+def debian_mirror(request: BuildRequest) -> DebianMirror:
+    if request.distribution == "debian" and request.mirror is not None:
+        return mirror_from_url(request.mirror)
+    return host_debian_mirror()
+
+
+def check_arch_mirror(request: BuildRequest) -> None:
+    """Fail in one line, before minutes of tools-tree work, when no Arch repository can be reached."""
+    if request.mirror is None:
+        raise UsageError(
+            "image.mirror: an Arch image needs an Arch mirror and this host's apt sources name none",
+            hint="pass --mirror URL (an Arch mirror, e.g. http://HOST/archlinux) or set image.mirror",
+        )
+    url = f"{request.mirror.rstrip('/')}/core/os/x86_64/core.db"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=15):
+            pass
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ImagegenError(
+            f"Arch mirror {request.mirror} is unreachable ({reason})",
+            hint="pass --mirror with an Arch mirror this machine can reach",
+        ) from e
+
+
+def prepare_inputs(request: BuildRequest, work: Path, mirror: DebianMirror) -> MkosiInputs:
+    config = work / "config"
+    tools_release = "trixie"
+    sandbox = None
+    if request.distribution == "debian":
+        sandbox = trees.write_sandbox_tree(config / "sandbox", mirror, request.resolved_release)
+    tools_sandbox = trees.write_sandbox_tree(config / "tools-sandbox", mirror, tools_release)
+    policy = trees.write_policy_tree(config / "policy", request.overlay, request.distribution)
+    lab_tree = repo_root() / "overlays" / "lab"
+    return MkosiInputs(
+        output_dir=work,
+        cache_dir=request.cache_dir,
+        overlay=request.overlay.resolve(),
+        policy_tree=policy,
+        sandbox_tree=sandbox,
+        tools_sandbox_tree=tools_sandbox,
+        lab_tree=lab_tree if request.lab and lab_tree.is_dir() else None,
+    )
+
+
+class StageFollower:
+    """Reads mkosi's log as it grows and keeps the current stage and the last lines."""
+
+    # mkosi prints each step as "‣ <indent>Text"; nested steps are indented by one space per level.
+    STEP = re.compile(r"^‣ (?P<indent> *)(?P<text>\S.*)$")
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.offset = 0
+        self.partial = ""
+        self.stages: list[str] = []
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+    def poll(self) -> None:
+        if not self.log.exists():
+            return
+        with self.log.open("rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        self.offset += len(chunk)
+        text = self.partial + chunk.decode(errors="replace")
+        *lines, self.partial = text.split("\n")
+        for raw in lines:
+            line = ANSI.sub("", raw).rstrip()
+            if not line:
+                continue
+            self.tail.append(line)
+            m = self.STEP.match(line)
+            if m:
+                depth = len(m["indent"])
+                self.stages = [*self.stages[:depth], m["text"].rstrip("…")]
+
+    @property
+    def stage(self) -> str:
+        return " › ".join(self.stages) if self.stages else "starting mkosi"
+
+
+def run_mkosi(argv: list[str], log: Path, console: Console) -> None:
+    """Run mkosi with its whole output in `log`, showing the current stage and the elapsed time."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run([*mkosi_command(), *argv], log_file=log)
+        except BaseException as e:  # handed to the main thread, which reports it
+            errors.append(e)
+
+    worker = threading.Thread(target=target, name="mkosi", daemon=True)
+    follower = StageFollower(log)
+    start = time.monotonic()
+    worker.start()
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
+        shown = ""
+        while worker.is_alive():
+            worker.join(0.25)
+            follower.poll()
+            elapsed = int(time.monotonic() - start)
+            live.update(Text(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] mkosi: {follower.stage}"))
+            # On a terminal that is not interactive (CI), print each top-level stage once.
+            if not console.is_terminal and follower.stages and follower.stages[0] != shown:
+                shown = follower.stages[0]
+                console.print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {shown}")
+    follower.poll()
+    if errors:
+        error = errors[0]
+        if isinstance(error, CommandError):
+            raise MkosiFailed(log, list(follower.tail)) from error
+        raise error
+
+
+class MkosiFailed(ImagegenError):
+    def __init__(self, log: Path, tail: list[str]) -> None:
+        summary = explain_failure(tail)
+        super().__init__(summary, hint=f"full log: {log}")
+        self.log = log
+        self.tail = tail
+
+
+def explain_failure(tail: list[str]) -> str:
+    """One line for the failures people meet; mkosi's own last line otherwise."""
+    text = "\n".join(tail)
+    if re.search(r"failed retrieving file|failed to synchronize all databases", text):
+        return "mkosi could not download from the Arch mirror"
+    if re.search(r"Could not resolve|Temporary failure resolving|Failed to fetch|Unable to connect", text):
+        return "mkosi could not download packages from the Debian mirror"
+    steps = [line for line in tail if line.startswith("‣")]
+    return f"mkosi build failed: {(steps[-1] if steps else tail[-1] if tail else 'no output').lstrip('‣ ')}"
+
+
+def was_cache_reused(log_text: str) -> bool:
+    """Whether the image (not the tools tree) came from mkosi's cache, read from mkosi's log.
+
+    A cold build logs "Installing cache copies" for the image it just installed; a reused one only
+    "Copying cached trees". The tools tree is built first, so only the last build section counts.
+    """
+    clean = ANSI.sub("", log_text)
+    sections = re.split(r"^‣ Building (?:default|main) image$", clean, flags=re.M)
+    image_part = sections[-1] if len(sections) > 1 else clean
+    return "Copying cached trees" in image_part and "Installing cache copies" not in image_part
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put `new` at `target`, then remove what was there; a reader never sees a partial target."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+    new.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_image(request: BuildRequest, console: Console | None = None) -> BuildResult:
+    """Build one image from a rendered overlay into request.out_dir and return its manifest."""
+    console = console or Console(stderr=True)
+    if request.distribution == "arch":
+        check_arch_mirror(request)
+    version = mkosi_version()
+    mirror = debian_mirror(request)
+    out_dir = request.out_dir.resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+
+    repositories = (
+        debian_sources(mirror, request.resolved_release)
+        if request.distribution == "debian"
+        else f"arch {request.mirror}"
+    )
+    key = cache.config_key(
+        conf_dir=repo_root() / "mkosi.conf.d",
+        distribution=request.distribution,
+        release=request.resolved_release,
+        variant=request.variant,
+        mkosi_version=version,
+        repositories=repositories,
+    )
+    decision = cache.decide(request.cache_dir, request.distribution, key)
+    if not decision.reuse:
+        cache.drop_image_cache(request.cache_dir, request.distribution)
+    console.print(
+        f"cache: {'reusing' if decision.reuse else 'rebuilding'} the installed packages ({decision.reason})"
+    )
+
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    log = work / LOG_NAME
+    try:
+        inputs = prepare_inputs(request, work, mirror)
+        argv = mkosi_argv(request, inputs)
+        log.write_text(f"# mkosi {version}: {' '.join(argv)}\n")
+        start = time.monotonic()
+        run_mkosi(argv, log, console)
+        duration = time.monotonic() - start
+
+        missing = [name for name in OUTPUTS.values() if not (work / name).is_file()]
+        if missing:
+            raise ImagegenError(
+                f"mkosi finished but did not write {', '.join(missing)}",
+                hint=f"check SplitArtifacts= in mkosi.conf.d/ and the log {log}",
+            )
+        reused = was_cache_reused(log.read_text(errors="replace"))
+        cache.record_key(request.cache_dir, key)
+        manifest = BuildManifest(
+            distribution=request.distribution,
+            release=request.resolved_release,
+            variant=request.variant,
+            mkosi_version=version,
+            profile_hash=request.profile_hash,
+            overlay_hash=tree_hash(request.overlay),
+            config_hash=cache.key_hash(key),
+            cache_reused=reused,
+            cache_reason=decision.reason,
+            duration_seconds=round(duration, 1),
+            outputs={
+                **{kind: str(out_dir / name) for kind, name in OUTPUTS.items()},
+                "log": str(out_dir / LOG_NAME),
+            },
+            kernel_command_line=KERNEL_COMMAND_LINE,
+            packages=packages_from_mkosi_manifest(work / "image.manifest"),
+        )
+        (work / MANIFEST_NAME).write_text(manifest.to_json())
+        replace_dir(work, out_dir)
+    except MkosiFailed as e:
+        failed_log = out_dir.with_name(f"{out_dir.name}.failed.log")
+        shutil.copyfile(e.log, failed_log)
+        shutil.rmtree(work, ignore_errors=True)
+        for line in e.tail:
+            console.print(Text(line), highlight=False)
+        raise MkosiFailed(failed_log, e.tail) from e
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    console.print(
+        f"built {out_dir / OUTPUTS['image']} in {manifest.duration_seconds:.0f} s "
+        f"(cache {'reused' if reused else 'rebuilt'})"
+    )
+    return BuildResult(out_dir=out_dir, manifest=manifest)
