@@ -1,0 +1,1 @@
+"""Run the lab image under QEMU: command line, acceleration, QMP, guest agent, lab topology."""

@@ -1,0 +1,182 @@
+"""The lab around the image: which QEMU NIC and which hwsim radio play the profile's interfaces,
+and the access point (hostapd + dnsmasq in network namespace `ap`) that the bond talks to.
+
+Everything profile-specific here is derived from the profile, so the lab tests the profile's own names,
+SSID and key; only the lab's hardware (MACs, the AP's own names) is fixed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from imagegen.errors import UsageError
+from imagegen.profile.model import Network, Profile
+from imagegen.vm.qemu import Nic
+
+# The QEMU side. NIC ids are what QMP set_link/device_del name.
+WIRED_NIC = Nic(id="nic-wired", mac="52:54:00:12:00:01", netdev="hub-wired", port="rp-wired", chassis=1)
+UPLINK_NIC = Nic(id="nic-uplink", mac="52:54:00:12:00:02", netdev="hub-uplink", port="rp-uplink", chassis=2)
+LAB_NICS = (WIRED_NIC, UPLINK_NIC)
+
+# mac80211_hwsim gives radio N the permanent address 02:00:00:00:NN:00.
+STATION_RADIO_MAC = "02:00:00:00:00:00"
+AP_RADIO_MAC = "02:00:00:00:01:00"
+AP_IFNAME = "labap0"
+UPLINK_IFNAME = "labuplink"
+AP_NETNS = "ap"
+AP_BRIDGE = "br0"
+
+# Units of the lab (overlays/lab), as the scenarios refer to them.
+AP_UNIT = "imagegen-lab-ap.service"
+HOSTAPD_UNIT = "imagegen-lab-hostapd.service"
+DNSMASQ_UNIT = "imagegen-lab-dnsmasq.service"
+
+# Used only when the bond has no static address of that family to put the AP's subnet next to.
+DEFAULT_SUBNET4 = ipaddress.IPv4Network("192.168.77.0/24")
+DEFAULT_SUBNET6 = ipaddress.IPv6Network("fd6c:6162:0:1::/64")
+
+TEMPLATES = Path(__file__).parent / "templates" / "lab"
+
+
+@dataclass(frozen=True)
+class AccessPoint:
+    ssid: str
+    key_mgmt: str  # WPA-PSK, SAE or NONE
+    wpa: int  # hostapd's wpa= bit mask: 1 WPA, 2 RSN
+    pairwise: str
+    passphrase: str | None
+    psk: str | None
+    country: str
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """The lab for one profile: who plays which interface, and what the AP serves."""
+
+    bond: str
+    wired: str
+    wireless: str
+    primary: str | None
+    fail_over_mac: str
+    static4: tuple[ipaddress.IPv4Interface, ...]
+    static6: tuple[ipaddress.IPv6Interface, ...]
+    dhcp4: bool
+    dhcp6: bool
+    ap: AccessPoint
+    subnet4: ipaddress.IPv4Network
+    subnet6: ipaddress.IPv6Network
+    ap_addr4: ipaddress.IPv4Interface
+    ap_addr6: ipaddress.IPv6Interface
+
+    @property
+    def wired_nic(self) -> Nic:
+        return WIRED_NIC
+
+    def probe_target(self) -> str:
+        """The bond's address the AP pings: the static fail-safe address, present on either slave."""
+        if self.static4:
+            return str(self.static4[0].ip)
+        raise UsageError(f"bond {self.bond} has no static IPv4 address to probe",
+                         f"add one to bonds.{self.bond}.addresses, e.g. \"192.168.0.2/24\"")
+
+
+def _choose_network(profile: Profile) -> Network:
+    usable = [n for n in profile.wireless.networks
+              if n.ssid and n.key_mgmt in ("WPA-PSK", "SAE", "NONE") and not n.hidden]
+    if not usable:
+        raise UsageError("the lab needs a wireless network it can play: none in wireless.networks has an "
+                         "ssid and key_mgmt WPA-PSK, SAE or NONE",
+                         "add such a [[wireless.networks]] entry (802.1X networks cannot be emulated)")
+    return max(usable, key=lambda n: n.priority)
+
+
+def _access_point(profile: Profile, net: Network) -> AccessPoint:
+    assert net.ssid is not None
+    wpa = {"WPA": 1, "RSN": 2, "WPA RSN": 3, None: 2}[net.proto]
+    pairwise = net.pairwise or "CCMP"
+    if net.key_mgmt != "NONE" and net.passphrase is None and net.psk is None:
+        raise UsageError(f"wireless network {net.ssid!r} gives its key as psk_file, which the lab cannot read "
+                         "at render time", "give passphrase or psk for the network the lab emulates")
+    if net.key_mgmt == "SAE" and net.passphrase is None:
+        raise UsageError(f"wireless network {net.ssid!r} uses SAE, which needs a passphrase",
+                         "set passphrase for it")
+    return AccessPoint(ssid=net.ssid, key_mgmt=net.key_mgmt, wpa=wpa, pairwise=pairwise,
+                       passphrase=net.passphrase, psk=net.psk, country=profile.wireless.country)
+
+
+def plan_lab(profile: Profile) -> LabPlan:
+    """The lab for the first bond with one ethernet and one wireless member (the seed's shape)."""
+    for name, bond in profile.bonds.items():
+        wired = profile.members_of_type(name, "ethernet")
+        wireless = profile.members_of_type(name, "wireless")
+        if len(wired) == 1 and len(wireless) == 1:
+            break
+    else:
+        raise UsageError("the lab needs a bond with exactly one ethernet and one wireless member",
+                         "declare one in [bonds.NAME] members (the lab has one NIC and one radio)")
+    ifaces = [ipaddress.ip_interface(a) for a in bond.addresses]
+    static4 = tuple(i for i in ifaces if isinstance(i, ipaddress.IPv4Interface))
+    static6 = tuple(i for i in ifaces if isinstance(i, ipaddress.IPv6Interface))
+    subnet4 = static4[0].network if static4 else DEFAULT_SUBNET4
+    subnet6 = static6[0].network if static6 and static6[0].network.prefixlen == 64 else DEFAULT_SUBNET6
+    taken = {i.ip for i in ifaces}
+    ap4 = next(h for h in subnet4.hosts() if h not in taken)
+    ap6 = next(h for h in subnet6.hosts() if h not in taken)
+    if subnet4.num_addresses < 16:
+        raise UsageError(f"bond {name}'s subnet {subnet4} is too small for the lab's DHCP range",
+                         "use a /28 or larger")
+    return LabPlan(
+        bond=name, wired=wired[0], wireless=wireless[0], primary=bond.primary,
+        fail_over_mac=bond.fail_over_mac, static4=static4, static6=static6,
+        dhcp4=bond.dhcp4, dhcp6=bond.dhcp6, ap=_access_point(profile, _choose_network(profile)),
+        subnet4=subnet4, subnet6=subnet6,
+        ap_addr4=ipaddress.IPv4Interface(f"{ap4}/{subnet4.prefixlen}"),
+        ap_addr6=ipaddress.IPv6Interface(f"{ap6}/{subnet6.prefixlen}"),
+    )
+
+
+def _dhcp_range4(plan: LabPlan) -> tuple[str, str]:
+    hosts = list(plan.subnet4.hosts()) if plan.subnet4.num_addresses <= 65536 else []
+    if not hosts:
+        first = plan.subnet4.network_address + 256
+        return str(first), str(first + 99)
+    half = hosts[len(hosts) // 2:]
+    taken = {i.ip for i in plan.static4} | {plan.ap_addr4.ip}
+    free = [h for h in half if h not in taken][:100]
+    return str(free[0]), str(free[-1])
+
+
+def render_lab_overlay(profile: Profile, out_dir: Path) -> list[Path]:
+    """Write the profile-specific lab files into out_dir (an ExtraTrees source); returns what it wrote."""
+    plan = plan_lab(profile)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, autoescape=False,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["hex"] = lambda s: s.encode().hex()
+    lo4, hi4 = _dhcp_range4(plan)
+    context = {
+        "plan": plan, "ap_ifname": AP_IFNAME, "uplink_ifname": UPLINK_IFNAME, "netns": AP_NETNS,
+        "bridge": AP_BRIDGE, "wired_mac": WIRED_NIC.mac, "uplink_mac": UPLINK_NIC.mac,
+        "station_mac": STATION_RADIO_MAC, "ap_radio_mac": AP_RADIO_MAC,
+        "dhcp4_low": lo4, "dhcp4_high": hi4,
+        "dhcp6_low": str(plan.subnet6.network_address + 0x100),
+        "dhcp6_high": str(plan.subnet6.network_address + 0x1ff),
+    }
+    written: list[Path] = []
+    for tpl in sorted(TEMPLATES.rglob("*.j2")):
+        rel = tpl.relative_to(TEMPLATES).with_suffix("")
+        text = env.get_template(tpl.relative_to(TEMPLATES).as_posix()).render(**context)
+        dest = out_dir / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.write_text(text)
+        # The PSK and passphrase sit in hostapd.conf: readable by root only, as in production.
+        os.chmod(tmp, 0o600 if "hostapd" in rel.name else 0o644)
+        tmp.replace(dest)
+        written.append(dest)
+    return written

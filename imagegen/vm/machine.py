@@ -1,0 +1,213 @@
+"""One QEMU process whose lifetime is the Machine object's: launched, then always stopped and reaped.
+
+QEMU runs with -daemonize so that it is started, like every command, through imagegen.run.run(): the
+parent returns once the VM is set up (errors in the command line come back as a CommandError), and
+QEMU's PID comes from its pidfile. Stopping is by that PID, after checking that the process is still
+that QEMU (its command line names our pidfile), never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from imagegen.errors import ImagegenError, UsageError
+from imagegen.run import run
+from imagegen.vm.agent import GuestAgent
+from imagegen.vm.qemu import OVMF_VARS, Accel, Boot, Disk, Nic, Sockets, VmSpec, build_argv, qemu_binary
+from imagegen.vm.qmp import Monitor
+
+log = logging.getLogger("imagegen.vm.machine")
+
+ROOT_PARTLABEL = "root-x86-64"
+# systemd.firstboot=no: firstboot would otherwise wait for input on the console of a fresh image.
+DIRECT_BOOT_CMDLINE = (f"root=PARTLABEL={ROOT_PARTLABEL} rw console=ttyS0 systemd.firstboot=no "
+                       "panic=-1")
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """What the build stage hands over: the disk and the kernel and initrd inside it."""
+
+    image: Path
+    kernel: Path | None
+    initrd: Path | None
+
+    @classmethod
+    def from_dir(cls, out: Path) -> ImageFiles:
+        image = out / "image.raw"
+        if not image.is_file():
+            raise UsageError(f"no image at {image}", "build it with `imagegen build PROFILE --lab`")
+        kernel, initrd = out / "image.vmlinuz", out / "image.initrd"
+        return cls(image, kernel if kernel.is_file() else None, initrd if initrd.is_file() else None)
+
+
+def _cmdline_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    """True while pid runs; a zombie (dead, not yet reaped by its parent, init) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Machine:
+    """A lab VM. Use as a context manager, or call launch() and then shutdown() in a finally."""
+
+    def __init__(self, files: ImageFiles, *, accel: Accel, nics: tuple[Nic, ...], uefi: bool = False,
+                 memory_mib: int = 2048, cpus: int = 2, cmdline: str = DIRECT_BOOT_CMDLINE,
+                 run_dir: Path | None = None, keep: bool = False) -> None:
+        if not uefi and files.kernel is None:
+            raise UsageError(f"no kernel next to {files.image}", "use --uefi or rebuild the image")
+        self.files = files
+        self.accel = accel
+        self.nics = nics
+        self.uefi = uefi
+        self.memory_mib = memory_mib
+        self.cpus = cpus
+        self.cmdline = cmdline
+        self.keep = keep
+        self._own_run_dir = run_dir is None
+        self.run_dir = run_dir or Path(tempfile.mkdtemp(prefix="imagegen-vm-"))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.sockets = Sockets(qmp=self.run_dir / "qmp.sock", agent=self.run_dir / "qga.sock",
+                               serial=self.run_dir / "serial.sock",
+                               serial_log=self.run_dir / "serial.log",
+                               pidfile=self.run_dir / "qemu.pid")
+        self.qmp = Monitor(self.sockets.qmp)
+        self.agent = GuestAgent(self.sockets.agent)
+        self.pid: int | None = None
+        self.launched_at: float | None = None  # host wall clock when the guest CPUs started
+
+    def nic(self, nic_id: str) -> Nic:
+        for n in self.nics:
+            if n.id == nic_id:
+                return n
+        raise KeyError(nic_id)
+
+    def spec(self, *, start_paused: bool = False, serial_on_stdio: bool = False) -> VmSpec:
+        overlay = self.run_dir / "disk.qcow2"
+        boot = (Boot(uefi=True, ovmf_vars=self.run_dir / "OVMF_VARS.fd") if self.uefi else
+                Boot(kernel=self.files.kernel, initrd=self.files.initrd, cmdline=self.cmdline))
+        return VmSpec(accel=self.accel, boot=boot, disk=Disk(self.files.image, overlay),
+                      sockets=self.sockets, nics=self.nics, memory_mib=self.memory_mib, cpus=self.cpus,
+                      serial_on_stdio=serial_on_stdio, start_paused=start_paused,
+                      # A guest panic (panic=-1) ends QEMU instead of rebooting in a loop.
+                      extra=("-no-reboot",))
+
+    def _prepare_disk(self) -> None:
+        # The image itself is only ever a read-only backing file.
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+             "-b", str(self.files.image.resolve()), str(self.run_dir / "disk.qcow2")])
+        if self.uefi:
+            shutil.copyfile(OVMF_VARS, self.run_dir / "OVMF_VARS.fd")
+
+    def launch(self, *, paused: bool = False) -> None:
+        """Start QEMU and connect QMP. With paused, the CPUs wait for resume() (QMP set-up first)."""
+        if self.pid is not None:
+            raise ImagegenError("the machine is already running")
+        try:
+            self._prepare_disk()
+            argv = build_argv(self.spec(start_paused=paused), qemu_binary()) + ["-daemonize"]
+            run(argv, timeout=120)
+            self.pid = int(self.sockets.pidfile.read_text().strip())
+            self.qmp.connect()
+            if not paused:
+                self.launched_at = time.time()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def resume(self) -> None:
+        self.qmp.cont()
+        self.launched_at = time.time()
+
+    def interactive(self) -> int:
+        """Run in the foreground with the serial console on this terminal, until QEMU exits."""
+        self._prepare_disk()
+        argv = build_argv(self.spec(serial_on_stdio=True), qemu_binary())
+        try:
+            return run(argv, check=False, capture=False).returncode
+        finally:
+            self._cleanup_files()
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None and _alive(self.pid) and str(self.sockets.pidfile) in _cmdline_of(
+            self.pid)
+
+    def wait_exit(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.running:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
+    def powerdown(self, timeout: float) -> float:
+        """ACPI power button; returns seconds until QEMU exited. Raises if it did not within timeout."""
+        start = time.monotonic()
+        self.qmp.system_powerdown()
+        if not self.wait_exit(timeout):
+            raise ImagegenError(f"the guest did not power off within {timeout:.0f} s")
+        return time.monotonic() - start
+
+    def _signal(self, sig: int) -> None:
+        if self.pid is not None and self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def shutdown(self) -> None:
+        """Stop QEMU now (quit, then SIGTERM, then SIGKILL), close channels, remove the run dir."""
+        self.agent.close()
+        if self.running and self.qmp.connected:
+            self.qmp.quit()
+            self.wait_exit(5)
+        self.qmp.close()
+        if self.running:
+            self._signal(signal.SIGTERM)
+            if not self.wait_exit(5):
+                self._signal(signal.SIGKILL)
+                self.wait_exit(10)
+        self.pid = None
+        self._cleanup_files()
+
+    def _cleanup_files(self) -> None:
+        for p in (self.sockets.qmp, self.sockets.agent, self.sockets.serial, self.sockets.pidfile,
+                  self.run_dir / "disk.qcow2", self.run_dir / "OVMF_VARS.fd"):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        if self._own_run_dir:
+            # The serial log goes with the directory: save what you need (artifacts) before this.
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def detach(self) -> None:
+        """Leave QEMU running (--keep): close our channels, keep sockets and files."""
+        self.agent.close()
+        self.qmp.close()
+        self.pid = None
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.keep and exc_type is None:
+            self.detach()
+        else:
+            self.shutdown()

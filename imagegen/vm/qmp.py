@@ -1,0 +1,147 @@
+"""QMP, the VM's control channel, through qemu.qmp's synchronous API."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import QMPError
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from imagegen.errors import ImagegenError
+
+log = logging.getLogger("imagegen.vm.qmp")
+
+COMMAND_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """A QMP event; time is QEMU's own wall-clock stamp, comparable with time.time() on this host."""
+
+    name: str
+    time: float
+    data: Mapping[str, Any]
+
+
+def _event(msg: Mapping[str, Any]) -> Event:
+    ts = msg.get("timestamp", {})
+    return Event(str(msg["event"]), ts.get("seconds", 0) + ts.get("microseconds", 0) / 1e6,
+                 msg.get("data", {}))
+
+
+class Monitor:
+    """One QMP connection. Every event seen is kept in .events, in order, for the report's timeline."""
+
+    def __init__(self, socket: Path) -> None:
+        self.socket = socket
+        self._qmp: QEMUMonitorProtocol | None = None
+        self.events: list[Event] = []
+
+    def connect(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            qmp = QEMUMonitorProtocol(str(self.socket))
+            try:
+                qmp.connect(negotiate=True)
+                break
+            except (OSError, QMPError) as e:
+                qmp.close()
+                if time.monotonic() > deadline:
+                    raise ImagegenError(f"cannot connect to QMP at {self.socket}: {e}") from e
+                time.sleep(0.2)
+        qmp.settimeout(COMMAND_TIMEOUT)
+        self._qmp = qmp
+
+    def close(self) -> None:
+        if self._qmp is not None:
+            try:
+                self._qmp.close()
+            except (OSError, QMPError, EOFError):
+                pass  # QEMU already gone: nothing left to close
+            self._qmp = None
+
+    @property
+    def connected(self) -> bool:
+        return self._qmp is not None
+
+    def cmd(self, command: str, /, **args: Any) -> Any:
+        if self._qmp is None:
+            raise ImagegenError("QMP is not connected")
+        log.debug("qmp %s %s", command, args)
+        try:
+            return self._qmp.cmd(command, **args)
+        except QMPError as e:
+            raise ImagegenError(f"QMP {command} failed: {e}") from e
+
+    def _drain(self, wait: float | bool = False) -> list[Event]:
+        assert self._qmp is not None
+        try:
+            new = [_event(m) for m in self._qmp.get_events(wait=wait)]
+        except TimeoutError:
+            new = []
+        self.events.extend(new)
+        return new
+
+    def wait_event(self, name: str, timeout: float, since: int = 0, **match: Any) -> Event:
+        """The first event `name` (with data matching `match`) at index >= since in .events."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for ev in self.events[since:]:
+                if ev.name == name and all(ev.data.get(k) == v for k, v in match.items()):
+                    return ev
+            since = len(self.events)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no QMP event {name} {match or ''} within {timeout:.0f} s")
+            self._drain(wait=min(left, 1.0))
+
+    # The commands the scenarios use, named as QMP names them.
+
+    def cont(self) -> None:
+        self.cmd("cont")
+
+    def status(self) -> str:
+        return str(self.cmd("query-status")["status"])
+
+    def set_link(self, device: str, up: bool) -> float:
+        """Set a NIC's link; returns the host wall-clock time at which QEMU acknowledged it."""
+        self.cmd("set_link", name=device, up=up)
+        return time.time()
+
+    def device_del(self, device: str, timeout: float = 60.0) -> Event:
+        """Unplug a device and wait until the guest has let it go (DEVICE_DELETED)."""
+        mark = len(self.events)
+        self.cmd("device_del", id=device)
+        return self.wait_event("DEVICE_DELETED", timeout, since=mark, device=device)
+
+    def device_add(self, props: Mapping[str, str]) -> float:
+        self.cmd("device_add", **props)
+        return time.time()
+
+    def pci_devices(self) -> list[str]:
+        ids: list[str] = []
+
+        def walk(devs: list[dict[str, Any]]) -> None:
+            for d in devs:
+                if d.get("qdev_id"):
+                    ids.append(d["qdev_id"])
+                walk(d.get("pci_bridge", {}).get("devices", []))
+
+        for bus in self.cmd("query-pci"):
+            walk(bus.get("devices", []))
+        return ids
+
+    def system_powerdown(self) -> float:
+        self.cmd("system_powerdown")
+        return time.time()
+
+    def quit(self) -> None:
+        try:
+            self.cmd("quit")
+        except (ImagegenError, EOFError, OSError):
+            pass  # QEMU closes the socket as it exits, sometimes before answering
