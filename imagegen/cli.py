@@ -1,0 +1,133 @@
+"""The imagegen command line: parse, call a stage, print. No stage logic lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from imagegen import __version__
+from imagegen.errors import ImagegenError
+from imagegen.profile import load_profiles
+from imagegen.profile.show import show_profile
+from imagegen.render import host_state_for, render_overlay, resolve_target
+from imagegen.render.verify import verify_units
+
+app = typer.Typer(
+    name="imagegen",
+    help="Describe a machine once in a TOML host profile; render its files, build its image with mkosi, "
+    "boot it under QEMU and prove its network over QMP.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+Profiles = Annotated[
+    list[Path],
+    typer.Argument(help="Host profile TOML files; later files override earlier ones key by key, lists replace.",
+                   show_default=False),
+]
+StateFile = Annotated[
+    Path | None,
+    typer.Option("--state", help="Host state file (DUID, dhcp6c key). Default: HOSTNAME.state.toml beside the "
+                 "last profile; created on first use, mode 0600."),
+]
+
+
+def reports_errors(func: F) -> F:
+    """Turn an ImagegenError into its message on stderr and its exit code, without a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ImagegenError as e:
+            err = Console(stderr=True, highlight=False, soft_wrap=True)
+            for line in e.message.splitlines():
+                err.print(f"[bold red]error:[/] {line}", markup=True)
+            if e.hint:
+                err.print(f"[bold]hint:[/] {e.hint}", markup=True)
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"imagegen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every external command.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
+@app.command()
+@reports_errors
+def render(
+    profiles: Profiles,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the overlay tree to "
+                                      "(replaced atomically).")] = Path("build/overlay"),
+    state: StateFile = None,
+) -> None:
+    """Render the overlay tree of a host: units, configs, hard links and enablement links."""
+    loaded = load_profiles(profiles)
+    plan = render_overlay(loaded, out, state=host_state_for(loaded, state))
+    Console().print(f"rendered {len(plan.entries)} entries for [bold]{loaded.profile.image.hostname}[/] into {out}")
+
+
+@app.command()
+@reports_errors
+def check(
+    profiles: Profiles,
+    state: StateFile = None,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip systemd-analyze verify.")] = False,
+) -> None:
+    """Validate profiles and verify the rendered units with systemd-analyze, writing nothing."""
+    loaded = load_profiles(profiles)
+    console = Console()
+    console.print(f"[green]ok[/] profile {' + '.join(map(str, loaded.files))}")
+    with tempfile.TemporaryDirectory(prefix="imagegen-check-") as tmp:
+        root = Path(tmp) / "root"
+        render_overlay(loaded, root, state=host_state_for(loaded, state, create=False))
+        if no_verify:
+            return
+        result = verify_units(root, resolve_target(loaded.profile.image))
+        for line in result.findings:
+            console.print(f"  {line}", highlight=False)
+        if result.skipped:
+            console.print(f"[yellow]skipped[/] unit verification: {result.skipped}")
+        elif result.findings:
+            raise ImagegenError(f"systemd-analyze verify found {len(result.findings)} problem(s) in the rendered units")
+        else:
+            console.print(f"[green]ok[/] systemd-analyze verify of {result.checked} unit(s)")
+
+
+@app.command()
+@reports_errors
+def show(
+    profiles: Profiles,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the merged profile as JSON, with defaults.")] = False,
+) -> None:
+    """Print the merged profile, each value with the file that set it."""
+    loaded = load_profiles(profiles)
+    if as_json:
+        json.dump(loaded.profile.model_dump(mode="json"), sys.stdout, indent=2)
+        print()
+        return
+    sys.stdout.write(show_profile(loaded))

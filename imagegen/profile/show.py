@@ -1,0 +1,59 @@
+"""Print a merged profile as TOML, each value followed by the file that set it (like NixOS's
+option definitions with their locations)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tomli_w
+
+from imagegen.profile.load import KeyPath, LoadedProfile
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else _value(key)
+
+
+def show_profile(loaded: LoadedProfile) -> str:
+    lines: list[str] = []
+    width = 48
+
+    def leaf(key: str, value: Any, path: KeyPath) -> None:
+        text = f"{_key(key)} = {_value(value)}"
+        lines.append(f"{text:<{width}} # {loaded.origin(path)}")
+
+    def table(data: dict[str, Any], path: KeyPath, header: str | None) -> None:
+        scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not _is_table_list(v)}
+        if header is not None and (scalars or not data):
+            lines.append("")
+            lines.append(header)
+        for key, value in scalars.items():
+            leaf(key, value, path + (key,))
+        for key, value in data.items():
+            here = path + (key,)
+            name = ".".join(_key(str(p)) for p in here)
+            if isinstance(value, dict):
+                table(value, here, f"[{name}]")
+            elif _is_table_list(value):
+                for i, item in enumerate(value):
+                    lines.append("")
+                    lines.append(f"{'[[' + name + ']]':<{width}} # {loaded.origin(here)}")
+                    sub = {k: v for k, v in item.items() if not isinstance(v, dict)}
+                    for k, v in sub.items():
+                        leaf(k, v, here)
+                    for k, v in item.items():
+                        if isinstance(v, dict):
+                            table(v, here + (i, k), f"[{name}.{_key(k)}]")
+
+    table(loaded.merged, (), None)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _is_table_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
