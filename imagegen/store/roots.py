@@ -1,0 +1,67 @@
+"""Out-links (`result-<host>`) and the GC roots that keep what they point at alive.
+
+Like Nix's automatic roots: an out-link is a symlink anywhere to a store entry, and the store
+keeps, under gcroots/, a symlink to the out-link. Deleting the out-link releases the entry; the
+dangling root is cleared by the next gc.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from imagegen.errors import UsageError
+from imagegen.store.entry import ENTRY_NAME, Entry
+from imagegen.store.hashing import short_digest
+
+if TYPE_CHECKING:
+    from imagegen.store.store import Store
+
+GCROOTS = "gcroots"
+
+
+def add_out_link(store: Store, link: Path, entry: Entry) -> Path:
+    """Point the symlink `link` at entry (replacing an older link there) and register it as a GC root.
+
+    Returns the absolute link path. A non-link file or directory at `link` is never replaced.
+    """
+    link = Path(os.path.abspath(link))
+    if (link.exists() or link.is_symlink()) and not link.is_symlink():
+        raise UsageError(
+            f"{link} exists and is not a symbolic link", "remove it or choose another --out-link"
+        )
+    if not link.parent.is_dir():
+        raise UsageError(f"{link.parent} is not a directory", "create it or choose another --out-link")
+    _replace_symlink(link, entry.path)
+    roots = store.root / GCROOTS
+    roots.mkdir(parents=True, exist_ok=True)
+    # Named by the link's absolute path, so one out-link has one root however often it moves.
+    readable = re.sub(r"[^A-Za-z0-9+._=-]", "_", link.name)
+    _replace_symlink(roots / f"{short_digest(str(link).encode())}-{readable}", link)
+    return link
+
+
+def _replace_symlink(path: Path, target: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+
+
+def live_roots(store: Store) -> tuple[set[str], list[Path]]:
+    """Path names the GC roots reach, and the roots whose out-link is gone or points elsewhere."""
+    live: set[str] = set()
+    stale: list[Path] = []
+    roots = store.root / GCROOTS
+    if not roots.is_dir():
+        return live, stale
+    real_root = Path(os.path.realpath(store.root))
+    for root in sorted(roots.iterdir()):
+        target = Path(os.path.realpath(root))
+        if target.parent == real_root and ENTRY_NAME.fullmatch(target.name):
+            live.add(target.name)
+        else:
+            stale.append(root)
+    return live, stale
