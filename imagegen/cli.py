@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from imagegen import __version__
+from imagegen.build import command as build_command
 from imagegen.errors import ImagegenError
 from imagegen.profile import load_profiles
 from imagegen.profile.show import show_profile
@@ -131,3 +132,9 @@ def show(
         print()
         return
     sys.stdout.write(show_profile(loaded))
+
+
+# The build stage's commands live in imagegen/build/command.py.
+app.command("setup")(reports_errors(build_command.setup))
+app.command("doctor")(reports_errors(build_command.doctor))
+app.command("build")(reports_errors(build_command.build))

@@ -102,8 +102,10 @@ def prepare_inputs(request: BuildRequest, work: Path, mirror: DebianMirror) -> M
     if request.distribution == "debian":
         sandbox = trees.write_sandbox_tree(config / "sandbox", mirror, request.resolved_release)
     tools_sandbox = trees.write_sandbox_tree(config / "tools-sandbox", mirror, tools_release)
-    policy = trees.write_policy_tree(config / "policy", request.overlay, request.distribution)
     lab_tree = repo_root() / "overlays" / "lab"
+    use_lab_tree = request.lab and lab_tree.is_dir()
+    overlays = [request.overlay, *([lab_tree] if use_lab_tree else [])]
+    policy = trees.write_policy_tree(config / "policy", overlays, request.distribution)
     return MkosiInputs(
         output_dir=work,
         cache_dir=request.cache_dir,
@@ -111,7 +113,7 @@ def prepare_inputs(request: BuildRequest, work: Path, mirror: DebianMirror) -> M
         policy_tree=policy,
         sandbox_tree=sandbox,
         tools_sandbox_tree=tools_sandbox,
-        lab_tree=lab_tree if request.lab and lab_tree.is_dir() else None,
+        lab_tree=lab_tree if use_lab_tree else None,
     )
 
 
@@ -225,6 +227,19 @@ def replace_dir(new: Path, target: Path) -> None:
     new.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def summary(request: BuildRequest) -> str:
+    """mkosi's own reading of the configuration a build would use, without building (`mkosi summary`)."""
+    mirror = debian_mirror(request)
+    with tempfile.TemporaryDirectory(prefix="imagegen-summary-") as tmp:
+        inputs = prepare_inputs(request, Path(tmp), mirror)
+        try:
+            proc = run([*mkosi_command(), *mkosi_argv(request, inputs, verb="summary")])
+        except CommandError as e:
+            last = e.output.strip().splitlines()[-1:] or ["no output"]
+            raise ImagegenError(f"mkosi rejects the configuration: {last[0].lstrip('‣ ')}") from e
+    return proc.stdout
 
 
 def build_image(request: BuildRequest, console: Console | None = None) -> BuildResult:

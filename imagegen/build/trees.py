@@ -28,7 +28,9 @@ UNWANTED_SERVICES = (
 # unit that presets do not reach: only a mask stops it.
 MASKED_SERVICES = {"debian": ("wide-dhcpv6-client.service",), "arch": ()}
 
-PRESET_NAME = "90-imagegen.preset"
+# Read before the distribution's 90-systemd.preset (which enables networkd and resolved); the renderer's
+# own preset (00-…) still decides the profile's units, as the first matching line wins.
+PRESET_NAME = "80-imagegen-packages.preset"
 
 
 def overlay_unit_files(overlay: Path) -> list[str]:
@@ -67,9 +69,10 @@ def write_sandbox_tree(root: Path, mirror: DebianMirror, release: str) -> Path:
     return root
 
 
-def write_policy_tree(root: Path, overlay: Path, distribution: str) -> Path:
-    """An extra tree with the preset file and the masks; it is copied before nothing else needs it."""
-    write_file(root / "etc/systemd/system-preset" / PRESET_NAME, preset_text(overlay_unit_files(overlay)))
+def write_policy_tree(root: Path, overlays: list[Path], distribution: str) -> Path:
+    """An extra tree with the preset file and the masks, for the units of every overlay of the image."""
+    units = sorted({unit for overlay in overlays for unit in overlay_unit_files(overlay)})
+    write_file(root / "etc/systemd/system-preset" / PRESET_NAME, preset_text(units))
     for unit in MASKED_SERVICES.get(distribution, ()):
         link = root / "etc/systemd/system" / unit
         link.parent.mkdir(parents=True, exist_ok=True)

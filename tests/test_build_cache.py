@@ -1,0 +1,74 @@
+from pathlib import Path
+
+from imagegen.build import cache
+from imagegen.build.mkosi import explain_failure, was_cache_reused
+
+
+def key(conf: Path, **over: str) -> dict[str, str]:
+    args = dict(distribution="debian", release="trixie", variant="lab", mkosi_version="25.3",
+                repositories="Types: deb\n")
+    args.update(over)
+    return cache.config_key(conf_dir=conf, **args)
+
+
+def fake_cache(cache_dir: Path) -> None:
+    (cache_dir / "debian~trixie~x86-64.cache").mkdir(parents=True)
+    (cache_dir / "debian~trixie~x86-64.manifest").write_text("{}")
+    (cache_dir / "tools.cache").mkdir()
+
+
+def test_decision_follows_config_packages_and_repositories(tmp_path: Path) -> None:
+    conf = tmp_path / "mkosi.conf.d"
+    conf.mkdir()
+    (conf / "10.conf").write_text("[Content]\nPackages=iw\n")
+    cache_dir = tmp_path / "cache"
+
+    assert not cache.decide(cache_dir, "debian", key(conf)).reuse
+    fake_cache(cache_dir)
+    assert not cache.decide(cache_dir, "debian", key(conf)).reuse  # no key recorded by imagegen yet
+    cache.record_key(cache_dir, key(conf))
+    assert cache.decide(cache_dir, "debian", key(conf)).reuse
+
+    changed = cache.decide(cache_dir, "debian", key(conf, repositories="Types: deb\nURIs: x\n"))
+    assert not changed.reuse and "repositories" in changed.reason
+    (conf / "10.conf").write_text("[Content]\nPackages=iw tcpdump\n")
+    changed = cache.decide(cache_dir, "debian", key(conf))
+    assert not changed.reuse and "mkosi_conf" in changed.reason
+
+
+def test_dropping_the_image_cache_keeps_the_tools_tree(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    fake_cache(cache_dir)
+    cache.record_key(cache_dir, {"a": "b"})
+    cache.drop_image_cache(cache_dir, "debian")
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["tools.cache"]
+
+
+COLD = """\
+‣ Building tools image
+‣  Installing Debian
+‣  Installing cache copies
+‣  Copying cached trees
+‣ Building default image
+‣  Installing Debian
+‣  Installing cache copies
+‣  Copying cached trees
+"""
+WARM = """\
+‣ Building tools image
+‣ Building default image
+‣  Copying cached trees
+‣  Copying in extra file trees
+"""
+
+
+def test_cache_reuse_is_read_from_the_image_section_of_the_log() -> None:
+    assert not was_cache_reused(COLD)
+    assert was_cache_reused(WARM)
+
+
+def test_failures_are_explained_in_one_line() -> None:
+    assert explain_failure(["error: failed retrieving file 'core.db'"]) == (
+        "mkosi could not download from the Arch mirror"
+    )
+    assert explain_failure(["‣ Installing Debian", "E: boom"]) == "mkosi build failed: Installing Debian"
