@@ -111,7 +111,7 @@ def _access_point(profile: Profile, net: Network) -> AccessPoint:
 
 def plan_lab(profile: Profile) -> LabPlan:
     """The lab for the first bond with one ethernet and one wireless member (the seed's shape)."""
-    for name, bond in profile.bonds.items():
+    for name in profile.bonds:
         wired = profile.members_of_type(name, "ethernet")
         wireless = profile.members_of_type(name, "wireless")
         if len(wired) == 1 and len(wireless) == 1:
@@ -119,6 +119,7 @@ def plan_lab(profile: Profile) -> LabPlan:
     else:
         raise UsageError("the lab needs a bond with exactly one ethernet and one wireless member",
                          "declare one in [bonds.NAME] members (the lab has one NIC and one radio)")
+    bond = profile.bonds[name]
     ifaces = [ipaddress.ip_interface(a) for a in bond.addresses]
     static4 = tuple(i for i in ifaces if isinstance(i, ipaddress.IPv4Interface))
     static6 = tuple(i for i in ifaces if isinstance(i, ipaddress.IPv6Interface))

@@ -1,0 +1,74 @@
+"""Live progress on the terminal while scenarios run, and the summary table at the end."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from imagegen.report.model import Check, RunResult, ScenarioResult
+
+
+class ConsoleReport:
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._status = None
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[dim]{text}[/dim]")
+
+    def step(self, text: str) -> None:
+        """What is happening now (booting, waiting); replaces the previous step on a terminal."""
+        if self._status is None:
+            self._status = self.console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def _end_step(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def start_scenario(self, name: str, title: str) -> None:
+        self._end_step()
+        self.console.print(f"[bold]▶ {title}[/bold] [dim]({name})[/dim]")
+        self.step(f"{title}…")
+
+    def check(self, check: Check) -> None:
+        mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
+        self.console.print(f"  {mark} {check.name}" + (f" [dim]— {check.detail}[/dim]" if check.detail else ""))
+
+    def end_scenario(self, result: ScenarioResult) -> None:
+        self._end_step()
+        if result.skipped:
+            verdict = "[yellow]SKIP[/yellow]"
+        elif result.passed:
+            verdict = "[green]PASS[/green]"
+        else:
+            verdict = "[red]FAIL[/red]"
+        figures = ", ".join(f"{k}={v}" for k, v in result.figures.items())
+        self.console.print(f"  {verdict} in {result.seconds:.0f} s" + (f" [dim]{figures}[/dim]" if figures else ""))
+        if result.error:
+            self.console.print(f"  [red]{result.error}[/red]")
+
+    def summary(self, result: RunResult) -> None:
+        self._end_step()
+        table = Table(title=f"imagegen test {result.profile} — {result.accel.upper()}, {result.boot} boot")
+        table.add_column("scenario")
+        table.add_column("result")
+        table.add_column("checks", justify="right")
+        table.add_column("time", justify="right")
+        table.add_column("figures")
+        for s in result.scenarios:
+            verdict = ("[yellow]skip[/yellow]" if s.skipped else
+                       "[green]pass[/green]" if s.passed else "[red]FAIL[/red]")
+            ok = sum(c.ok for c in s.checks)
+            table.add_row(s.name, verdict, f"{ok}/{len(s.checks)}", f"{s.seconds:.0f} s",
+                          ", ".join(f"{k}={v}" for k, v in s.figures.items()))
+        self.console.print(table)
+        self.console.print(f"accelerator: {result.accel_reason}")
+        if result.artifacts:
+            self.console.print(f"[bold]artifacts (serial log, journals, /proc/net/bonding):[/bold] "
+                               f"{result.artifacts}")
+        self.console.print("[green bold]all scenarios passed[/green bold]" if result.passed else
+                           "[red bold]some scenarios failed[/red bold]")

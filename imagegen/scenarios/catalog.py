@@ -1,0 +1,313 @@
+"""The seven scenarios of the lab. Each is a function of a booted LabSession and a Recorder, and reads
+like the seed's "check the results": list the units, cat /proc/net/bonding, look at ip address.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from imagegen.scenarios.bonding import BondStatus
+from imagegen.scenarios.probe import ProbeResult
+from imagegen.scenarios.session import LabSession, Recorder
+from imagegen.vm.lab import HOSTAPD_UNIT
+
+ScenarioFn = Callable[[LabSession, Recorder], None]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    run: ScenarioFn
+
+
+def _probe_figures(rec: Recorder, prefix: str, probe: ProbeResult, qmp_guest_time: float) -> None:
+    rec.figure(f"{prefix}_probes_sent", probe.sent)
+    rec.figure(f"{prefix}_probes_lost", probe.lost)
+    rec.figure(f"{prefix}_gap_ms", probe.gap_ms)
+    if probe.gap_start is not None:
+        # Where the largest gap sits relative to the QMP command, on the guest's clock.
+        rec.figure(f"{prefix}_gap_from_qmp_ms", round((probe.gap_start - qmp_guest_time) * 1000, 1))
+
+
+def _active(b: BondStatus | None) -> str:
+    if b is None:
+        return "no bond"
+    return f"active slave {b.active or 'none'}"
+
+
+def _addresses4(lab: LabSession) -> set[str]:
+    link = lab.bond_link()
+    return {str(a) for a in link.with_family(4)} if link else set()
+
+
+# 1. Boot, wired primary.
+
+def boot_wired_primary(lab: LabSession, rec: Recorder) -> None:
+    p = lab.plan
+    rec.figure("agent_ready_s", round(lab.boot_seconds, 1))
+    want = p.primary or p.wired
+    bond, waited = lab.wait_active(want, lab.timeout(120))
+    rec.require(f"{p.bond} exists with active slave {want}", bond is not None,
+                f"after {waited:.0f} s: {_active(lab.bond())}")
+    assert bond is not None
+    rec.figure("active_slave_after_agent_s", round(waited, 1))
+    rec.check("bonding mode is active-backup", bond.mode == "active-backup", bond.mode)
+    rec.check(f"fail_over_mac is {p.fail_over_mac}", bond.fail_over_mac == p.fail_over_mac, bond.fail_over_mac)
+    rec.check(f"primary slave is {p.primary}", bond.primary == p.primary, str(bond.primary))
+    rec.check(f"both {p.wired} and {p.wireless} are slaves",
+              bond.slave(p.wired) is not None and bond.slave(p.wireless) is not None,
+              ", ".join(f"{s.name} MII {s.mii_status}" for s in bond.slaves))
+
+    wants = {u: "active/running" for u in lab.expected.running} | {u: "active/exited"
+                                                                   for u in lab.expected.exited}
+    states, waited = lab.wait_units(wants, lab.timeout(60))
+    for unit, want_state in wants.items():
+        rec.check(f"{unit} {want_state}", states[unit] == want_state, states[unit])
+
+    if p.dhcp4:
+        lease, waited = lab.wait_for(lab.lease4, lab.timeout(90))
+        rec.check("DHCPv4 lease on the bond", bool(lease), ", ".join(lease or []) or f"none after {waited:.0f} s")
+        if lease and lab.machine.launched_at:
+            rec.figure("lease4_after_start_s", round(time.time() - lab.machine.launched_at, 1))
+    if p.dhcp6:
+        addr6, waited = lab.wait_for(lab.address6, lab.timeout(60))
+        rec.check("DHCPv6 address on the bond", bool(addr6), ", ".join(addr6 or []) or
+                  f"none after {waited:.0f} s")
+    present = _addresses4(lab)
+    for a in p.static4:
+        rec.check(f"static fail-safe address {a}", str(a) in present, ", ".join(sorted(present)) or "none")
+    link = lab.bond_link()
+    rec.check(f"{p.bond} MAC is the wired MAC {lab.wired_mac}", link is not None and link.mac == lab.wired_mac,
+              link.mac if link else "no bond")
+    rec.check(f"the AP reaches {p.probe_target()}", lab.ap_ping(p.probe_target()), "ping from netns ap")
+
+
+# 2. Failover.
+
+def failover(lab: LabSession, rec: Recorder) -> None:
+    p = lab.plan
+    before = lab.bond()
+    rec.require(f"starts on {p.wired}", before is not None and before.active == p.wired,
+                _active(before))
+    addrs_before = _addresses4(lab)
+    station = lab.station_mac()
+    lab.start_probe("failover")
+    time.sleep(1.0)
+    offset = lab.clock_offset()
+    t_qmp = lab.qmp.set_link(p.wired_nic.id, False)
+    bond, waited = lab.wait_active(p.wireless, lab.timeout(15))
+    rec.figure("switch_seen_after_qmp_s", round(waited, 2))
+    rec.check(f"set_link {p.wired_nic.id} off: active slave becomes {p.wireless}", bond is not None,
+              f"after {waited:.1f} s" if bond else _active(lab.bond()))
+    time.sleep(3.0)
+    probe = lab.stop_probe("failover")
+    link = lab.bond_link()
+    want_mac = station if p.fail_over_mac == "active" else lab.wired_mac
+    rec.check(f"{p.bond} MAC follows fail_over_mac={p.fail_over_mac} ({want_mac})",
+              link is not None and link.mac == want_mac, link.mac if link else "no bond")
+    after = _addresses4(lab)
+    rec.check("IPv4 addresses unchanged", after == addrs_before,
+              f"before {sorted(addrs_before)}, after {sorted(after)}")
+    _probe_figures(rec, "failover", probe, t_qmp + offset)
+    rec.check("traffic continues over the wlan", probe.replies_after(t_qmp + offset + waited),
+              f"{probe.received}/{probe.sent} replies, {probe.lost} lost, largest gap {probe.gap_ms} ms")
+    rec.check("outage under 3 s", probe.gap_ms < 3000, f"{probe.gap_ms} ms")
+
+
+# 3. Failback.
+
+def failback(lab: LabSession, rec: Recorder) -> None:
+    p = lab.plan
+    before = lab.bond()
+    rec.require(f"starts on {p.wireless} with the wired link off",
+                before is not None and before.active == p.wireless,
+                _active(before))
+    lab.start_probe("failback")
+    time.sleep(1.0)
+    offset = lab.clock_offset()
+    t_qmp = lab.qmp.set_link(p.wired_nic.id, True)
+    # With a primary and primary_reselect always/better, the bond returns to the wired primary.
+    want = p.wired if (p.primary == p.wired) else p.wireless
+    bond, waited = lab.wait_active(want, lab.timeout(15))
+    rec.figure("switch_seen_after_qmp_s", round(waited, 2))
+    rec.check(f"set_link {p.wired_nic.id} on: active slave returns to {want}", bond is not None,
+              f"after {waited:.1f} s" if bond else _active(lab.bond()))
+    time.sleep(3.0)
+    probe = lab.stop_probe("failback")
+    link = lab.bond_link()
+    rec.check(f"{p.bond} MAC is the wired MAC again", link is not None and link.mac == lab.wired_mac,
+              link.mac if link else "no bond")
+    _probe_figures(rec, "failback", probe, t_qmp + offset)
+    rec.check("traffic continues", probe.replies_after(t_qmp + offset + waited),
+              f"{probe.received}/{probe.sent} replies, {probe.lost} lost, largest gap {probe.gap_ms} ms")
+    rec.check("outage under 3 s", probe.gap_ms < 3000, f"{probe.gap_ms} ms")
+
+
+# 4. Wifi-only boot: the seed's dhclient MAC trap.
+
+def wifi_only_boot(lab: LabSession, rec: Recorder) -> None:
+    p = lab.plan
+    rec.figure("agent_ready_s", round(lab.boot_seconds, 1))
+    bond, waited = lab.wait_active(p.wireless, lab.timeout(120))
+    rec.require(f"booted with {p.wired} link off: active slave is {p.wireless}", bond is not None,
+                f"after {waited:.0f} s: {_active(lab.bond())}")
+    if p.dhcp4:
+        lease, waited = lab.wait_for(lab.lease4, lab.timeout(120))
+        rec.check("dhclient still gets a DHCPv4 lease", bool(lease),
+                  ", ".join(lease or []) or f"none after {waited:.0f} s")
+        if lease and lab.machine.launched_at:
+            rec.figure("lease4_after_start_s", round(time.time() - lab.machine.launched_at, 1))
+    link = lab.bond_link()
+    if p.fail_over_mac == "active":
+        station = lab.station_mac()
+        rec.check(f"{p.bond} MAC is the wlan MAC {station}", link is not None and link.mac == station,
+                  link.mac if link else "no bond")
+    states = lab.unit_states(list(lab.expected.running))
+    for unit, state in states.items():
+        rec.check(f"{unit} active/running", state == "active/running", state)
+    rec.check(f"the AP reaches {p.probe_target()} over the wlan", lab.ap_ping(p.probe_target()), "ping")
+
+
+# 5. Hot-unplug and replug of the wired NIC and of the station radio.
+
+def hotplug(lab: LabSession, rec: Recorder) -> None:
+    p = lab.plan
+    nic = p.wired_nic
+    slave_unit = f"{p.wired}@{p.bond}.service"
+    b = lab.bond()
+    rec.require(f"starts on {p.wired}", b is not None and b.active == p.wired, _active(b))
+
+    ev = lab.qmp.device_del(nic.id, timeout=lab.timeout(30))
+    rec.check(f"device_del {nic.id}: DEVICE_DELETED", True, f"event at {ev.time:.3f}")
+    states, waited = lab.wait_units({slave_unit: "inactive"}, lab.timeout(30))
+    rec.check(f"{slave_unit} stops", states[slave_unit].startswith("inactive"), states[slave_unit])
+    bond, waited = lab.wait_active(p.wireless, lab.timeout(15))
+    rec.check(f"bond stays up on {p.wireless}", bond is not None and bond.slave(p.wired) is None,
+              _active(lab.bond()))
+
+    t_add = lab.qmp.device_add(nic.device_args())
+    states, waited = lab.wait_units({slave_unit: "active/exited"}, lab.timeout(60))
+    rec.check(f"device_add {nic.id}: {slave_unit} starts by itself", states[slave_unit] == "active/exited",
+              f"{states[slave_unit]} after {waited:.1f} s")
+    want = p.wired if p.primary == p.wired else p.wireless
+    bond, waited = lab.wait_active(want, lab.timeout(30))
+    rec.figure("wired_replug_to_active_s", round(time.time() - t_add, 1))
+    rec.check(f"{p.wired} re-enslaved and active again", bond is not None and bond.slave(p.wired) is not None,
+              _active(lab.bond()))
+
+    # The radio: removing the station's interface is what unplugging a wireless card does to the
+    # network stack (the device, its slave and supplicant units go); adding it back is the replug.
+    sup = f"supplicant@{p.wireless}.service"
+    wslave = f"{p.wireless}@{p.bond}.service"
+    phy = lab.sh(f"cat /sys/class/net/{p.wireless}/phy80211/name").strip()
+    lab.sh(f"iw dev {p.wireless} del")
+    states, waited = lab.wait_units({sup: "inactive", wslave: "inactive"}, lab.timeout(30))
+    rec.check(f"{p.wireless} removed: {sup} and {wslave} stop",
+              all(s.startswith("inactive") for s in states.values()), str(states))
+    b = lab.bond()
+    rec.check(f"bond keeps {p.wired} active", b is not None and b.active == p.wired and
+              b.slave(p.wireless) is None, _active(b))
+    t_add = time.time()
+    lab.sh(f"iw phy {phy} interface add {p.wireless} type managed")
+    states, waited = lab.wait_units({sup: "active/running", wslave: "active/exited"}, lab.timeout(60))
+    rec.check(f"{p.wireless} added: {sup} and {wslave} start again",
+              states[sup] == "active/running" and states[wslave] == "active/exited", str(states))
+
+    def associated() -> bool:
+        b = lab.bond()
+        s = b.slave(p.wireless) if b else None
+        return s is not None and s.mii_status == "up"
+    ok, waited = lab.wait_for(associated, lab.timeout(60))
+    rec.figure("radio_readd_to_associated_s", round(time.time() - t_add, 1))
+    rec.check(f"{p.wireless} is a slave again with its link up (associated)", bool(ok),
+              f"after {waited:.0f} s")
+
+
+# 6. Access point lost.
+
+def ap_lost(lab: LabSession, rec: Recorder) -> None:
+    p = lab.plan
+    lab.qmp.set_link(p.wired_nic.id, False)
+    bond, _ = lab.wait_active(p.wireless, lab.timeout(15))
+    rec.require(f"on {p.wireless} with the wired link off", bond is not None,
+                _active(lab.bond()))
+    lab.sh(f"systemctl stop {HOSTAPD_UNIT}")
+    t0 = time.monotonic()
+    bond, waited = lab.wait_active(None, lab.timeout(30))
+    rec.figure("no_active_slave_after_s", round(waited, 1))
+    rec.check("hostapd stopped: the bond has no active slave", bond is not None,
+              _active(lab.bond()))
+    present = _addresses4(lab)
+    for a in p.static4:
+        rec.check(f"static fail-safe address {a} stays", str(a) in present, ", ".join(sorted(present)))
+    lab.sh(f"systemctl start {HOSTAPD_UNIT}")
+    t1 = time.monotonic()
+    bond, waited = lab.wait_active(p.wireless, lab.timeout(90))
+    rec.figure("recovered_after_ap_restart_s", round(time.monotonic() - t1, 1))
+    rec.check(f"hostapd back: {p.wireless} active again without manual action", bond is not None,
+              f"after {waited:.0f} s (AP was down {t1 - t0:.0f} s)")
+    ok, _ = lab.wait_for(lambda: lab.ap_ping(p.probe_target(), count=1), lab.timeout(30))
+    rec.check(f"the AP reaches {p.probe_target()} again", bool(ok), "ping")
+    lab.qmp.set_link(p.wired_nic.id, True)
+    lab.wait_active(p.primary or p.wired, lab.timeout(15))
+
+
+# 7. Clean shutdown.
+
+def stop_positions(console: str, unit: str) -> tuple[int | None, int | None]:
+    """Offsets of systemd's 'Stopping <unit>' and 'Stopped <unit>' console lines (None: not seen).
+
+    The console shows, e.g.:  "         Stopping dhclient@bond0.service - ISC dhclient on interface bond0..."
+                              "[  OK  ] Stopped dhclient@bond0.service - ISC dhclient on interface bond0."
+    """
+    name = re.escape(unit)
+    stopping = re.search(rf"Stopping {name}\b", console)
+    stopped = re.search(rf"Stopped {name}\b", console)
+    return (stopping.start() if stopping else None, stopped.start() if stopped else None)
+
+
+def clean_shutdown(lab: LabSession, rec: Recorder) -> None:
+    p = lab.plan
+    log = lab.machine.sockets.serial_log
+    mark = log.stat().st_size if log.exists() else 0
+    bound = lab.timeout(60)
+    start = time.monotonic()
+    lab.qmp.system_powerdown()
+    exited = lab.machine.wait_exit(bound)
+    rec.figure("powerdown_s", round(time.monotonic() - start, 1))
+    rec.require(f"system_powerdown: the VM stops within {bound:.0f} s", exited,
+                f"{time.monotonic() - start:.0f} s")
+    text = log.read_bytes()[mark:].decode(errors="replace")
+    dhcp = [u for u in lab.expected.running if not u.startswith("supplicant@")]
+    sup = f"supplicant@{p.wireless}.service"
+    sup_stopping, _ = stop_positions(text, sup)
+    rec.check(f"{sup} stopped", sup_stopping is not None, "seen on the console" if sup_stopping else "not seen")
+    for unit in dhcp:
+        _, stopped = stop_positions(text, unit)
+        rec.check(f"{unit} stopped before {sup} began to stop",
+                  stopped is not None and sup_stopping is not None and stopped < sup_stopping,
+                  "order as the seed requires" if stopped is not None and sup_stopping is not None
+                  and stopped < sup_stopping else f"stopped at {stopped}, supplicant stopping at {sup_stopping}")
+    master = f"master@{p.bond}.service"
+    m_stopping, _ = stop_positions(text, master)
+    for unit in [*dhcp, *(u for u in lab.expected.exited if u.startswith("static@"))]:
+        _, stopped = stop_positions(text, unit)
+        rec.check(f"{unit} stopped before {master} began to stop",
+                  stopped is not None and m_stopping is not None and stopped < m_stopping,
+                  f"stopped at {stopped}, master stopping at {m_stopping}")
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("boot-wired-primary", "Boot, wired primary", boot_wired_primary),
+    Scenario("failover", "Failover (set_link wired off)", failover),
+    Scenario("failback", "Failback (set_link wired on)", failback),
+    Scenario("wifi-only-boot", "Wifi-only boot (dhclient MAC trap)", wifi_only_boot),
+    Scenario("hotplug", "Hot-unplug and replug (wired NIC, radio)", hotplug),
+    Scenario("ap-lost", "Access point lost and back", ap_lost),
+    Scenario("clean-shutdown", "Clean shutdown (stop ordering)", clean_shutdown),
+)
+BY_NAME = {s.name: s for s in SCENARIOS}

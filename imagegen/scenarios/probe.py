@@ -1,0 +1,64 @@
+"""The outage probe: ping every few ms from the AP's namespace to the bond, timestamped by ping -D.
+
+The numbers come from ping's own lines, e.g.
+
+    [1732560000.123456] 64 bytes from 192.168.0.2: icmp_seq=12 ttl=64 time=0.512 ms
+    [1732560000.143981] no answer yet for icmp_seq=13
+    40 packets transmitted, 38 received, 5% packet loss, time 801ms
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from [^:]+: icmp_seq=(\d+)")
+_SUMMARY = re.compile(r"^(\d+) packets transmitted, (\d+) (?:packets )?received")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    interval_ms: float
+    sent: int
+    received: int
+    lost_seqs: tuple[int, ...]
+    # Largest time between two consecutive replies: the outage as the peer saw it.
+    gap_ms: float
+    gap_start: float | None  # guest wall clock of the last reply before the largest gap
+    gap_end: float | None
+    first_reply: float | None
+    last_reply: float | None
+
+    @property
+    def lost(self) -> int:
+        return len(self.lost_seqs)
+
+    def replies_after(self, t: float) -> bool:
+        return self.last_reply is not None and self.last_reply > t
+
+
+def parse_ping(text: str, interval_ms: float) -> ProbeResult:
+    replies: dict[int, float] = {}
+    sent: int | None = None
+    for line in text.splitlines():
+        m = _REPLY.match(line.strip())
+        if m:
+            replies.setdefault(int(m.group(2)), float(m.group(1)))
+            continue
+        s = _SUMMARY.match(line.strip())
+        if s:
+            sent = int(s.group(1))
+    highest = max(replies, default=0)
+    if sent is None:
+        # Killed before it printed its summary: count up to the last sequence number seen.
+        sent = highest
+    # ping numbers from 1; replies that arrive out of order still count once.
+    lost = tuple(seq for seq in range(1, sent + 1) if seq not in replies)
+    times = sorted(replies.values())
+    gap, start, end = 0.0, None, None
+    for a, b in zip(times, times[1:], strict=False):
+        if b - a > gap:
+            gap, start, end = b - a, a, b
+    return ProbeResult(interval_ms=interval_ms, sent=sent, received=len(replies), lost_seqs=lost,
+                       gap_ms=round(gap * 1000, 1), gap_start=start, gap_end=end,
+                       first_reply=times[0] if times else None, last_reply=times[-1] if times else None)

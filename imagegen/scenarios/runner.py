@@ -1,0 +1,145 @@
+"""Run the scenarios: boot the lab VMs they need, run each scenario, keep evidence of failures."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagegen.errors import ImagegenError
+from imagegen.report.artifacts import save_file
+from imagegen.report.console import ConsoleReport
+from imagegen.report.model import RunResult, ScenarioResult
+from imagegen.scenarios.catalog import BY_NAME, SCENARIOS, Scenario
+from imagegen.scenarios.session import LabSession, Recorder, ScenarioFailed
+from imagegen.vm.accel import AccelChoice
+from imagegen.vm.lab import LAB_NICS, LabPlan
+from imagegen.vm.machine import ImageFiles, Machine
+
+# Which scenarios share one boot. The wifi-only boot needs its own VM: the wired link is off from the start.
+MAIN_VM = ("boot-wired-primary", "failover", "failback", "hotplug", "ap-lost", "clean-shutdown")
+WIFI_ONLY_VM = ("wifi-only-boot",)
+
+
+@dataclass(frozen=True)
+class TestOptions:
+    uefi: bool = False
+    keep: bool = False
+    artifacts: Path = Path("artifacts")
+    only: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Group:
+    name: str
+    wired_link: bool
+    scenarios: tuple[Scenario, ...]
+
+
+def _groups(options: TestOptions) -> list[_Group]:
+    chosen = set(options.only or BY_NAME)
+    main = tuple(BY_NAME[n] for n in MAIN_VM if n in chosen and not (options.keep and n == "clean-shutdown"))
+    wifi = tuple(BY_NAME[n] for n in WIFI_ONLY_VM if n in chosen)
+    groups = [_Group("main", True, main), _Group("wifi-only", False, wifi)]
+    if options.keep:
+        # The VM that is kept must be the last one started.
+        groups.reverse()
+    return [g for g in groups if g.scenarios]
+
+
+class LabRun:
+    def __init__(self, plan: LabPlan, dhcp6_unit: str, files: ImageFiles, accel: AccelChoice,
+                 options: TestOptions, report: ConsoleReport) -> None:
+        self.plan = plan
+        self.dhcp6_unit = dhcp6_unit
+        self.files = files
+        self.accel = accel
+        self.options = options
+        self.report = report
+        self.results: dict[str, ScenarioResult] = {}
+        self.figures: dict[str, float | int | str] = {}
+        self.failed_any = False
+
+    def _artifacts(self) -> Path:
+        self.failed_any = True
+        self.options.artifacts.mkdir(parents=True, exist_ok=True)
+        return self.options.artifacts
+
+    def run(self, profile_label: str) -> RunResult:
+        groups = _groups(self.options)
+        for i, group in enumerate(groups):
+            keep = self.options.keep and i == len(groups) - 1
+            self._run_group(group, keep)
+        ordered = tuple(self.results[s.name] for s in SCENARIOS if s.name in self.results)
+        return RunResult(profile=profile_label, accel=self.accel.accel, accel_reason=self.accel.reason,
+                         boot="uefi" if self.options.uefi else "direct-kernel", scenarios=ordered,
+                         artifacts=str(self.options.artifacts.resolve()) if self.failed_any else None,
+                         figures=self.figures)
+
+    def _run_group(self, group: _Group, keep: bool) -> None:
+        machine = Machine(self.files, accel=self.accel.accel, nics=LAB_NICS, uefi=self.options.uefi, keep=keep)
+        lab = LabSession(machine, self.plan, self.dhcp6_unit)
+        with machine:
+            link = "on" if group.wired_link else "off"
+            self.report.step(f"booting the {group.name} VM ({self.accel.accel.upper()}, wired link {link})…")
+            start = time.monotonic()
+            try:
+                lab.boot_seconds = lab.boot(wired_link=group.wired_link,
+                                            agent_timeout=900 if self.accel.accel == "tcg" else 300)
+            except ImagegenError as e:
+                self._boot_failed(group, lab, str(e), time.monotonic() - start)
+                return
+            self.figures[f"{group.name}_vm_agent_ready_s"] = round(lab.boot_seconds, 1)
+            self.report.note(f"{group.name} VM: guest agent answered {lab.boot_seconds:.0f} s after start "
+                             f"(timeouts ×{lab.scale:.1f})")
+            for scenario in group.scenarios:
+                self._run_one(scenario, lab)
+            if any(not self.results[s.name].passed for s in group.scenarios):
+                save_file(machine.sockets.serial_log, self._artifacts(), f"serial-{group.name}.log")
+            if keep and machine.running:
+                self._print_attach(machine)
+
+    def _boot_failed(self, group: _Group, lab: LabSession, error: str, seconds: float) -> None:
+        out = self._artifacts()
+        save_file(lab.machine.sockets.serial_log, out, f"serial-{group.name}.log")
+        for s in group.scenarios:
+            self.report.start_scenario(s.name, s.title)
+            r = ScenarioResult(s.name, s.title, passed=False, seconds=seconds if s is group.scenarios[0] else 0,
+                               error=f"the {group.name} VM did not boot: {error}")
+            self.results[s.name] = r
+            self.report.end_scenario(r)
+
+    def _run_one(self, scenario: Scenario, lab: LabSession) -> None:
+        self.report.start_scenario(scenario.name, scenario.title)
+        rec = Recorder(on_check=self.report.check)
+        start = time.monotonic()
+        error: str | None = None
+        try:
+            if not lab.machine.running:
+                raise ImagegenError("the VM is not running any more")
+            scenario.run(lab, rec)
+        except ScenarioFailed:
+            pass  # the failed check is already recorded
+        except (ImagegenError, TimeoutError, OSError, EOFError) as e:
+            error = f"{type(e).__name__}: {e}"
+        passed = error is None and bool(rec.checks) and all(c.ok for c in rec.checks)
+        result = ScenarioResult(scenario.name, scenario.title, passed=passed,
+                                seconds=round(time.monotonic() - start, 1), checks=tuple(rec.checks),
+                                figures=dict(rec.figures), error=error)
+        self.results[scenario.name] = result
+        if not passed:
+            out = self._artifacts() / scenario.name
+            if lab.machine.running:
+                self.report.step(f"saving evidence of {scenario.name}…")
+                lab.collect(out)
+            save_file(lab.machine.sockets.serial_log, out, "serial.log")
+        self.report.end_scenario(result)
+
+    def _print_attach(self, machine: Machine) -> None:
+        s = machine.sockets
+        self.report.console.print(
+            f"[bold]VM kept running[/bold] (PID {machine.pid}, run dir {machine.run_dir}):\n"
+            f"  serial console:  socat -,raw,echo=0 UNIX-CONNECT:{s.serial}\n"
+            f"  QMP:             python -m qemu.qmp.qmp_shell {s.qmp}\n"
+            f"  guest agent:     socket {s.agent}\n"
+            f"  stop it:         kill {machine.pid}; rm -r {machine.run_dir}")
