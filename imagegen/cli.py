@@ -21,6 +21,7 @@ from imagegen.profile import load_profiles
 from imagegen.profile.show import show_profile
 from imagegen.render import host_state_for, render_overlay, resolve_target
 from imagegen.render.verify import verify_units
+from imagegen.scenarios import command as scenarios_command
 
 app = typer.Typer(
     name="imagegen",
@@ -138,3 +139,6 @@ def show(
 app.command("setup")(reports_errors(build_command.setup))
 app.command("doctor")(reports_errors(build_command.doctor))
 app.command("build")(reports_errors(build_command.build))
+# The VM stage's commands live in imagegen/scenarios/command.py.
+app.command("test")(reports_errors(scenarios_command.test))
+app.command("vm")(reports_errors(scenarios_command.vm))
