@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -81,8 +83,7 @@ def test_diff_of_two_store_entries(tmp_path: Path) -> None:
         source = overlay(tmp_path / address.replace("/", "_"), address=address)
 
         def build(out: Path, source: Path = source) -> None:
-            store_copy = out / "tree"
-            os.system(f"cp -a {source} {store_copy}")
+            subprocess.run(["cp", "-a", str(source), str(out / "tree")], check=True)
 
         entries.append(store.realise(Derivation("laptop-overlay", "render", {"t": FileTree(source)}), build))
     # The store's read-only modes (0444, 0400) compare equal to the originals (0644, 0600).
@@ -104,9 +105,7 @@ def test_rendered_profiles_differ_by_one_line(tmp_path: Path) -> None:
     (tmp_path / "a/laptop.toml").write_text(text)
     (tmp_path / "b/laptop.toml").write_text(text.replace("192.168.0.2/24", "192.168.0.7/24"))
     for side in "ab":
-        render_overlay(
-            load_profiles([tmp_path / side / "laptop.toml"]), tmp_path / f"out-{side}", state=state
-        )
+        render_overlay(load_profiles([tmp_path / side / "laptop.toml"]), tmp_path / f"out-{side}", state=state)
     diff = diff_trees(tmp_path / "out-a", tmp_path / "out-b")
     assert diff.paths == ("etc/conf.d/network.conf",)
     assert changed_lines(str(diff)) == ["-bond0ADDRS='192.168.0.2/24'", "+bond0ADDRS='192.168.0.7/24'"]
@@ -138,14 +137,10 @@ def test_whole_secret_files_are_masked(tmp_path: Path) -> None:
     key = b / "etc/wide-dhcpv6/dhcp6cctlkey"
     key.chmod(0o644)
     text = str(diff_trees(a, b))
-    assert text == (
-        "etc/wide-dhcpv6/dhcp6cctlkey: mode 0600 -> 0644\netc/wide-dhcpv6/dhcp6cctlkey: secret unchanged"
-    )
+    assert text == ("etc/wide-dhcpv6/dhcp6cctlkey: mode 0600 -> 0644\netc/wide-dhcpv6/dhcp6cctlkey: secret unchanged")
     key.write_text(KEY_NEW + "\n")
     text = str(diff_trees(a, b))
-    assert (
-        "etc/wide-dhcpv6/dhcp6cctlkey: secret changed" in text and KEY_NEW not in text and KEY_OLD not in text
-    )
+    assert "etc/wide-dhcpv6/dhcp6cctlkey: secret changed" in text and KEY_NEW not in text and KEY_OLD not in text
     # Named like a secret, or private by mode, or listed: masked whatever the mode.
     duid = b / "var/lib/dhcpv6/dhcp6c_duid"
     duid.parent.mkdir(parents=True)
@@ -180,12 +175,7 @@ def test_links_modes_binaries_and_added_files(tmp_path: Path) -> None:
     assert "etc/blob: binary files differ" in text
     assert "etc/gone: file removed (mode 0644)\n--- a/etc/gone\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye" in text
     assert "etc/motd: file added (mode 0644)\n--- /dev/null\n+++ b/etc/motd\n@@ -0,0 +1 @@\n+hello" in text
-    assert (
-        "etc/systemd/system/enp3s0@.service: hard links slave@.service -> none".replace(
-            "slave@.service", "etc/systemd/system/slave@.service"
-        )
-        in text
-    )
+    assert "etc/systemd/system/enp3s0@.service: hard links etc/systemd/system/slave@.service -> none" in text
     assert "etc/systemd/system/slave@.service: mode 0644 -> 0755" in text
     assert (
         "etc/systemd/system/wants/enp3s0@bond0.service: symlink /etc/systemd/system/enp3s0@.service"
@@ -201,9 +191,7 @@ def mkosi_manifest(packages: list[tuple[str, str, str]]) -> dict[str, object]:
     return {
         "manifest_version": 1,
         "config": {"name": "image", "distribution": "debian", "release": "trixie", "architecture": "x86-64"},
-        "packages": [
-            {"type": "deb", "name": n, "version": v, "architecture": a, "size": 1000} for n, v, a in packages
-        ],
+        "packages": [{"type": "deb", "name": n, "version": v, "architecture": a, "size": 1000} for n, v, a in packages],
     }
 
 
@@ -227,8 +215,6 @@ def test_diff_packages_from_mkosi_manifests(tmp_path: Path) -> None:
         ]
     )
     path = tmp_path / "manifest.json"
-    import json
-
     path.write_text(json.dumps(b))
     diff = diff_packages(a, path)
     assert [(c.name, c.new) for c in diff.added] == [("hostapd", "2:2.10-24")]
