@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from imagegen.errors import UsageError
+from imagegen.profile import load_profiles
+from imagegen.scenarios.session import expected_units
+from imagegen.vm.lab import AP_RADIO_MAC, STATION_RADIO_MAC, UPLINK_NIC, WIRED_NIC, plan_lab, render_lab_overlay
+
+REPO = Path(__file__).resolve().parents[1]
+LAPTOP = REPO / "examples" / "laptop.toml"
+
+RENAMED = """
+[image]
+hostname = "desk"
+distribution = "debian"
+
+[interfaces.eth_main]
+type = "ethernet"
+
+[interfaces.wl_main]
+type = "wireless"
+
+[bonds.uplink]
+members = ["eth_main", "wl_main"]
+primary = "eth_main"
+fail_over_mac = "active"
+addresses = ["10.20.30.40/24"]
+dhcp4 = true
+
+[[wireless.networks]]
+ssid = "Lab Net é"
+key_mgmt = "WPA-PSK"
+psk = "404fe69d94ef522ba8e7a0c456a67a583c8f39ba0b29a3ac22ebe9494cf9992b"
+"""
+
+
+def files(out: Path) -> dict[str, str]:
+    return {p.relative_to(out).as_posix(): p.read_text() for p in out.rglob("*") if p.is_file()}
+
+
+def test_laptop_lab_uses_the_profile_names_and_network(tmp_path: Path) -> None:
+    profile = load_profiles([LAPTOP]).profile
+    render_lab_overlay(profile, tmp_path)
+    f = files(tmp_path)
+    wired = f["etc/systemd/network/10-imagegen-lab-wired.link"]
+    assert f"PermanentMACAddress={WIRED_NIC.mac}" in wired and "Name=enp3s0" in wired
+    station = f["etc/systemd/network/10-imagegen-lab-station.link"]
+    assert f"PermanentMACAddress={STATION_RADIO_MAC}" in station and "Name=wlp2s0" in station
+    assert f"PermanentMACAddress={AP_RADIO_MAC}" in f["etc/systemd/network/10-imagegen-lab-ap.link"]
+    assert f"PermanentMACAddress={UPLINK_NIC.mac}" in f["etc/systemd/network/10-imagegen-lab-uplink.link"]
+    hostapd = f["etc/imagegen-lab/hostapd.conf"].splitlines()
+    assert f"ssid2={'MyHome'.encode().hex()}" in hostapd
+    assert {"wpa=2", "wpa_key_mgmt=WPA-PSK", "rsn_pairwise=CCMP", "wpa_passphrase=SuperSecret",
+            "country_code=US"} <= set(hostapd)
+    assert os.stat(tmp_path / "etc/imagegen-lab/hostapd.conf").st_mode & 0o077 == 0
+    dnsmasq = f["etc/imagegen-lab/dnsmasq.conf"].splitlines()
+    # The AP serves the bond's own subnet, next to its static fail-safe address.
+    assert "dhcp-range=192.168.0.128,192.168.0.227,255.255.255.0,1h" in dnsmasq
+    assert "enable-ra" in dnsmasq
+    assert "AP_ADDR4=192.168.0.1/24" in f["etc/imagegen-lab/lab.env"]
+
+
+def test_lab_follows_another_profile(write_profile, tmp_path: Path) -> None:
+    profile = load_profiles([write_profile(RENAMED)]).profile
+    plan = plan_lab(profile)
+    assert (plan.bond, plan.wired, plan.wireless, plan.probe_target()) == ("uplink", "eth_main", "wl_main",
+                                                                           "10.20.30.40")
+    out = tmp_path / "out"
+    render_lab_overlay(profile, out)
+    f = files(out)
+    assert "Name=eth_main" in f["etc/systemd/network/10-imagegen-lab-wired.link"]
+    assert "Name=wl_main" in f["etc/systemd/network/10-imagegen-lab-station.link"]
+    hostapd = f["etc/imagegen-lab/hostapd.conf"].splitlines()
+    assert f"ssid2={'Lab Net é'.encode().hex()}" in hostapd
+    assert "wpa_psk=404fe69d94ef522ba8e7a0c456a67a583c8f39ba0b29a3ac22ebe9494cf9992b" in hostapd
+    assert not any(line.startswith("country_code") for line in hostapd)
+    assert "AP_ADDR4=10.20.30.1/24" in f["etc/imagegen-lab/lab.env"]
+    units = expected_units(plan, "dhcp6c")
+    assert units.running == ("supplicant@wl_main.service", "dhclient@uplink.service")
+    assert units.exited == ("master@uplink.service", "eth_main@uplink.service", "wl_main@uplink.service",
+                            "static@uplink.service")
+
+
+def test_lab_needs_a_wired_and_wireless_bond(write_profile, tmp_path: Path) -> None:
+    text = RENAMED.replace('members = ["eth_main", "wl_main"]', 'members = ["eth_main"]').replace(
+        'primary = "eth_main"\n', "")
+    profile = load_profiles([write_profile(text)]).profile
+    with pytest.raises(UsageError, match="one ethernet and one wireless member"):
+        render_lab_overlay(profile, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_seed_units_of_the_laptop() -> None:
+    plan = plan_lab(load_profiles([LAPTOP]).profile)
+    units = expected_units(plan, "dhcp6c")
+    # The seed's `systemctl list-units` listing: running daemons and exited oneshots.
+    assert set(units.running) == {"supplicant@wlp2s0.service", "dhclient@bond0.service", "dhcp6c@bond0.service"}
+    assert set(units.exited) == {"master@bond0.service", "enp3s0@bond0.service", "wlp2s0@bond0.service",
+                                 "static@bond0.service"}

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagegen.errors import UsageError
+from imagegen.vm.accel import choose_accel
+from imagegen.vm.lab import LAB_NICS, WIRED_NIC
+from imagegen.vm.machine import DIRECT_BOOT_CMDLINE, ImageFiles, Machine
+from imagegen.vm.qemu import Boot, Disk, Sockets, VmSpec, build_argv
+
+
+def sockets(tmp: Path) -> Sockets:
+    return Sockets(qmp=tmp / "qmp.sock", agent=tmp / "qga.sock", serial=tmp / "serial.sock",
+                   serial_log=tmp / "serial.log", pidfile=tmp / "qemu.pid")
+
+
+def spec(tmp: Path, **kw) -> VmSpec:
+    base = dict(accel="tcg", boot=Boot(kernel=tmp / "vmlinuz", initrd=tmp / "initrd", cmdline=DIRECT_BOOT_CMDLINE),
+                disk=Disk(tmp / "image.raw", tmp / "disk.qcow2"), sockets=sockets(tmp), nics=LAB_NICS)
+    base.update(kw)
+    return VmSpec(**base)
+
+
+def value_after(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_direct_kernel_boot_machine(tmp_path: Path) -> None:
+    argv = build_argv(spec(tmp_path))
+    assert value_after(argv, "-machine") == ["q35,accel=tcg"]
+    assert value_after(argv, "-cpu") == ["max"]
+    assert value_after(argv, "-smp") == ["2"] and value_after(argv, "-m") == ["2048"]
+    assert value_after(argv, "-kernel") == [str(tmp_path / "vmlinuz")]
+    assert value_after(argv, "-initrd") == [str(tmp_path / "initrd")]
+    append = value_after(argv, "-append")[0]
+    for word in ("root=PARTLABEL=root-x86-64", "console=ttyS0", "systemd.firstboot=no"):
+        assert word in append.split()
+    assert "-S" not in argv
+    assert not any("pflash" in a for a in argv)
+
+
+def test_disk_is_the_overlay_never_the_image(tmp_path: Path) -> None:
+    argv = build_argv(spec(tmp_path))
+    drives = value_after(argv, "-drive")
+    assert drives == [f"if=none,id=root,format=qcow2,file={tmp_path / 'disk.qcow2'},discard=unmap"]
+    assert not any(str(tmp_path / "image.raw") in a for a in argv)
+
+
+def test_nics_on_root_ports_joined_by_one_hub(tmp_path: Path) -> None:
+    argv = build_argv(spec(tmp_path))
+    devices = value_after(argv, "-device")
+    netdevs = value_after(argv, "-netdev")
+    for nic in LAB_NICS:
+        assert f"pcie-root-port,id={nic.port},chassis={nic.chassis}" in devices
+        assert f"virtio-net-pci,id={nic.id},netdev={nic.netdev},mac={nic.mac},bus={nic.port}" in devices
+        assert f"hubport,id={nic.netdev},hubid=0" in netdevs
+    # Root ports come before the NICs plugged into them.
+    assert argv.index(f"pcie-root-port,id={WIRED_NIC.port},chassis=1") < argv.index(
+        f"virtio-net-pci,id={WIRED_NIC.id},netdev={WIRED_NIC.netdev},mac={WIRED_NIC.mac},bus={WIRED_NIC.port}")
+
+
+def test_control_channels(tmp_path: Path) -> None:
+    argv = build_argv(spec(tmp_path))
+    chardevs = value_after(argv, "-chardev")
+    assert f"socket,id=qmp0,path={tmp_path / 'qmp.sock'},server=on,wait=off" in chardevs
+    assert "chardev=qmp0,mode=control" in value_after(argv, "-mon")
+    assert f"socket,id=qga0,path={tmp_path / 'qga.sock'},server=on,wait=off" in chardevs
+    assert "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0" in value_after(argv, "-device")
+    assert any(c.startswith("socket,id=ser0,") and f"logfile={tmp_path / 'serial.log'}" in c for c in chardevs)
+    assert value_after(argv, "-pidfile") == [str(tmp_path / "qemu.pid")]
+
+
+def test_paused_start_and_uefi(tmp_path: Path) -> None:
+    argv = build_argv(spec(tmp_path, start_paused=True,
+                           boot=Boot(uefi=True, ovmf_vars=tmp_path / "vars.fd")))
+    assert "-S" in argv
+    assert "-kernel" not in argv
+    drives = value_after(argv, "-drive")
+    assert any(d.startswith("if=pflash") and "readonly=on" in d and "OVMF_CODE" in d for d in drives)
+    assert any(d.startswith("if=pflash") and str(tmp_path / "vars.fd") in d for d in drives)
+
+
+def test_replug_uses_the_same_properties_as_the_command_line() -> None:
+    assert WIRED_NIC.device_args() == {"driver": "virtio-net-pci", "id": "nic-wired", "netdev": WIRED_NIC.netdev,
+                                       "mac": WIRED_NIC.mac, "bus": WIRED_NIC.port}
+
+
+def test_image_files_need_an_image(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no image"):
+        ImageFiles.from_dir(tmp_path)
+    (tmp_path / "image.raw").write_bytes(b"")
+    files = ImageFiles.from_dir(tmp_path)
+    assert files.kernel is None
+    with pytest.raises(UsageError, match="no kernel"):
+        Machine(files, accel="tcg", nics=LAB_NICS, run_dir=tmp_path / "run")
+
+
+def test_accel_tcg_on_request_and_kvm_needs_a_kernel() -> None:
+    assert choose_accel("tcg", None).accel == "tcg"
+    assert choose_accel("auto", None).accel == "tcg"
+    with pytest.raises(UsageError, match="--accel kvm"):
+        choose_accel("kvm", None)
