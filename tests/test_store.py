@@ -106,9 +106,7 @@ def test_tree_location_mtime_owner_and_write_bits_do_not_count(tmp_path: Path) -
     assert drv_for(a).hash == drv_for(b).hash
 
 
-def test_hash_ignores_working_directory_and_dict_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_hash_ignores_working_directory_and_dict_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tree = make_overlay(tmp_path / "o")
     first = Derivation("x", "render", {"a": 1, "b": {"c": 2, "d": 3}, "t": FileTree(tree)})
     monkeypatch.chdir(tmp_path)
@@ -135,9 +133,7 @@ def test_each_tree_property_changes_the_hash(tmp_path: Path, change: str) -> Non
     before = tree_digest(tree)
     units = tree / "etc/systemd/system"
     if change == "content":
-        (tree / "etc/conf.d/network.conf").write_text(
-            "bond0_address=192.168.0.3/24\nbond0_gateway=192.168.0.1\n"
-        )
+        (tree / "etc/conf.d/network.conf").write_text("bond0_address=192.168.0.3/24\nbond0_gateway=192.168.0.1\n")
     elif change == "exec-bit":
         (tree / "etc/conf.d/network.conf").chmod(0o755)
     elif change == "secret-mode":
@@ -211,9 +207,7 @@ def test_resolve_store_root(tmp_path: Path) -> None:
     assert resolve_store_root(None, {"IMAGEGEN_STORE": "/var/x", "HOME": "/h"}) == Path("/var/x")
     assert resolve_store_root(None, {"XDG_CACHE_HOME": "/c", "HOME": "/h"}) == Path("/c/imagegen/store")
     # XDG says relative XDG_CACHE_HOME values are invalid and ignored.
-    assert resolve_store_root(None, {"XDG_CACHE_HOME": "rel", "HOME": "/h"}) == Path(
-        "/h/.cache/imagegen/store"
-    )
+    assert resolve_store_root(None, {"XDG_CACHE_HOME": "rel", "HOME": "/h"}) == Path("/h/.cache/imagegen/store")
     assert resolve_store_root(None, {"HOME": "/h", "IMAGEGEN_STORE": ""}) == Path("/h/.cache/imagegen/store")
     assert resolve_store_root("rel", {}).is_absolute()
 
