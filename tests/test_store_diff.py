@@ -299,3 +299,24 @@ def test_diff_verdicts() -> None:
     assert not diff_verdicts(a, a)
     with pytest.raises(UsageError, match="no scenarios"):
         diff_verdicts({"scenarios": 3}, a)
+
+
+def test_diff_verdicts_reads_imagegen_test_json() -> None:
+    from imagegen.report.model import RunResult, ScenarioResult
+
+    def run(gap: float, hotplug_passed: bool, boot: float) -> dict[str, object]:
+        scenarios = (
+            ScenarioResult("failover", "Failover", True, 3.0, figures={"gap_ms": gap}),
+            ScenarioResult("hotplug", "Hotplug", hotplug_passed, 2.0),
+            ScenarioResult("ap-lost", "AP lost", False, 0.0, skipped=True),
+        )
+        return RunResult("laptop", "tcg", "kvm hangs", "direct", scenarios, figures={"boot_s": boot}).to_dict()
+
+    diff = diff_verdicts(run(120.0, True, 65.0), run(80.0, False, 66.5))
+    assert str(diff).splitlines() == [
+        "failover: passed",
+        "  gap_ms: 120.0 -> 80.0 (-40)",
+        "hotplug: passed -> failed",
+        "run: passed -> failed",
+        "  boot_s: 65.0 -> 66.5 (+1.5)",
+    ]

@@ -9,7 +9,7 @@ from imagegen.errors import UsageError
 from imagegen.store.entry import ENTRY_NAME, Entry
 from imagegen.store.fsutil import disk_usage, remove_tree
 from imagegen.store.generations import history, hosts
-from imagegen.store.lock import EntryLock
+from imagegen.store.lock import EntryLock, is_locked
 from imagegen.store.roots import live_roots
 
 if TYPE_CHECKING:
@@ -79,7 +79,8 @@ def collect_garbage(store: Store, keep: int, dry_run: bool = False) -> GcResult:
             continue
         output, meta = store.root / name, store.root / f"{name}.json"
         lock = EntryLock(store.root / f"{name}.lock")
-        if not lock.acquire(blocking=False):
+        # A dry run must not even create lock files; it only asks whether one is held.
+        if is_locked(lock.path) if dry_run else not lock.acquire(blocking=False):
             kept.append(name)
             continue
         try:

@@ -114,9 +114,7 @@ def set_verdict(
     plain = json.loads(canonical_json(verdict))
     with EntryLock(directory / ".lock"):
         if not path.is_file():
-            raise UsageError(
-                f"host {host} has no generation {number}", "see `imagegen history` for the numbers"
-            )
+            raise UsageError(f"host {host} has no generation {number}", "see `imagegen history` for the numbers")
         data = json.loads(path.read_text())
         data["verdict"] = plain
         data["verdict_path"] = verdict_entry.path_name if verdict_entry is not None else None

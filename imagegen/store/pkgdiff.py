@@ -48,9 +48,7 @@ def load_packages(manifest: Mapping[str, Any] | Path) -> dict[str, str]:
     if isinstance(packages, Mapping):
         return {str(name): str(version) for name, version in packages.items()}
     if not isinstance(packages, list):
-        raise UsageError(
-            f"{source}: no 'packages' list or mapping", "pass a manifest written by mkosi (json)"
-        )
+        raise UsageError(f"{source}: no 'packages' list or mapping", "pass a manifest written by mkosi (json)")
     rows = []
     for index, package in enumerate(packages):
         if not isinstance(package, Mapping) or "name" not in package or "version" not in package:
@@ -59,9 +57,7 @@ def load_packages(manifest: Mapping[str, Any] | Path) -> dict[str, str]:
     counts: dict[str, int] = {}
     for name, _, _ in rows:
         counts[name] = counts.get(name, 0) + 1
-    return {
-        (f"{name}:{arch}" if counts[name] > 1 and arch else name): version for name, arch, version in rows
-    }
+    return {(f"{name}:{arch}" if counts[name] > 1 and arch else name): version for name, arch, version in rows}
 
 
 def diff_packages(manifest_a: Mapping[str, Any] | Path, manifest_b: Mapping[str, Any] | Path) -> PackageDiff:

@@ -30,9 +30,7 @@ def add_out_link(store: Store, link: Path, entry: Entry) -> Path:
     """
     link = Path(os.path.abspath(link))
     if (link.exists() or link.is_symlink()) and not link.is_symlink():
-        raise UsageError(
-            f"{link} exists and is not a symbolic link", "remove it or choose another --out-link"
-        )
+        raise UsageError(f"{link} exists and is not a symbolic link", "remove it or choose another --out-link")
     if not link.parent.is_dir():
         raise UsageError(f"{link.parent} is not a directory", "create it or choose another --out-link")
     _replace_symlink(link, entry.path)

@@ -88,9 +88,7 @@ class Store:
         path = Path(os.path.realpath(text))
         if path.parent == Path(os.path.realpath(self.root)) and self.is_complete(path.name):
             return Entry(self.root / path.name)
-        raise UsageError(
-            f"{text} is not an entry of the store {self.root}", "pass a result link or store path"
-        )
+        raise UsageError(f"{text} is not an entry of the store {self.root}", "pass a result link or store path")
 
     def entries(self) -> list[Entry]:
         """All complete entries, by path name."""

@@ -99,9 +99,7 @@ def diff_trees(a: Path, b: Path, secret_paths: Iterable[str] = ()) -> TreeDiff:
     return TreeDiff(tuple(files))
 
 
-def _diff_item(
-    path: str, old: _Item | None, new: _Item | None, secret_paths: tuple[str, ...]
-) -> FileDiff | None:
+def _diff_item(path: str, old: _Item | None, new: _Item | None, secret_paths: tuple[str, ...]) -> FileDiff | None:
     if old is None or new is None:
         item = new or old
         assert item is not None

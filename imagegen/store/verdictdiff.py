@@ -17,7 +17,7 @@ _FAILED = {"failed", "fail", "error", "failure"}
 @dataclass(frozen=True)
 class ScenarioChange:
     name: str
-    old: str  # "passed", "failed", "unknown", or "absent" (not run)
+    old: str  # "passed", "failed", "skipped", "unknown", or "absent" (not in that verdict)
     new: str
     figures: tuple[tuple[str, Any, Any], ...]  # (figure, old, new); None where absent
 
@@ -47,28 +47,33 @@ def load_verdict(verdict: Mapping[str, Any] | Path) -> dict[str, tuple[str, dict
 
     {"scenarios": [{"name": ..., "passed": bool, "figures": {...}}, ...]},
     {"scenarios": {name: {"passed": bool, "figures": {...}}}}, or {name: {...}} directly;
-    "status"/"result" strings ("passed", "failed", ...) stand in for "passed"; nested figures
-    are flattened to dotted names.
+    "status"/"result" strings ("passed", "failed", ...) stand in for "passed", "skipped": true
+    wins over both; nested figures are flattened to dotted names. Run-wide "figures" next to
+    "scenarios" (imagegen test --json) are compared as a scenario named "run".
     """
     source = str(verdict) if isinstance(verdict, Path) else "verdict"
     data = json.loads(verdict.read_text()) if isinstance(verdict, Path) else verdict
     scenarios = data.get("scenarios", data) if isinstance(data, Mapping) else None
-    if isinstance(scenarios, list):
+    if isinstance(scenarios, (list, tuple)):
         items = []
         for index, item in enumerate(scenarios):
             if not isinstance(item, Mapping) or "name" not in item:
-                raise UsageError(
-                    f"{source}: scenarios[{index}] has no name", "pass a verdict written by imagegen test"
-                )
+                raise UsageError(f"{source}: scenarios[{index}] has no name", "pass a verdict written by imagegen test")
             items.append((str(item["name"]), item))
     elif isinstance(scenarios, Mapping):
         items = [(str(k), v) for k, v in scenarios.items() if isinstance(v, Mapping)]
     else:
         raise UsageError(f"{source}: no scenarios", "pass a verdict written by imagegen test")
-    return {name: (_outcome(item), _flatten(item.get("figures") or {})) for name, item in items}
+    found = {name: (_outcome(item), _flatten(item.get("figures") or {})) for name, item in items}
+    # Figures of the whole run (e.g. boot time) sit next to the scenarios in imagegen's JSON.
+    if "scenarios" in data and isinstance(data.get("figures"), Mapping) and data["figures"]:
+        found.setdefault("run", ("passed" if data.get("passed", True) else "failed", _flatten(data["figures"])))
+    return found
 
 
 def _outcome(item: Mapping[str, Any]) -> str:
+    if item.get("skipped") is True:
+        return "skipped"
     passed = item.get("passed")
     if isinstance(passed, bool):
         return "passed" if passed else "failed"
