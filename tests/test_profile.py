@@ -218,7 +218,9 @@ def test_eap_needs_credentials(write_profile) -> None:
     assert "exactly one of password or password_file" in one_problem(write_profile, text)
 
 
-@pytest.mark.parametrize(("key", "value", "suggest"), [("updelay", 150, "use 100 or 200"), ("downdelay", 250, "use 200 or 300")])
+@pytest.mark.parametrize(
+    ("key", "value", "suggest"), [("updelay", 150, "use 100 or 200"), ("downdelay", 250, "use 200 or 300")]
+)
 def test_delays_must_be_multiples_of_miimon(write_profile, key: str, value: int, suggest: str) -> None:
     msg = one_problem(write_profile, MINIMAL + f"{key} = {value}\n")
     assert f"bonds.bond0.{key}" in msg and "round it down silently" in msg and suggest in msg

@@ -8,14 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from seed import seed_files, seed_path
 
 from imagegen.errors import UsageError
 from imagegen.profile import HostState, load_profiles
 from imagegen.render import render_overlay
 from imagegen.render.distro import ARCH, DEBIAN, Target, resolve_target
 from imagegen.render.psk import wpa_psk
-
-from seed import seed_files, seed_path
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 UNITS = "etc/systemd/system"
@@ -51,7 +50,8 @@ EXPECTED = {
     "/etc/wpa_supplicant/wpa_supplicant.conf": ({"ctrl_interface_group=wheel"}, {"ctrl_interface_group"}),
     f"/{UNITS}/supplicant@.service": (
         {"Description= wpa_supplicant on %P",
-         "ExecStartPost=-/usr/bin/sh -c \"/usr/sbin/iw phy phy`iw dev %I info|grep wiphy|cut -d' ' -f2` set distance 10\""},
+         "ExecStartPost=-/usr/bin/sh -c \"/usr/sbin/iw phy phy`iw dev %I info|grep wiphy|cut -d' ' -f2` "
+         "set distance 10\""},
         {"Description", "ExecStartPost"},
     ),
     f"/{UNITS}/slave@.service": (set(), set()),
@@ -71,7 +71,7 @@ def directives(text: str, *, debian: bool = False) -> set[str]:
     if debian:
         for tool in DEBIAN.bin:
             if DEBIAN.bin[tool].startswith("/usr/sbin/"):
-                text = text.replace(f"/usr/bin/{tool} ", f"/usr/sbin/{tool} ").replace(f"/usr/bin/{tool}\n", f"/usr/sbin/{tool}\n")
+                text = re.sub(rf"/usr/bin/{tool}\b", f"/usr/sbin/{tool}", text)
     out = set()
     for line in text.splitlines():
         line = re.sub(r"\s+", " ", line).strip()
@@ -124,7 +124,8 @@ def test_enablement_links_are_those_of_the_seeds_systemctl_enable(laptop: Path) 
         for p in (laptop / UNITS).rglob("*") if p.is_symlink()
     }
     assert links == {
-        "sys-subsystem-net-devices-wlp2s0.device.wants/supplicant@wlp2s0.service": "/etc/systemd/system/supplicant@.service",
+        "sys-subsystem-net-devices-wlp2s0.device.wants/supplicant@wlp2s0.service":
+            "/etc/systemd/system/supplicant@.service",
         "master@bond0.service.wants/enp3s0@bond0.service": "/etc/systemd/system/enp3s0@.service",
         "sys-subsystem-net-devices-enp3s0.device.wants/enp3s0@bond0.service": "/etc/systemd/system/enp3s0@.service",
         "master@bond0.service.wants/wlp2s0@bond0.service": "/etc/systemd/system/wlp2s0@.service",
@@ -325,7 +326,8 @@ def test_every_binary_a_unit_calls_is_in_the_layout(laptop: Path) -> None:
 def test_default_distribution_is_the_hosts(tmp_path: Path) -> None:
     os_release = tmp_path / "os-release"
     os_release.write_text('ID=debian\nVERSION_CODENAME=bookworm\n')
-    image = load_profiles([EXAMPLES / "laptop.toml"]).profile.image.model_copy(update={"distribution": None, "release": None})
+    image = load_profiles([EXAMPLES / "laptop.toml"]).profile.image
+    image = image.model_copy(update={"distribution": None, "release": None})
     assert resolve_target(image, os_release) == Target(DEBIAN, "bookworm")
     os_release.write_text('ID=fedora\n')
     with pytest.raises(UsageError, match="image.distribution is not set"):

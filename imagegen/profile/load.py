@@ -8,7 +8,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -117,12 +117,14 @@ def load_profiles(paths: Sequence[Path]) -> LoadedProfile:
 
 
 def _unwrap(ann: Any) -> Any:
-    origin = getattr(ann, "__origin__", None)
-    args = getattr(ann, "__args__", ())
-    if origin in (list, dict):
+    """The model class inside an annotation such as `list[Network]` or `Eap | None`."""
+    args = get_args(ann)
+    if get_origin(ann) in (list, dict):
         return _unwrap(args[-1])
-    if args and origin is not None and type(None) in args:
-        return _unwrap(next(a for a in args if a is not type(None)))
+    for arg in args:
+        found = _unwrap(arg)
+        if found is not None:
+            return found
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann
     return None
@@ -142,6 +144,9 @@ def _parent_model(path: KeyPath) -> type[BaseModel] | None:
     return model
 
 
+_UNION_BRANCHES = ("str", "int", "bool", "[key]")
+
+
 def _pydantic_problems(
     error: ValidationError, merged: dict[str, Any], origins: dict[KeyPath, Path], default: Path
 ) -> list[str]:
@@ -151,7 +156,7 @@ def _pydantic_problems(
         # and '[key]' for dict keys; a person sees key paths only.
         path: KeyPath = tuple(
             p for p in err["loc"]
-            if not (isinstance(p, str) and (p in ("str", "int", "bool", "[key]") or p.startswith(("function-", "literal["))))
+            if not (isinstance(p, str) and (p in _UNION_BRANCHES or p.startswith(("function-", "literal["))))
         )
         kind = err["type"]
         message = err["msg"].removeprefix("Value error, ")

@@ -228,7 +228,9 @@ def _check_passphrase(value: str) -> str:
 
 def _check_psk(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
-        raise ValueError("psk must be exactly 64 hex digits (as printed by wpa_passphrase); for a passphrase use passphrase =")
+        raise ValueError(
+            "psk must be exactly 64 hex digits (as printed by wpa_passphrase); for a passphrase use passphrase ="
+        )
     return value.lower()
 
 
@@ -292,7 +294,9 @@ class Image(Strict):
     @classmethod
     def _hash_not_plain(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("$"):
-            raise ValueError("root_password_hash must be a crypt(3) hash such as 'mkpasswd -m yescrypt' prints, not a password")
+            raise ValueError(
+                "root_password_hash must be a crypt(3) hash such as 'mkpasswd -m yescrypt' prints, not a password"
+            )
         return value
 
 

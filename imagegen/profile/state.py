@@ -28,7 +28,8 @@ class HostState:
 
     @classmethod
     def generate(cls) -> HostState:
-        return cls(duid=_DUID_UUID + secrets.token_bytes(16), dhcp6c_key=base64.b64encode(secrets.token_bytes(16)).decode())
+        key = base64.b64encode(secrets.token_bytes(16)).decode()
+        return cls(duid=_DUID_UUID + secrets.token_bytes(16), dhcp6c_key=key)
 
     def duid_hex(self) -> str:
         return ":".join(f"{b:02x}" for b in self.duid)
@@ -60,7 +61,8 @@ def read_state(path: Path) -> HostState:
     except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError) as e:
         raise UsageError(
             f"{path}: host state file is unreadable or damaged ({e})",
-            hint="restore it from a backup, or delete it to generate a new DUID and key (the host then gets new leases)",
+            hint="restore it from a backup, or delete it to generate a new DUID and key "
+            "(the host then gets new leases)",
         ) from None
     return HostState(duid=duid, dhcp6c_key=key)
 

@@ -84,7 +84,8 @@ def host_distribution(os_release: Path = Path("/etc/os-release")) -> tuple[str, 
 
 
 def resolve_target(image: Image, os_release: Path = Path("/etc/os-release")) -> Target:
-    distribution, release = image.distribution, image.release
+    distribution: str | None = image.distribution
+    release = image.release
     if distribution is None:
         host_id, host_release = host_distribution(os_release)
         if host_id not in LAYOUTS:

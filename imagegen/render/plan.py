@@ -58,10 +58,13 @@ class Plan:
         return {e.path: e for e in self.entries}
 
 
+def _template_root() -> Path:
+    return Path(str(resources.files("imagegen") / "templates"))
+
+
 def _environment() -> jinja2.Environment:
-    root = resources.files("imagegen") / "templates"
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(root)),
+        loader=jinja2.FileSystemLoader(_template_root()),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -111,15 +114,15 @@ def _secret_lines(loaded: LoadedProfile, index: int, net: Network, extra: list[F
         return [f"psk={wpa_psk(net.ssid, value)}"]
     if net.key_mgmt == "SAE":
         # SAE proves knowledge of the password itself: it has to be in the image.
-        password = net.passphrase or _read_secret(loaded, base + ("psk_file",), net.psk_file or "")
-        return [f'sae_password="{password}"']
+        sae = net.passphrase or _read_secret(loaded, base + ("psk_file",), net.psk_file or "")
+        return [f'sae_password="{sae}"']
     if net.key_mgmt in ("WPA-EAP", "IEEE8021X"):
         assert net.eap is not None
         eap = net.eap
         lines = [f"eap={eap.method}", f'identity="{eap.identity}"']
         if eap.anonymous_identity:
             lines.append(f'anonymous_identity="{eap.anonymous_identity}"')
-        password = eap.password
+        password: str | None = eap.password
         if eap.password_file is not None:
             password = _read_secret(loaded, base + ("eap", "password_file"), eap.password_file)
         if password is not None:
@@ -147,16 +150,16 @@ def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Pla
     files: list[File] = []
     extra: list[File] = []
 
-    def add(template: str, dest: str, mode: int = PUBLIC, **context: Any) -> None:
+    def add(template: str, dest: str, *, mode: int = PUBLIC, **context: Any) -> None:
         text = env.get_template(template + ".j2").render(**context)
         files.append(File(dest, text.encode(), mode))
 
-    units = {"bin": layout.bin, "dhcp6_unit": layout.dhcp6_unit}
+    units: dict[str, Any] = {"bin": layout.bin, "dhcp6_unit": layout.dhcp6_unit}
     add(f"{UNIT_DIR}/master@.service", f"{UNIT_DIR}/master@.service", **units)
     add(f"{UNIT_DIR}/slave@.service", f"{UNIT_DIR}/slave@.service", **units)
     add(f"{UNIT_DIR}/supplicant@.service", f"{UNIT_DIR}/supplicant@.service",
         disable_legacy_rates=profile.wireless.disable_legacy_rates, **units)
-    dhclient = {
+    dhclient: dict[str, Any] = {
         "dhclient_conf": layout.dhclient_conf,
         "dhclient_leases": layout.dhclient_leases,
         "wait_active_slave": profile.dhcp4.wait_active_slave,
@@ -173,7 +176,8 @@ def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Pla
     masters = []
     for name, master in sorted(profile.masters().items()):
         if isinstance(master, Bond):
-            masters.append((name, {"kind": "bond", "options": master.ip_link_options(), "primary": master.primary or ""}))
+            options = master.ip_link_options()
+            masters.append((name, {"kind": "bond", "options": options, "primary": master.primary or ""}))
         else:
             masters.append((name, {"kind": "bridge", "options": f"stp_state {int(master.stp)}", "primary": ""}))
     ip_ifaces = profile.ip_interfaces()
@@ -197,7 +201,7 @@ def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Pla
             for i, n in enumerate(profile.wireless.networks)
         ]
         add(
-            "etc/wpa_supplicant/wpa_supplicant.conf", "etc/wpa_supplicant/wpa_supplicant.conf", SECRET,
+            "etc/wpa_supplicant/wpa_supplicant.conf", "etc/wpa_supplicant/wpa_supplicant.conf", mode=SECRET,
             ctrl_interface_group=profile.wireless.ctrl_interface_group or layout.netadmin_group,
             country=profile.wireless.country, networks=networks,
         )
@@ -208,7 +212,7 @@ def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Pla
         dhcp4=profile.dhcp4, host_name=host_name, client_identifier=client_identifier)
 
     if layout.dhcp6_unit == "dhcp6c":
-        add("etc/wide-dhcpv6/dhcp6c.conf", "etc/wide-dhcpv6/dhcp6c.conf", SECRET,
+        add("etc/wide-dhcpv6/dhcp6c.conf", "etc/wide-dhcpv6/dhcp6c.conf", mode=SECRET,
             dhcp6=profile.dhcp6, dhcp6c_key=state.dhcp6c_key)
         files.append(File("etc/wide-dhcpv6/dhcp6cctlkey", (state.dhcp6c_key + "\n").encode(), SECRET))
         # WIDE dhcp6c's DUID file: a 16-bit length in host (little-endian) order, then the DUID.
