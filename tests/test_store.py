@@ -101,7 +101,8 @@ def test_tree_location_mtime_owner_and_write_bits_do_not_count(tmp_path: Path) -
             os.utime(path, (1_000_000, 1_000_000))
     # A checkout under umask 002: group-writable, same content.
     (b / "etc/conf.d/network.conf").chmod(0o664)
-    os.chown(b / "etc/conf.d/network.conf", 1234, 1234)
+    if os.geteuid() == 0:
+        os.chown(b / "etc/conf.d/network.conf", 1234, 1234)
     assert tree_digest(a) == tree_digest(b)
     assert drv_for(a).hash == drv_for(b).hash
 
