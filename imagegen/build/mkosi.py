@@ -35,6 +35,7 @@ LOG_NAME = "build.log"
 ROOT_PARTLABEL = "root-x86-64"
 KERNEL_COMMAND_LINE = f"root=PARTLABEL={ROOT_PARTLABEL} rw console=ttyS0 systemd.firstboot=no"
 OUTPUTS = {"image": "image.raw", "kernel": "image.vmlinuz", "initrd": "image.initrd"}
+MKOSI_MANIFEST = "image.manifest"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TAIL_LINES = 25
 
@@ -106,8 +107,12 @@ def prepare_inputs(request: BuildRequest, work: Path, mirror: DebianMirror) -> M
     use_lab_tree = request.lab and lab_tree.is_dir()
     overlays = [request.overlay, *([lab_tree] if use_lab_tree else [])]
     policy = trees.write_policy_tree(config / "policy", overlays, request.distribution)
+    # mkosi's output directory stays in the cache: the default tools tree is written there and reused
+    # from there; the image files are moved out into the build's own directory afterwards.
+    output_dir = request.cache_dir / "output"
+    output_dir.mkdir(parents=True, exist_ok=True)
     return MkosiInputs(
-        output_dir=work,
+        output_dir=output_dir,
         cache_dir=request.cache_dir,
         overlay=request.overlay.resolve(),
         policy_tree=policy,
@@ -120,8 +125,12 @@ def prepare_inputs(request: BuildRequest, work: Path, mirror: DebianMirror) -> M
 class StageFollower:
     """Reads mkosi's log as it grows and keeps the current stage and the last lines."""
 
-    # mkosi prints each step as "‣ <indent>Text"; nested steps are indented by one space per level.
-    STEP = re.compile(r"^‣ (?P<indent> *)(?P<text>\S.*)$")
+    # mkosi prints each step as "‣ <indent>Text", nested steps indented by one space per level:
+    #   ‣ Building default image
+    #   ‣  Installing Debian
+    # Its notices share the prefix but not the capital ("‣ systemd-hwdb is not installed, …",
+    # "‣ /usr/lib/firmware/… not found"), which is how they are kept out of the stage line.
+    STEP = re.compile(r"^‣ (?P<indent> *)(?P<text>[A-Z].*)$")
 
     def __init__(self, log: Path) -> None:
         self.log = log
@@ -282,12 +291,15 @@ def build_image(request: BuildRequest, console: Console | None = None) -> BuildR
         run_mkosi(argv, log, console)
         duration = time.monotonic() - start
 
-        missing = [name for name in OUTPUTS.values() if not (work / name).is_file()]
+        missing = [name for name in OUTPUTS.values() if not (inputs.output_dir / name).is_file()]
         if missing:
             raise ImagegenError(
                 f"mkosi finished but did not write {', '.join(missing)}",
                 hint=f"check SplitArtifacts= in mkosi.conf.d/ and the log {log}",
             )
+        for name in [*OUTPUTS.values(), MKOSI_MANIFEST]:
+            if (inputs.output_dir / name).exists():
+                (inputs.output_dir / name).rename(work / name)
         reused = was_cache_reused(log.read_text(errors="replace"))
         cache.record_key(request.cache_dir, key)
         manifest = BuildManifest(
@@ -306,7 +318,7 @@ def build_image(request: BuildRequest, console: Console | None = None) -> BuildR
                 "log": str(out_dir / LOG_NAME),
             },
             kernel_command_line=KERNEL_COMMAND_LINE,
-            packages=packages_from_mkosi_manifest(work / "image.manifest"),
+            packages=packages_from_mkosi_manifest(work / MKOSI_MANIFEST),
         )
         (work / MANIFEST_NAME).write_text(manifest.to_json())
         replace_dir(work, out_dir)

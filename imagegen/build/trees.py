@@ -13,7 +13,8 @@ from imagegen.build.aptsources import DebianMirror, debian_sources
 # Services that distribution packages enable on their own and that a host profile never asks for: Debian's
 # wide-dhcpv6-client would run a second dhcp6c with the pid file of dhcp6c@; networkd and resolved would
 # manage the interfaces the profile's units own; hostapd and dnsmasq are run by the lab set-up, not by
-# their packages' units.
+# their packages' units; wpasupplicant's D-Bus service is for network managers, the profile runs its own
+# supplicant per interface.
 UNWANTED_SERVICES = (
     "systemd-networkd.service",
     "systemd-networkd.socket",
@@ -22,6 +23,7 @@ UNWANTED_SERVICES = (
     "dnsmasq.service",
     "hostapd.service",
     "wide-dhcpv6-client.service",
+    "wpa_supplicant.service",
 )
 
 # Debian starts wide-dhcpv6-client through a SysV init script, which systemd-sysv-generator turns into a
