@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from build_fixtures import make_overlay
 from rich.console import Console
 
-from build_fixtures import make_overlay
 from imagegen.build.config import BuildRequest
 from imagegen.build.mkosi import build_image, summary
 from imagegen.errors import ImagegenError, UsageError

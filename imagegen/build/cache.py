@@ -7,9 +7,12 @@ repositories or the mkosi version must not. imagegen records its own key beside 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +89,16 @@ def record_key(cache_dir: Path, key: dict[str, str]) -> None:
     tmp = cache_dir / (KEY_FILE + ".tmp")
     tmp.write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
     tmp.rename(cache_dir / KEY_FILE)
+
+
+@contextlib.contextmanager
+def locked(cache_dir: Path, waiting: Callable[[str], None]) -> Iterator[None]:
+    """Hold the cache for one build: mkosi's output and cached trees there are not safe to share."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / ".lock").open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting(f"waiting for another build that uses {cache_dir}")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield

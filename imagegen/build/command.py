@@ -44,11 +44,10 @@ def doctor(
     checks = host_checks(kernel)
     table = Table("tool", "state", "version / detail", "fix")
     for c in checks:
-        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]missing[/]" if c.fix else "[yellow]?[/]",
-                      c.detail, c.fix)
+        state = "[green]ok[/]" if c.ok else "[red]missing[/]" if c.required else "[yellow]unusable[/]"
+        table.add_row(c.name, state, c.detail, c.fix)
     Console().print(table)
-    # KVM is optional (TCG works); every other tool is required.
-    if any(not c.ok for c in checks if c.name != "KVM"):
+    if any(not c.ok for c in checks if c.required):
         raise typer.Exit(1)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    # KVM is optional: without it guests run under TCG.
+    required: bool = True
 
 
 def _first_version(text: str) -> str:
@@ -62,18 +65,20 @@ def kvm_check(kernel: Path | None) -> Check:
         from imagegen.vm.accel import probe_kvm
     except ImportError:
         state = "present" if present else "absent"
-        return Check("KVM", False, f"/dev/kvm {state}; probe not available", "guests run under TCG")
+        return Check("KVM", False, f"/dev/kvm {state}; probe not available", "guests run under TCG",
+                     required=False)
     if kernel is None or not kernel.is_file():
         state = "present" if present else "absent"
         return Check("KVM", False, f"/dev/kvm {state}; no image kernel to probe with",
-                     "build an image first (imagegen build), then run doctor again; guests run under TCG")
+                     "build an image first (imagegen build), then run doctor again; guests run under TCG",
+                     required=False)
     ok, why = probe_kvm(kernel)
-    return Check("KVM", ok, why, "" if ok else "guests run under TCG (slower, but works)")
+    return Check("KVM", ok, why, "" if ok else "guests run under TCG (slower, but works)", required=False)
 
 
 def host_checks(kernel: Path | None = None) -> list[Check]:
     return [
-        tool_check("python", ["python3", "--version"], "install Python >= 3.11"),
+        tool_check("python", [sys.executable, "--version"], "install Python >= 3.11"),
         mkosi_check(),
         tool_check("qemu-system-x86_64", ["qemu-system-x86_64", "--version"],
                    "run `imagegen setup` (installs qemu-system-x86)"),

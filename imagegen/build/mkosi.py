@@ -266,6 +266,13 @@ def build_image(request: BuildRequest, console: Console | None = None) -> BuildR
         if request.distribution == "debian"
         else f"arch {request.mirror}"
     )
+    with cache.locked(request.cache_dir, console.print):
+        return _build_locked(request, console, version, mirror, out_dir, repositories)
+
+
+def _build_locked(
+    request: BuildRequest, console: Console, version: str, mirror: DebianMirror, out_dir: Path, repositories: str
+) -> BuildResult:
     key = cache.config_key(
         conf_dir=repo_root() / "mkosi.conf.d",
         distribution=request.distribution,

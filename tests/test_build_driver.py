@@ -1,0 +1,72 @@
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from imagegen.build import cache
+from imagegen.build.mkosi import MkosiFailed, StageFollower, replace_dir, run_mkosi
+
+needs_mkosi = pytest.mark.skipif(
+    subprocess.run([sys.executable, "-m", "mkosi", "--version"], capture_output=True).returncode != 0,
+    reason="mkosi is not importable (run `imagegen setup`)",
+)
+
+
+def test_stage_follower_tracks_nested_steps_and_skips_notices(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    log.write_text("‣ Building tools image\n‣  Installing Debian\nGet:1 http://x.example/debian trixie\n")
+    follower = StageFollower(log)
+    follower.poll()
+    assert follower.stage == "Building tools image › Installing Debian"
+    with log.open("a") as f:
+        f.write("‣ systemd-hwdb is not installed, not generating hwdb\n‣ Building default image\n‣  Copying in")
+    follower.poll()
+    assert follower.stage == "Building default image"
+    with log.open("a") as f:
+        f.write(" extra file trees…\n")
+    follower.poll()
+    assert follower.stage == "Building default image › Copying in extra file trees"
+    assert follower.tail[-1] == "‣  Copying in extra file trees…"
+
+
+@needs_mkosi
+def test_failed_mkosi_run_keeps_the_log_and_reports_its_last_lines(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    with pytest.raises(MkosiFailed) as e:
+        run_mkosi(["--directory", "", "--distribution", "no-such-distribution", "summary"], log,
+                  Console(quiet=True))
+    assert "no-such-distribution" in log.read_text()
+    assert any("no-such-distribution" in line for line in e.value.tail)
+    assert e.value.hint is not None and str(log) in e.value.hint
+
+
+def test_replace_dir_swaps_whole_directories(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old").write_text("1")
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "image.raw").write_text("2")
+    replace_dir(new, target)
+    assert sorted(p.name for p in target.iterdir()) == ["image.raw"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_cache_lock_makes_a_second_build_wait(tmp_path: Path) -> None:
+    said: list[str] = []
+    order: list[str] = []
+    with cache.locked(tmp_path, said.append):
+        def second() -> None:
+            with cache.locked(tmp_path, said.append):
+                order.append("second")
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        order.append("first done")
+    t.join(5)
+    assert order == ["first done", "second"]
+    assert said and "waiting" in said[0]
