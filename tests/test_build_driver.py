@@ -31,6 +31,11 @@ def test_stage_follower_tracks_nested_steps_and_skips_notices(tmp_path: Path) ->
     follower.poll()
     assert follower.stage == "Building default image › Copying in extra file trees"
     assert follower.tail[-1] == "‣  Copying in extra file trees…"
+    names = [name for name, _ in follower.timings(time.monotonic())]
+    assert names == [
+        "Building tools image", "Building tools image › Installing Debian",
+        "Building default image", "Building default image › Copying in extra file trees",
+    ]
 
 
 @needs_mkosi

@@ -61,6 +61,8 @@ class BuildManifest:
     outputs: dict[str, str]
     kernel_command_line: str
     packages: list[Package] = field(default_factory=list)
+    # [step, seconds] for mkosi's steps of the first two levels, in order.
+    stages: list[list[str | float]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

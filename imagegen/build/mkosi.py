@@ -135,9 +135,12 @@ class StageFollower:
     def __init__(self, log: Path) -> None:
         self.log = log
         self.offset = 0
-        self.partial = ""
+        # Bytes, not text: a read may end inside a multi-byte character such as "‣".
+        self.partial = b""
         self.stages: list[str] = []
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        # When each step of the first two levels began (monotonic clock), for the manifest's timings.
+        self.started: list[tuple[float, str]] = []
 
     def poll(self) -> None:
         if not self.log.exists():
@@ -146,10 +149,10 @@ class StageFollower:
             f.seek(self.offset)
             chunk = f.read()
         self.offset += len(chunk)
-        text = self.partial + chunk.decode(errors="replace")
-        *lines, self.partial = text.split("\n")
+        *lines, self.partial = (self.partial + chunk).split(b"\n")
+        now = time.monotonic()
         for raw in lines:
-            line = ANSI.sub("", raw).rstrip()
+            line = ANSI.sub("", raw.decode(errors="replace")).rstrip()
             if not line:
                 continue
             self.tail.append(line)
@@ -157,13 +160,20 @@ class StageFollower:
             if m:
                 depth = len(m["indent"])
                 self.stages = [*self.stages[:depth], m["text"].rstrip("…")]
+                if depth <= 1:
+                    self.started.append((now, self.stage))
+
+    def timings(self, end: float) -> list[tuple[str, float]]:
+        """Seconds spent in each step of the first two levels, in order."""
+        ends = [t for t, _ in self.started[1:]] + [end]
+        return [(name, round(stop - start, 1)) for (start, name), stop in zip(self.started, ends, strict=True)]
 
     @property
     def stage(self) -> str:
         return " › ".join(self.stages) if self.stages else "starting mkosi"
 
 
-def run_mkosi(argv: list[str], log: Path, console: Console) -> None:
+def run_mkosi(argv: list[str], log: Path, console: Console) -> list[tuple[str, float]]:
     """Run mkosi with its whole output in `log`, showing the current stage and the elapsed time."""
     errors: list[BaseException] = []
 
@@ -194,6 +204,7 @@ def run_mkosi(argv: list[str], log: Path, console: Console) -> None:
         if isinstance(error, CommandError):
             raise MkosiFailed(log, list(follower.tail)) from error
         raise error
+    return follower.timings(time.monotonic())
 
 
 class MkosiFailed(ImagegenError):
@@ -295,7 +306,7 @@ def _build_locked(
         argv = mkosi_argv(request, inputs)
         log.write_text(f"# mkosi {version}: {' '.join(argv)}\n")
         start = time.monotonic()
-        run_mkosi(argv, log, console)
+        timings = run_mkosi(argv, log, console)
         duration = time.monotonic() - start
 
         missing = [name for name in OUTPUTS.values() if not (inputs.output_dir / name).is_file()]
@@ -325,6 +336,7 @@ def _build_locked(
                 "log": str(out_dir / LOG_NAME),
             },
             kernel_command_line=KERNEL_COMMAND_LINE,
+            stages=[list(t) for t in timings],
             packages=packages_from_mkosi_manifest(work / MKOSI_MANIFEST),
         )
         (work / MANIFEST_NAME).write_text(manifest.to_json())
