@@ -2,8 +2,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from build_fixtures import make_overlay
+
 from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root
 from imagegen.build.trees import overlay_unit_files, preset_text, write_policy_tree
 from imagegen.errors import UsageError

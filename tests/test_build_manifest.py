@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 from build_fixtures import make_overlay
+
 from imagegen.build.manifest import BuildManifest, Package, packages_from_mkosi_manifest, tree_hash
 
 
