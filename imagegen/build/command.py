@@ -89,6 +89,9 @@ def build_profile(
     loaded = load_profiles(profiles)
     image = loaded.profile.image
     distribution = image.distribution or host_family(os_release())
+    mirror = mirror or image.mirror
+    if mirror is not None:
+        mirror_from_url(mirror)  # a bad URL is a usage error before anything is rendered or built
     out_dir = out or Path("build") / (image.hostname + ("-lab" if lab else ""))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     overlay = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.overlay-", dir=out_dir.parent))
@@ -99,7 +102,7 @@ def build_profile(
             out_dir=out_dir,
             distribution=str(distribution),
             release=image.release,
-            mirror=mirror or image.mirror,
+            mirror=mirror,
             lab=lab,
             hostname=image.hostname,
             root_password_hash=image.root_password_hash,
