@@ -20,6 +20,7 @@ from imagegen.build.hostsetup import host_family, os_release, setup_host
 from imagegen.build.mkosi import BuildResult, build_image
 from imagegen.profile import load_profiles
 from imagegen.render import host_state_for, render_overlay
+from imagegen.vm.lab import render_lab_overlay
 
 
 def setup(
@@ -97,6 +98,10 @@ def build_profile(
     overlay = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.overlay-", dir=out_dir.parent))
     try:
         render_overlay(loaded, overlay, state=host_state_for(loaded, state_file))
+        if lab:
+            # The lab's per-profile files (.link names for the lab NICs, the AP's configuration) join the
+            # rendered overlay: one tree, so the overlay's hash covers them too.
+            render_lab_overlay(loaded.profile, overlay)
         request = BuildRequest(
             overlay=overlay,
             out_dir=out_dir,
