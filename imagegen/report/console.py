@@ -64,7 +64,7 @@ class ConsoleReport:
                        "[green]pass[/green]" if s.passed else "[red]FAIL[/red]")
             ok = sum(c.ok for c in s.checks)
             table.add_row(s.name, verdict, f"{ok}/{len(s.checks)}", f"{s.seconds:.0f} s",
-                          ", ".join(f"{k}={v}" for k, v in s.figures.items()))
+                          "\n".join(f"{k}={v}" for k, v in s.figures.items()))
         self.console.print(table)
         self.console.print(f"accelerator: {result.accel_reason}")
         if result.artifacts:

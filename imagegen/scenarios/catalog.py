@@ -15,6 +15,8 @@ from imagegen.scenarios.session import LabSession, Recorder
 from imagegen.vm.lab import HOSTAPD_UNIT
 
 ScenarioFn = Callable[[LabSession, Recorder], None]
+# systemd colours unit names on the console.
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -281,7 +283,7 @@ def clean_shutdown(lab: LabSession, rec: Recorder) -> None:
     rec.figure("powerdown_s", round(time.monotonic() - start, 1))
     rec.require(f"system_powerdown: the VM stops within {bound:.0f} s", exited,
                 f"{time.monotonic() - start:.0f} s")
-    text = log.read_bytes()[mark:].decode(errors="replace")
+    text = ANSI.sub("", log.read_bytes()[mark:].decode(errors="replace"))
     dhcp = [u for u in lab.expected.running if not u.startswith("supplicant@")]
     sup = f"supplicant@{p.wireless}.service"
     sup_stopping, _ = stop_positions(text, sup)

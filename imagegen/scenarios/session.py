@@ -180,10 +180,18 @@ class LabSession:
         return [str(a) for a in link.with_family(4, dynamic=True)] if link else []
 
     def address6(self) -> list[str]:
+        """Global IPv6 addresses beyond the static ones: WIDE dhcp6c adds its IA_NA address with
+        infinite kernel lifetimes (it expires the lease itself), so "dynamic" does not tell them apart."""
         link = self.bond_link()
-        return [str(a) for a in link.with_family(6, dynamic=True)] if link else []
+        static = {str(a.ip) for a in self.plan.static6}
+        return [str(a) for a in link.with_family(6) if a.address not in static] if link else []
 
     def station_mac(self) -> str:
+        """The radio's own (permanent) MAC: with fail_over_mac=none the bond rewrites the current one."""
+        b = self.bond()
+        slave = b.slave(self.plan.wireless) if b else None
+        if slave is not None and slave.permanent_mac:
+            return slave.permanent_mac
         return self.agent.exec(["cat", f"/sys/class/net/{self.plan.wireless}/address"],
                                timeout=30).check().stdout.strip().lower()
 

@@ -22,7 +22,7 @@ from imagegen.errors import ImagegenError
 
 log = logging.getLogger("imagegen.vm.agent")
 # Answers to abandoned pings are expected while the guest boots; they are not warnings.
-logging.getLogger("qemu.qmp.qmp_client").setLevel(logging.ERROR)
+logging.getLogger("qemu.qmp").setLevel(logging.ERROR)
 
 
 class AgentError(ImagegenError):

@@ -29,8 +29,10 @@ log = logging.getLogger("imagegen.vm.machine")
 
 ROOT_PARTLABEL = "root-x86-64"
 # systemd.firstboot=no: firstboot would otherwise wait for input on the console of a fresh image.
+# status_unit_format=name: the console's "Stopping/Stopped UNIT" lines, which the shutdown scenario
+# reads for the stop order, then carry the unit's name untruncated instead of name and description.
 DIRECT_BOOT_CMDLINE = (f"root=PARTLABEL={ROOT_PARTLABEL} rw console=ttyS0 systemd.firstboot=no "
-                       "panic=-1")
+                       "systemd.status_unit_format=name panic=-1")
 
 
 @dataclass(frozen=True)
