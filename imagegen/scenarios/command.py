@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from imagegen.build.command import build_profile, profile_digest
+from imagegen.build.config import repo_root
 from imagegen.errors import UsageError
 from imagegen.profile import LoadedProfile, load_profiles
 from imagegen.render import resolve_target
@@ -23,6 +24,7 @@ from imagegen.report.jsonout import write_json
 from imagegen.report.junit import write_junit
 from imagegen.scenarios.catalog import BY_NAME
 from imagegen.scenarios.runner import LabRun, TestOptions
+from imagegen.vm import lab as lab_module
 from imagegen.vm.accel import AccelRequest, choose_accel
 from imagegen.vm.lab import LAB_NICS, plan_lab
 from imagegen.vm.machine import ImageFiles, Machine
@@ -57,6 +59,12 @@ def _terminate_as_interrupt() -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _newest_lab_source() -> float:
+    """The latest change to what goes into every lab image besides the profile."""
+    roots = [repo_root() / "overlays" / "lab", Path(lab_module.__file__).parent / "templates" / "lab"]
+    return max((p.lstat().st_mtime for r in roots if r.is_dir() for p in r.rglob("*")), default=0.0)
+
+
 def lab_image(loaded: LoadedProfile, profiles: list[Path], image: Path | None, console: Console) -> ImageFiles:
     """The lab image to test: the one given, else build/HOSTNAME-lab, (re)built when missing or stale."""
     if image is not None:
@@ -68,6 +76,8 @@ def lab_image(loaded: LoadedProfile, profiles: list[Path], image: Path | None, c
     if (out / "image.raw").is_file() and manifest.is_file():
         recorded = json.loads(manifest.read_text()).get("profile_hash")
         stale = "" if recorded == digest else "built from another version of the profile"
+        if not stale and _newest_lab_source() > manifest.stat().st_mtime:
+            stale = "older than the lab's files (overlays/lab, lab templates)"
     if stale:
         console.print(f"lab image {out}: {stale}; building it")
         build_profile(profiles, out=out, lab=True, console=console)
