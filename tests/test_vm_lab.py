@@ -53,7 +53,7 @@ def test_laptop_lab_uses_the_profile_names_and_network(tmp_path: Path) -> None:
     assert f"PermanentMACAddress={AP_RADIO_MAC}" in f["etc/systemd/network/10-imagegen-lab-ap.link"]
     assert f"PermanentMACAddress={UPLINK_NIC.mac}" in f["etc/systemd/network/10-imagegen-lab-uplink.link"]
     hostapd = f["etc/imagegen-lab/hostapd.conf"].splitlines()
-    assert f"ssid2={'MyHome'.encode().hex()}" in hostapd
+    assert f"ssid2={b'MyHome'.hex()}" in hostapd
     assert {"wpa=2", "wpa_key_mgmt=WPA-PSK", "rsn_pairwise=CCMP", "wpa_passphrase=SuperSecret",
             "country_code=US"} <= set(hostapd)
     assert os.stat(tmp_path / "etc/imagegen-lab/hostapd.conf").st_mode & 0o077 == 0

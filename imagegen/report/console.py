@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 
 from imagegen.report.model import Check, RunResult, ScenarioResult
@@ -11,7 +12,7 @@ from imagegen.report.model import Check, RunResult, ScenarioResult
 class ConsoleReport:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self._status = None
+        self._status: Status | None = None
 
     def note(self, text: str) -> None:
         self.console.print(f"[dim]{text}[/dim]")

@@ -99,7 +99,8 @@ def failover(lab: LabSession, rec: Recorder) -> None:
     station = lab.station_mac()
     lab.start_probe("failover")
     time.sleep(1.0)
-    offset = lab.clock_offset()
+    offset, uncertainty = lab.clock_offset()
+    rec.figure("clock_offset_uncertainty_ms", round(uncertainty * 1000, 1))
     t_qmp = lab.qmp.set_link(p.wired_nic.id, False)
     bond, waited = lab.wait_active(p.wireless, lab.timeout(15))
     rec.figure("switch_seen_after_qmp_s", round(waited, 2))
@@ -130,7 +131,8 @@ def failback(lab: LabSession, rec: Recorder) -> None:
                 _active(before))
     lab.start_probe("failback")
     time.sleep(1.0)
-    offset = lab.clock_offset()
+    offset, uncertainty = lab.clock_offset()
+    rec.figure("clock_offset_uncertainty_ms", round(uncertainty * 1000, 1))
     t_qmp = lab.qmp.set_link(p.wired_nic.id, True)
     # With a primary and primary_reselect always/better, the bond returns to the wired primary.
     want = p.wired if (p.primary == p.wired) else p.wireless

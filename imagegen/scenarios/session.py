@@ -200,12 +200,13 @@ class LabSession:
                              target], timeout=30)
         return r.ok
 
-    def clock_offset(self) -> float:
-        """Guest wall clock minus host wall clock, from one guest-get-time between two host readings."""
+    def clock_offset(self) -> tuple[float, float]:
+        """Guest wall clock minus host wall clock, from one guest-get-time between two host readings,
+        and its uncertainty (half that round trip), both in seconds."""
         before = time.time()
         guest = self.agent.time()
         after = time.time()
-        return guest - (before + after) / 2
+        return guest - (before + after) / 2, (after - before) / 2
 
     # The outage probe.
 

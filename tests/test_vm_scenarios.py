@@ -1,0 +1,75 @@
+"""Boot the lab image under QEMU and run every scenario (vm: many minutes under TCG).
+
+The positive run is `imagegen test` exactly as a person types it; the negative run boots an image built
+with fail_over_mac = "none" while the scenarios expect the laptop profile's "active", and must fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagegen.build.command import build_profile
+from imagegen.build.config import repo_root
+
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.slow,
+    pytest.mark.timeout(3600),
+    pytest.mark.skipif(os.geteuid() != 0, reason="mkosi image builds need root"),
+    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed"),
+]
+
+EXAMPLE = repo_root() / "examples" / "laptop.toml"
+ALL = {"boot-wired-primary", "failover", "failback", "wifi-only-boot", "hotplug", "ap-lost", "clean-shutdown"}
+
+
+def imagegen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(repo_root())}
+    return subprocess.run([sys.executable, "-c", "from imagegen.cli import app; app()", *args], cwd=cwd,
+                          env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3000)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # A copy, so that the host state file and build/ land here and not beside the example.
+    d = tmp_path_factory.mktemp("lab")
+    shutil.copy(EXAMPLE, d / "laptop.toml")
+    return d
+
+
+def test_laptop_passes_every_scenario(workdir: Path) -> None:
+    proc = imagegen("test", "laptop.toml", "--json", "result.json", "--junit", "result.xml",
+                    "--artifacts", "artifacts", cwd=workdir)
+    assert (workdir / "result.json").exists(), proc.stdout[-5000:]
+    result = json.loads((workdir / "result.json").read_text())
+    verdicts = {s["name"]: s["passed"] for s in result["scenarios"]}
+    assert set(verdicts) == ALL
+    assert all(verdicts.values()), (verdicts, proc.stdout[-5000:])
+    assert proc.returncode == 0
+    failover = next(s for s in result["scenarios"] if s["name"] == "failover")
+    assert failover["figures"]["failover_probes_sent"] > 50
+    assert (workdir / "result.xml").read_text().count("<testcase") == len(ALL)
+
+
+def test_image_without_fail_over_mac_active_fails(workdir: Path) -> None:
+    (workdir / "none.toml").write_text('[bonds.bond0]\nfail_over_mac = "none"\n')
+    wrong = build_profile([workdir / "laptop.toml", workdir / "none.toml"], out=workdir / "wrong-image", lab=True)
+    proc = imagegen("test", "laptop.toml", "--image", str(wrong.out_dir), "--scenario", "boot-wired-primary",
+                    "--scenario", "failover", "--json", "wrong.json", "--artifacts", "wrong-artifacts",
+                    cwd=workdir)
+    assert proc.returncode == 1, proc.stdout[-5000:]
+    result = json.loads((workdir / "wrong.json").read_text())
+    by_name = {s["name"]: s for s in result["scenarios"]}
+    failed = {c["name"] for c in by_name["boot-wired-primary"]["checks"] if not c["ok"]}
+    assert "fail_over_mac is active" in failed
+    assert not by_name["failover"]["passed"]
+    assert any(not c["ok"] and "MAC follows fail_over_mac=active" in c["name"]
+               for c in by_name["failover"]["checks"])
+    assert (workdir / "wrong-artifacts" / "failover" / "bonding.txt").exists()
