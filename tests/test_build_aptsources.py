@@ -12,7 +12,7 @@ from imagegen.build.aptsources import (
 )
 from imagegen.errors import UsageError
 
-# Host names here are placeholders of the documentation range, not mirrors.
+# Host names here are reserved .example names (RFC 2606), not mirrors.
 DEB822 = """\
 Types: deb
 # http://mirror.example/archive/debian/20250520T000000Z
