@@ -123,18 +123,11 @@ class Monitor:
         self.cmd("device_add", **props)
         return time.time()
 
-    def pci_devices(self) -> list[str]:
-        ids: list[str] = []
-
-        def walk(devs: list[dict[str, Any]]) -> None:
-            for d in devs:
-                if d.get("qdev_id"):
-                    ids.append(d["qdev_id"])
-                walk(d.get("pci_bridge", {}).get("devices", []))
-
-        for bus in self.cmd("query-pci"):
-            walk(bus.get("devices", []))
-        return ids
+    def devices(self) -> list[str]:
+        """Ids of the devices plugged now (query-pci shows those behind a root port only once the
+        guest's firmware has numbered its bus; QOM knows them from the start)."""
+        return sorted(p["name"] for p in self.cmd("qom-list", path="/machine/peripheral")
+                      if str(p.get("type", "")).startswith("child<"))
 
     def system_powerdown(self) -> float:
         self.cmd("system_powerdown")
