@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,13 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from imagegen.build.aptsources import mirror_from_url
-from imagegen.build.config import BuildRequest
 from imagegen.build.doctor import host_checks
-from imagegen.build.hostsetup import host_family, os_release, setup_host
-from imagegen.build.mkosi import BuildResult, build_image
+from imagegen.build.hostsetup import setup_host
+from imagegen.build.mkosi import BuildResult
+from imagegen.pipeline.stages import ImageBuild, default_link_name, open_store, realise_image
 from imagegen.profile import load_profiles
-from imagegen.render import host_state_for, render_overlay
-from imagegen.vm.lab import render_lab_overlay
 
 
 def setup(
@@ -58,22 +55,70 @@ def profile_digest(merged: dict[str, object]) -> str:
 
 def build(
     profiles: Annotated[list[Path], typer.Argument(help="host profile TOML files, later ones layered on top")],
-    out: Annotated[Path | None, typer.Option(help="output directory (default: build/<hostname>[-lab])")] = None,
+    out_link: Annotated[Path | None, typer.Option("--out-link", "-o", help="symlink to leave pointing at the "
+                                                  "image's store entry (default: result-HOSTNAME[-lab])")] = None,
+    out: Annotated[Path | None, typer.Option(help="the same as --out-link DIR, kept for scripts: DIR becomes a "
+                                             "link to the store entry (an older build's directory there is "
+                                             "replaced)")] = None,
     lab: Annotated[bool, typer.Option(help="add the lab packages and overlay used by the VM tests")] = False,
-    mirror: Annotated[str | None, typer.Option(help="package mirror URL (default: image.mirror, "
-                                                   "else the host's Debian mirror)")] = None,
+    mirror: Annotated[str | None, typer.Option(help="package mirror URL (default: image.mirror, else the host's "
+                                               "Debian mirror); not part of the store hash")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="mkosi cache root (default: .cache/mkosi)")] = None,
     state: Annotated[Path | None, typer.Option("--state", help="host state file (DUID, dhcp6c key); default: "
                                                "HOSTNAME.state.toml beside the last profile")] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="build again without mkosi's cached packages, "
+                                          "resolving them anew, and say whether the package set changed")] = False,
+    store: Annotated[Path | None, typer.Option("--store", help="store directory (default: $IMAGEGEN_STORE, "
+                                               "else ~/.cache/imagegen/store)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the store paths and the manifest as JSON "
+                                          "on stdout")] = False,
 ) -> None:
-    """Render the profile and build a bootable disk image with mkosi (image.raw, vmlinuz, initrd, manifest)."""
-    result = build_profile(profiles, out=out, lab=lab, mirror=mirror, cache_root=cache_dir, state_file=state)
-    m = result.manifest
-    typer.echo(f"image:   {result.image}")
-    typer.echo(f"kernel:  {result.kernel}")
-    typer.echo(f"initrd:  {result.initrd}")
-    typer.echo(f"cmdline: {m.kernel_command_line}")
-    typer.echo(f"cache:   {'reused' if m.cache_reused else 'rebuilt'} ({m.cache_reason})")
+    """Render the profile and build a bootable disk image with mkosi into the store (image.raw, vmlinuz,
+    initrd, manifest); an unchanged profile is a no-op that names the stored image."""
+    hostname = load_profiles(profiles).profile.image.hostname
+    link = out_link or out or default_link_name(hostname, lab)
+    built = build_into_store(profiles, link=link, lab=lab, mirror=mirror, cache_root=cache_dir, state_file=state,
+                             refresh=refresh, store=store)
+    m = built.manifest
+    say = typer.echo if not as_json else (lambda text: typer.echo(text, err=True))
+    if built.reused:
+        say(f"reused {built.entry.path} (unchanged inputs; {built.seconds:.2f} s)")
+    else:
+        say(f"built {built.entry.path} in {built.seconds:.0f} s "
+            f"(mkosi cache {'reused' if m.cache_reused else 'rebuilt'}: {m.cache_reason})")
+    files = built.files()
+    say(f"image:   {files['image']}")
+    say(f"kernel:  {files['kernel']}")
+    say(f"initrd:  {files['initrd']}")
+    say(f"cmdline: {m.kernel_command_line}")
+    if built.link is not None:
+        say(f"link:    {built.link} -> {built.entry.path}")
+    if built.generation is not None:
+        say(f"generation: {hostname}@{built.generation.number}")
+    if built.refreshed is not None:
+        say("refresh: the package set is unchanged" if not built.refreshed else
+            f"refresh: the package set differs from the previous build:\n{built.refreshed}")
+    if as_json:
+        json.dump(built.to_json(), sys.stdout, indent=2)
+        typer.echo()
+
+
+def build_into_store(
+    profiles: list[Path],
+    *,
+    link: Path | None = None,
+    lab: bool = False,
+    mirror: str | None = None,
+    cache_root: Path | None = None,
+    state_file: Path | None = None,
+    refresh: bool = False,
+    store: Path | None = None,
+    record: bool = True,
+    console: Console | None = None,
+) -> ImageBuild:
+    """Load, render and build through the store: the whole `imagegen build` without the printing."""
+    return realise_image(open_store(store), load_profiles(profiles), lab=lab, mirror=mirror, cache_root=cache_root,
+                         state_file=state_file, refresh=refresh, link=link, record=record, console=console)
 
 
 def build_profile(
@@ -85,35 +130,8 @@ def build_profile(
     cache_root: Path | None = None,
     state_file: Path | None = None,
     console: Console | None = None,
+    store: Path | None = None,
 ) -> BuildResult:
-    """Load, render and build: the whole `imagegen build` without the printing."""
-    loaded = load_profiles(profiles)
-    image = loaded.profile.image
-    distribution = image.distribution or host_family(os_release())
-    mirror = mirror or image.mirror
-    if mirror is not None:
-        mirror_from_url(mirror)  # a bad URL is a usage error before anything is rendered or built
-    out_dir = out or Path("build") / (image.hostname + ("-lab" if lab else ""))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    overlay = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.overlay-", dir=out_dir.parent))
-    try:
-        render_overlay(loaded, overlay, state=host_state_for(loaded, state_file))
-        if lab:
-            # The lab's per-profile files (.link names for the lab NICs, the AP's configuration) join the
-            # rendered overlay: one tree, so the overlay's hash covers them too.
-            render_lab_overlay(loaded.profile, overlay)
-        request = BuildRequest(
-            overlay=overlay,
-            out_dir=out_dir,
-            distribution=str(distribution),
-            release=image.release,
-            mirror=mirror,
-            lab=lab,
-            hostname=image.hostname,
-            root_password_hash=image.root_password_hash,
-            profile_hash=profile_digest(loaded.merged),
-            cache_root=cache_root,
-        )
-        return build_image(request, console=console)
-    finally:
-        shutil.rmtree(overlay, ignore_errors=True)
+    """Build through the store; with out, out becomes a link to the image entry and the result's out_dir."""
+    return build_into_store(profiles, link=out, lab=lab, mirror=mirror, cache_root=cache_root,
+                            state_file=state_file, store=store, console=console).result()

@@ -262,8 +262,15 @@ def summary(request: BuildRequest) -> str:
     return proc.stdout
 
 
-def build_image(request: BuildRequest, console: Console | None = None) -> BuildResult:
-    """Build one image from a rendered overlay into request.out_dir and return its manifest."""
+def build_image(
+    request: BuildRequest, console: Console | None = None, *, into: Path | None = None, refresh: bool = False
+) -> BuildResult:
+    """Build one image from a rendered overlay into request.out_dir and return its manifest.
+
+    With `into` (an empty directory, e.g. a store entry being built) the files are written there and nothing
+    else is replaced: request.out_dir is then only where they will be found, as the manifest says.
+    refresh drops mkosi's cached image first, so that the package set is resolved anew.
+    """
     console = console or Console(stderr=True)
     if request.distribution == "arch":
         check_arch_mirror(request)
@@ -278,11 +285,12 @@ def build_image(request: BuildRequest, console: Console | None = None) -> BuildR
         else f"arch {request.mirror}"
     )
     with cache.locked(request.cache_dir, console.print):
-        return _build_locked(request, console, version, mirror, out_dir, repositories)
+        return _build_locked(request, console, version, mirror, out_dir, repositories, into, refresh)
 
 
 def _build_locked(
-    request: BuildRequest, console: Console, version: str, mirror: DebianMirror, out_dir: Path, repositories: str
+    request: BuildRequest, console: Console, version: str, mirror: DebianMirror, out_dir: Path, repositories: str,
+    into: Path | None = None, refresh: bool = False,
 ) -> BuildResult:
     key = cache.config_key(
         conf_dir=repo_root() / "mkosi.conf.d",
@@ -293,13 +301,15 @@ def _build_locked(
         repositories=repositories,
     )
     decision = cache.decide(request.cache_dir, request.distribution, key)
+    if refresh:
+        decision = cache.CacheDecision(False, "--refresh: resolving the packages anew")
     if not decision.reuse:
         cache.drop_image_cache(request.cache_dir, request.distribution)
     console.print(
         f"cache: {'reusing' if decision.reuse else 'rebuilding'} the installed packages ({decision.reason})"
     )
 
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    work = into or Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     log = work / LOG_NAME
     try:
         inputs = prepare_inputs(request, work, mirror)
@@ -340,16 +350,21 @@ def _build_locked(
             packages=packages_from_mkosi_manifest(work / MKOSI_MANIFEST),
         )
         (work / MANIFEST_NAME).write_text(manifest.to_json())
-        replace_dir(work, out_dir)
+        if into is None:
+            replace_dir(work, out_dir)
     except MkosiFailed as e:
-        failed_log = out_dir.with_name(f"{out_dir.name}.failed.log")
+        # A store's work directory goes when the build fails: the log is kept beside mkosi's cache then.
+        failed_log = (request.cache_dir / "failed-build.log" if into is not None
+                      else out_dir.with_name(f"{out_dir.name}.failed.log"))
         shutil.copyfile(e.log, failed_log)
-        shutil.rmtree(work, ignore_errors=True)
+        if into is None:
+            shutil.rmtree(work, ignore_errors=True)
         for line in e.tail:
             console.print(Text(line), highlight=False)
         raise MkosiFailed(failed_log, e.tail) from e
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        if into is None:
+            shutil.rmtree(work, ignore_errors=True)
         raise
     console.print(
         f"built {out_dir / OUTPUTS['image']} in {manifest.duration_seconds:.0f} s "

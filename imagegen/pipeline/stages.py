@@ -1,0 +1,181 @@
+"""Realise the render and build stages in the store: each runs only when its derivation is new."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from imagegen.build.aptsources import mirror_from_url
+from imagegen.build.config import DEFAULT_RELEASES, BuildRequest
+from imagegen.build.hostsetup import host_family, os_release
+from imagegen.build.manifest import MANIFEST_NAME, BuildManifest
+from imagegen.build.mkosi import OUTPUTS, BuildResult, build_image
+from imagegen.errors import UsageError
+from imagegen.pipeline.derivations import (
+    build_derivation,
+    mkosi_version,
+    profile_hash,
+    render_derivation,
+)
+from imagegen.profile import LoadedProfile
+from imagegen.render import host_state_for, plan_overlay, resolve_target
+from imagegen.render.write import write_tree
+from imagegen.store import Entry, Generation, PackageDiff, Store, diff_packages, resolve_store_root
+from imagegen.store.fsutil import remove_tree
+from imagegen.vm.lab import render_lab_overlay
+
+
+def open_store(option: Path | None) -> Store:
+    """The store named by --store, else $IMAGEGEN_STORE, else the user's cache directory."""
+    return Store(resolve_store_root(option, os.environ))
+
+
+def realise_overlay(store: Store, loaded: LoadedProfile, *, lab: bool = False,
+                    state_file: Path | None = None) -> Entry:
+    """The rendered overlay of a profile (with the lab's per-profile files for the lab variant)."""
+    state = host_state_for(loaded, state_file)
+    drv = render_derivation(loaded, state, lab=lab)
+
+    def render(out: Path) -> dict[str, Any]:
+        plan = plan_overlay(loaded, state, resolve_target(loaded.profile.image))
+        write_tree(plan, out)
+        written = render_lab_overlay(loaded.profile, out) if lab else []
+        return {"entries": len(plan.entries) + len(written)}
+
+    return store.realise(drv, render)
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    """A built (or found) image: its store entry, what it was built from, and where it was linked."""
+
+    entry: Entry
+    overlay: Entry
+    manifest: BuildManifest
+    profile_hash: str
+    seconds: float  # what this call took, found or built
+    link: Path | None = None
+    generation: Generation | None = None
+    # With --refresh over an existing entry: how the package set moved (empty: unchanged).
+    refreshed: PackageDiff | None = None
+
+    @property
+    def reused(self) -> bool:
+        return self.entry.reused
+
+    def files(self) -> dict[str, str]:
+        return {kind: str(self.entry.path / name) for kind, name in OUTPUTS.items()}
+
+    def result(self) -> BuildResult:
+        """As `imagegen build` used to return it: the files in out_dir (the link, else the entry)."""
+        return BuildResult(out_dir=self.link or self.entry.path, manifest=self.manifest)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "store_path": str(self.entry.path),
+            "overlay_path": str(self.overlay.path),
+            "out_link": str(self.link) if self.link else None,
+            "reused": self.reused,
+            "seconds": round(self.seconds, 3),
+            "profile_hash": self.profile_hash,
+            "generation": self.generation.number if self.generation else None,
+            **self.files(),
+            "manifest": json.loads((self.entry.path / MANIFEST_NAME).read_text()),
+        }
+        if self.refreshed is not None:
+            data["refresh"] = {"packages_changed": bool(self.refreshed), "diff": str(self.refreshed)}
+        return data
+
+
+def default_link_name(hostname: str, lab: bool) -> Path:
+    return Path(f"result-{hostname}{'-lab' if lab else ''}")
+
+
+def _replace_old_output_dir(path: Path) -> None:
+    """Turn an output directory of an imagegen from before the store (build/<host>) into room for a link.
+
+    Such a directory was replaced by each build anyway; anything else in the way is refused.
+    """
+    if path.is_dir() and not path.is_symlink():
+        if (path / MANIFEST_NAME).is_file() and (path / OUTPUTS["image"]).is_file():
+            remove_tree(path)
+
+
+def realise_image(
+    store: Store,
+    loaded: LoadedProfile,
+    *,
+    lab: bool = False,
+    mirror: str | None = None,
+    cache_root: Path | None = None,
+    state_file: Path | None = None,
+    refresh: bool = False,
+    link: Path | None = None,
+    record: bool = True,
+    console: Console | None = None,
+) -> ImageBuild:
+    """Render and build a profile through the store; reuse whatever is already there.
+
+    link: an out-link to leave pointing at the image entry (a GC root). record: add a generation.
+    """
+    started = time.monotonic()
+    console = console or Console(stderr=True)
+    image = loaded.profile.image
+    distribution = str(image.distribution or host_family(os_release()))
+    mirror = mirror or image.mirror
+    if mirror is not None:
+        mirror_from_url(mirror)  # a bad URL is a usage error before anything is rendered or built
+    if link is not None:
+        _replace_old_output_dir(link)
+        if link.exists() and not link.is_symlink():
+            raise UsageError(f"--out-link {link} exists and is not a link",
+                             "remove it or choose another --out-link NAME")
+    overlay = realise_overlay(store, loaded, lab=lab, state_file=state_file)
+    request_release = image.release
+    drv = build_derivation(
+        overlay, distribution=distribution,
+        release=request_release or DEFAULT_RELEASES.get(distribution, ""),
+        lab=lab, hostname=image.hostname, root_password_hash=image.root_password_hash, mkosi=mkosi_version(),
+    )
+    phash = profile_hash(loaded)
+    previous = store.lookup(drv) if refresh else None
+    old_manifest = json.loads((previous.path / MANIFEST_NAME).read_text()) if previous else None
+
+    def build(work: Path) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="imagegen-overlay-") as tmp:
+            # Store trees are read-only; mkosi copies modes into the image, so it gets a writable copy.
+            copy = Path(tmp) / "overlay"
+            store.copy_out(overlay, copy)
+            request = BuildRequest(
+                overlay=copy, out_dir=store.path_of(drv), distribution=distribution, release=request_release,
+                mirror=mirror, lab=lab, hostname=image.hostname, root_password_hash=image.root_password_hash,
+                profile_hash=phash, cache_root=cache_root,
+            )
+            result = build_image(request, console=console, into=work, refresh=refresh)
+        m = result.manifest
+        return {"packages": len(m.packages), "cache_reused": m.cache_reused, "cache_reason": m.cache_reason,
+                "mkosi_seconds": m.duration_seconds}
+
+    entry = store.realise(drv, build, force=refresh,
+                          on_wait=lambda: console.print(f"waiting for another imagegen building {drv.path_name}"))
+    refreshed = None
+    if old_manifest is not None:
+        refreshed = diff_packages(old_manifest, json.loads((entry.path / MANIFEST_NAME).read_text()))
+    out_link = store.add_out_link(link, entry) if link is not None else None
+    generation = store.record_generation(image.hostname, entry, phash) if record else None
+    return ImageBuild(entry=entry, overlay=overlay, manifest=BuildManifest.load(entry.path / MANIFEST_NAME),
+                      profile_hash=phash, seconds=time.monotonic() - started, link=out_link,
+                      generation=generation, refreshed=refreshed)
+
+
+def entry_manifest(entry: Entry) -> Mapping[str, Any] | None:
+    path = entry.path / MANIFEST_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
