@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,18 +15,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from imagegen.build.command import build_profile, profile_digest
-from imagegen.build.config import repo_root
 from imagegen.errors import UsageError
+from imagegen.pipeline.derivations import profile_hash, verdict_derivation
+from imagegen.pipeline.stages import open_store, realise_image
+from imagegen.pipeline.verdicts import ARTIFACTS, attach_verdict, realise_verdict
 from imagegen.profile import LoadedProfile, load_profiles
 from imagegen.render import resolve_target
 from imagegen.report.artifacts import default_artifacts_dir
 from imagegen.report.console import ConsoleReport
 from imagegen.report.jsonout import write_json
 from imagegen.report.junit import write_junit
+from imagegen.report.model import RunResult
 from imagegen.scenarios.catalog import BY_NAME
-from imagegen.scenarios.runner import LabRun, TestOptions
-from imagegen.vm import lab as lab_module
+from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
+from imagegen.store import Entry, Store
 from imagegen.vm.accel import AccelRequest, choose_accel
 from imagegen.vm.lab import LAB_NICS, plan_lab
 from imagegen.vm.machine import ImageFiles, Machine
@@ -33,9 +37,11 @@ Profiles = Annotated[list[Path], typer.Argument(help="host profile TOML files, l
                                                 show_default=False)]
 AccelOpt = Annotated[str, typer.Option("--accel", help="auto: KVM only if a short real boot works, else TCG; "
                                        "or kvm, tcg")]
-ImageOpt = Annotated[Path | None, typer.Option("--image", help="build output directory with image.raw, "
-                                               "image.vmlinuz, image.initrd (default: build/HOSTNAME-lab, "
-                                               "built when missing or stale)")]
+ImageOpt = Annotated[Path | None, typer.Option("--image", help="directory (or result link) with image.raw, "
+                                               "image.vmlinuz, image.initrd (default: the profile's lab image "
+                                               "in the store, built when its inputs changed)")]
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="store directory (default: $IMAGEGEN_STORE, "
+                                               "else ~/.cache/imagegen/store)")]
 UefiOpt = Annotated[bool, typer.Option("--uefi", help="boot through OVMF and the image's ESP instead of "
                                        "direct kernel boot (slower)")]
 
@@ -59,46 +65,44 @@ def _terminate_as_interrupt() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _newest_lab_source() -> float:
-    """The latest change to what goes into every lab image besides the profile."""
-    roots = [repo_root() / "overlays" / "lab", Path(lab_module.__file__).parent / "templates" / "lab"]
-    return max((p.lstat().st_mtime for r in roots if r.is_dir() for p in r.rglob("*")), default=0.0)
-
-
-def lab_image(loaded: LoadedProfile, profiles: list[Path], image: Path | None, console: Console) -> ImageFiles:
-    """The lab image to test: the one given, else build/HOSTNAME-lab, (re)built when missing or stale."""
+def lab_image(loaded: LoadedProfile, image: Path | None, console: Console,
+              store: Store) -> tuple[ImageFiles, Entry | None]:
+    """The lab image to test and its store entry: the one given (an entry only if it lives in the store),
+    else the profile's lab image from the store, built when any of its inputs changed."""
     if image is not None:
-        return ImageFiles.from_dir(image)
-    out = Path("build") / f"{loaded.profile.image.hostname}-lab"
-    manifest = out / "manifest.json"
-    digest = profile_digest(loaded.merged)
-    stale = "missing"
-    if (out / "image.raw").is_file() and manifest.is_file():
-        recorded = json.loads(manifest.read_text()).get("profile_hash")
-        stale = "" if recorded == digest else "built from another version of the profile"
-        if not stale and _newest_lab_source() > manifest.stat().st_mtime:
-            stale = "older than the lab's files (overlays/lab, lab templates)"
-    if stale:
-        console.print(f"lab image {out}: {stale}; building it")
-        build_profile(profiles, out=out, lab=True, console=console)
-    return ImageFiles.from_dir(out)
+        try:
+            return ImageFiles.from_dir(image), store.get(image)
+        except UsageError:
+            return ImageFiles.from_dir(image), None
+    built = realise_image(store, loaded, lab=True, record=False, console=console)
+    console.print(f"lab image: {'reused' if built.reused else 'built'} {built.entry.path}")
+    return ImageFiles.from_dir(built.entry.path), built.entry
 
 
 def test(
     profiles: Profiles,
     accel: AccelOpt = "auto",
     junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here; - prints "
+                                                 "the store paths and the verdict on stdout")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="leave the VM running at the end and print how to "
                                        "attach (skips the clean-shutdown scenario)")] = False,
     uefi: UefiOpt = False,
     artifacts: Annotated[Path | None, typer.Option("--artifacts", help="where a failure's evidence goes "
-                                                   "(default: artifacts/HOSTNAME-TIME)")] = None,
+                                                   "(default: the verdict's store entry, artifacts/)")] = None,
     image: ImageOpt = None,
     scenario: Annotated[list[str] | None, typer.Option("--scenario", help="run only this scenario "
                                                        f"(repeatable): {', '.join(BY_NAME)}")] = None,
+    rerun: Annotated[bool, typer.Option("--rerun", help="run the scenarios even if the store holds a verdict "
+                                        "for this image, scenario set and parameters")] = False,
+    store: StoreOpt = None,
 ) -> None:
-    """Boot the profile's lab image under QEMU and prove its network: failover, failback, hot-plug, ..."""
+    """Boot the profile's lab image under QEMU and prove its network: failover, failback, hot-plug, ...
+
+    The verdict is kept in the store under the hash of the image, the scenarios and their parameters: an
+    unchanged run prints the stored verdict (--rerun runs again). --json - prints the store paths and the
+    verdict on stdout.
+    """
     console = Console(stderr=True)
     for name in scenario or []:
         if name not in BY_NAME:
@@ -107,21 +111,44 @@ def test(
     loaded = load_profiles(profiles)
     plan = plan_lab(loaded.profile)
     dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit
-    files = lab_image(loaded, profiles, image, console)
+    st = open_store(store)
+    files, image_entry = lab_image(loaded, image, console, st)
     report = ConsoleReport(console)
-    report.step("choosing the accelerator (a short KVM boot)…")
-    choice = choose_accel(request, None if uefi else files.kernel)
-    report.note(f"accelerator: {choice.reason}")
-    options = TestOptions(uefi=uefi, keep=keep,
-                          artifacts=artifacts or default_artifacts_dir(loaded.profile.image.hostname),
-                          only=tuple(scenario or ()))
     label = " ".join(str(p) for p in profiles)
-    with _terminate_as_interrupt():
-        result = LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
+    hostname = loaded.profile.image.hostname
+
+    def run(evidence: Path) -> RunResult:
+        report.step("choosing the accelerator (a short KVM boot)…")
+        choice = choose_accel(request, None if uefi else files.kernel)
+        report.note(f"accelerator: {choice.reason}")
+        options = TestOptions(uefi=uefi, keep=keep, artifacts=evidence, only=tuple(scenario or ()))
+        with _terminate_as_interrupt():
+            return LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
+
+    verdict_entry = None
+    if keep or image_entry is None:
+        # A kept VM is for a person to look at, and an image outside the store has no identity to file
+        # a verdict under: both run as they are, outside the store.
+        result = run(artifacts or default_artifacts_dir(hostname))
+    else:
+        chosen = tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (scenario or BY_NAME))
+        drv = verdict_derivation(image_entry, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan,
+                                 dhcp6_unit=dhcp6_unit)
+        verdict_entry, result = realise_verdict(st, drv, run, rerun=rerun)
+        console.print(f"verdict: {'reused' if verdict_entry.reused else 'stored'} {verdict_entry.path}")
+        attach_verdict(st, hostname, image_entry, profile_hash(loaded), verdict_entry, result)
+        if artifacts is not None and (verdict_entry.path / ARTIFACTS).is_dir():
+            shutil.copytree(verdict_entry.path / ARTIFACTS, artifacts, dirs_exist_ok=True)
     report.summary(result)
     if junit is not None:
         write_junit(result, junit)
-    if json_out is not None:
+    if json_out is not None and str(json_out) == "-":
+        json.dump({"verdict_path": str(verdict_entry.path) if verdict_entry else None,
+                   "image_path": str(image_entry.path) if image_entry else None,
+                   "reused": verdict_entry.reused if verdict_entry else False,
+                   "passed": result.passed, "verdict": result.to_dict()}, sys.stdout, indent=2)
+        print()
+    elif json_out is not None:
         write_json(result, json_out)
     if not result.passed:
         raise typer.Exit(1)
@@ -132,12 +159,13 @@ def vm(
     accel: AccelOpt = "auto",
     uefi: UefiOpt = False,
     image: ImageOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Boot the profile's lab image with its serial console on this terminal (Ctrl-A x quits)."""
     console = Console(stderr=True)
     loaded = load_profiles(profiles)
     plan_lab(loaded.profile)
-    files = lab_image(loaded, profiles, image, console)
+    files, _ = lab_image(loaded, image, console, open_store(store))
     choice = choose_accel(_accel_request(accel), None if uefi else files.kernel)
     console.print(f"accelerator: {choice.reason}")
     machine = Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi)
