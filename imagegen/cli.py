@@ -17,6 +17,7 @@ from rich.console import Console
 from imagegen import __version__
 from imagegen.build import command as build_command
 from imagegen.errors import ImagegenError
+from imagegen.pipeline import command as store_command
 from imagegen.profile import load_profiles
 from imagegen.profile.show import show_profile
 from imagegen.render import host_state_for, render_overlay, resolve_target
@@ -142,3 +143,7 @@ app.command("build")(reports_errors(build_command.build))
 # The VM stage's commands live in imagegen/scenarios/command.py.
 app.command("test")(reports_errors(scenarios_command.test))
 app.command("vm")(reports_errors(scenarios_command.vm))
+# The store's commands live in imagegen/pipeline/command.py.
+app.command("history")(reports_errors(store_command.history))
+app.command("gc")(reports_errors(store_command.gc))
+app.command("diff")(reports_errors(store_command.diff))

@@ -1,0 +1,108 @@
+"""The store's commands: `imagegen history`, `imagegen gc`, `imagegen diff`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imagegen.pipeline.stages import open_store
+from imagegen.pipeline.systems import diff_systems, resolve
+from imagegen.store import Generation
+
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="store directory (default: $IMAGEGEN_STORE, "
+                                               "else ~/.cache/imagegen/store)")]
+
+
+def verdict_text(verdict: Any) -> str:
+    """A generation's verdict in a few words: passed (7/7), FAILED: failover, or - when untested."""
+    if not isinstance(verdict, dict):
+        return "-"
+    scenarios = verdict.get("scenarios") or {}
+    failed = sorted(n for n, s in scenarios.items() if not s.get("passed") and not s.get("skipped"))
+    ran = [n for n, s in scenarios.items() if not s.get("skipped")]
+    if failed:
+        return f"FAILED: {', '.join(failed)}"
+    return f"passed ({len(ran)}/{len(scenarios)})" if verdict.get("passed") else "failed"
+
+
+def human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def history(
+    host: Annotated[str, typer.Argument(help="host name (image.hostname of its profile)")],
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the generations as JSON on stdout")] = False,
+) -> None:
+    """List a host's generations: when each build changed it, its store path, profile hash and test verdict."""
+    st = open_store(store)
+    generations = st.history(host)
+    if as_json:
+        json.dump([_generation_json(st.root, g) for g in generations], sys.stdout, indent=2)
+        print()
+        return
+    if not generations:
+        Console(stderr=True).print(f"{host} has no generations in {st.root} (imagegen build makes them)")
+        return
+    table = Table("#", "time", "store path", "profile", "verdict", box=None)
+    for g in generations:
+        path = st.root / g.store_path
+        mark = "" if st.is_complete(g.store_path) else " (collected)"
+        table.add_row(f"{host}@{g.number}", g.time, f"{path}{mark}", g.profile_hash.removeprefix("sha256:")[:12],
+                      verdict_text(g.verdict))
+    Console(soft_wrap=True).print(table)
+
+
+def _generation_json(root: Path, g: Generation) -> dict[str, Any]:
+    data = g.to_json()
+    data["store_path"] = str(root / g.store_path)
+    data["verdict_path"] = str(root / g.verdict_path) if g.verdict_path else None
+    return data
+
+
+def gc(
+    keep: Annotated[int, typer.Option("--keep", help="keep the newest N generations of every host (and what "
+                                      "they were built from and tested by)")] = 5,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would go, delete nothing")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Delete store entries that no result link and none of the newest --keep generations hold."""
+    st = open_store(store)
+    result = st.gc(keep, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    entries = [n for n in result.removed if not n.startswith(".")]
+    typer.echo(f"{verb} {len(entries)} entries and {len(result.removed) - len(entries)} temporaries, "
+               f"{'would free' if dry_run else 'freed'} {human_bytes(result.bytes_freed)}; "
+               f"kept {len(result.kept)} in {st.root}")
+    for name in entries:
+        typer.echo(f"  {name}")
+
+
+def diff(
+    a: Annotated[str, typer.Argument(help="a profile (a.toml, or base.toml+kiosk.toml), a store path or result "
+                                     "link, or a generation HOST@N", show_default=False)],
+    b: Annotated[str, typer.Argument(help="the same kinds as A", show_default=False)],
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the three sections as JSON")] = False,
+) -> None:
+    """What changed between two systems: overlay files (unified diff, secrets masked), packages, test verdicts."""
+    st = open_store(store)
+    result = diff_systems(resolve(st, a), resolve(st, b))
+    if as_json:
+        json.dump({"a": a, "b": b, **result.to_json()}, sys.stdout, indent=2)
+        print()
+        return
+    for title, text in result.sections():
+        typer.echo(f"== {title}: {a} -> {b}")
+        typer.echo(text)
