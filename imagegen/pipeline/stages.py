@@ -133,6 +133,9 @@ def realise_image(
     mirror = mirror or image.mirror
     if mirror is not None:
         mirror_from_url(mirror)  # a bad URL is a usage error before anything is rendered or built
+    elif distribution == "arch":
+        raise UsageError("image.mirror: an Arch image needs an Arch mirror and this host's apt sources name none",
+                         "pass --mirror URL (an Arch mirror, e.g. http://HOST/archlinux) or set image.mirror")
     if link is not None:
         _replace_old_output_dir(link)
         if link.exists() and not link.is_symlink():
