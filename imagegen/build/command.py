@@ -33,12 +33,13 @@ def setup(
 
 def doctor(
     kernel: Annotated[
-        Path | None, typer.Option(help="a kernel to prove KVM with (default: build/*/image.vmlinuz)")
+        Path | None, typer.Option(help="a kernel to prove KVM with (default: the image.vmlinuz of a result-* "
+                                  "link here, else of build/*)")
     ] = None,
 ) -> None:
     """Report every tool imagegen uses, its version, and whether KVM really works."""
     if kernel is None:
-        kernels = sorted(Path("build").glob("*/image.vmlinuz"))
+        kernels = sorted(Path().glob("result-*/image.vmlinuz")) + sorted(Path("build").glob("*/image.vmlinuz"))
         kernel = kernels[0] if kernels else None
     checks = host_checks(kernel)
     table = Table("tool", "state", "version / detail", "fix")
