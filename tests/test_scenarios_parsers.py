@@ -119,3 +119,15 @@ def test_probe_killed_before_summary_counts_to_last_seq() -> None:
 def test_probe_with_no_reply() -> None:
     r = parse_ping("3 packets transmitted, 0 received, 100% packet loss, time 40ms\n", 20)
     assert r.received == 0 and r.lost == 3 and r.gap_ms == 0.0 and not r.replies_after(0)
+
+
+def test_gap_around_an_event_ignores_jitter_elsewhere() -> None:
+    times = [100.0 + 0.02 * i for i in range(50)]  # steady until 100.98
+    times += [101.1 + 0.02 * i for i in range(50)]  # a 120 ms outage at 100.98
+    times += [103.0]  # 1 s of jitter much later
+    text = "\n".join(ping_line(t, i + 1) for i, t in enumerate(times))
+    r = parse_ping(text, 20)
+    assert r.gap_ms == pytest.approx(920.0, abs=0.5)
+    gap, start = r.gap_around(100.9, 101.2)
+    assert gap == pytest.approx(120.0, abs=0.5) and start == pytest.approx(100.98)
+    assert r.gap_around(200.0, 201.0) == (0.0, None)

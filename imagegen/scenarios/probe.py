@@ -28,6 +28,7 @@ class ProbeResult:
     gap_end: float | None
     first_reply: float | None
     last_reply: float | None
+    reply_times: tuple[float, ...] = ()
 
     @property
     def lost(self) -> int:
@@ -35,6 +36,18 @@ class ProbeResult:
 
     def replies_after(self, t: float) -> bool:
         return self.last_reply is not None and self.last_reply > t
+
+    def gap_around(self, t0: float, t1: float) -> tuple[float, float | None]:
+        """The largest gap (ms) between consecutive replies that overlaps [t0, t1], and its start.
+
+        The overall largest gap of a long probe can be scheduling jitter far from the event; this is
+        the outage the event caused.
+        """
+        best, start = 0.0, None
+        for a, b in zip(self.reply_times, self.reply_times[1:], strict=False):
+            if b >= t0 and a <= t1 and b - a > best:
+                best, start = b - a, a
+        return round(best * 1000, 1), start
 
 
 def parse_ping(text: str, interval_ms: float) -> ProbeResult:
@@ -61,4 +74,5 @@ def parse_ping(text: str, interval_ms: float) -> ProbeResult:
             gap, start, end = b - a, a, b
     return ProbeResult(interval_ms=interval_ms, sent=sent, received=len(replies), lost_seqs=lost,
                        gap_ms=round(gap * 1000, 1), gap_start=start, gap_end=end,
-                       first_reply=times[0] if times else None, last_reply=times[-1] if times else None)
+                       first_reply=times[0] if times else None, last_reply=times[-1] if times else None,
+                       reply_times=tuple(times))
