@@ -140,6 +140,10 @@ def test(
         if artifacts is not None and (verdict_entry.path / ARTIFACTS).is_dir():
             shutil.copytree(verdict_entry.path / ARTIFACTS, artifacts, dirs_exist_ok=True)
     report.summary(result)
+    for path in (junit, json_out):
+        # build/ is no longer made by the build (images live in the store): reports may be its first files.
+        if path is not None and str(path) != "-":
+            path.parent.mkdir(parents=True, exist_ok=True)
     if junit is not None:
         write_junit(result, junit)
     if json_out is not None and str(json_out) == "-":
