@@ -99,14 +99,11 @@ def default_link_name(hostname: str, lab: bool) -> Path:
     return Path(f"result-{hostname}{'-lab' if lab else ''}")
 
 
-def _replace_old_output_dir(path: Path) -> None:
-    """Turn an output directory of an imagegen from before the store (build/<host>) into room for a link.
-
-    Such a directory was replaced by each build anyway; anything else in the way is refused.
-    """
-    if path.is_dir() and not path.is_symlink():
-        if (path / MANIFEST_NAME).is_file() and (path / OUTPUTS["image"]).is_file():
-            remove_tree(path)
+def _is_old_output_dir(path: Path) -> bool:
+    """Whether path is an output directory of imagegen from before the store (build/<host>): such a
+    directory was replaced by each build anyway, so a link may take its place; nothing else is replaced."""
+    return (path.is_dir() and not path.is_symlink() and (path / MANIFEST_NAME).is_file()
+            and (path / OUTPUTS["image"]).is_file())
 
 
 def realise_image(
@@ -136,11 +133,9 @@ def realise_image(
     elif distribution == "arch":
         raise UsageError("image.mirror: an Arch image needs an Arch mirror and this host's apt sources name none",
                          "pass --mirror URL (an Arch mirror, e.g. http://HOST/archlinux) or set image.mirror")
-    if link is not None:
-        _replace_old_output_dir(link)
-        if link.exists() and not link.is_symlink():
-            raise UsageError(f"--out-link {link} exists and is not a link",
-                             "remove it or choose another --out-link NAME")
+    if link is not None and link.exists() and not link.is_symlink() and not _is_old_output_dir(link):
+        raise UsageError(f"--out-link {link} exists and is not a link",
+                         "remove it or choose another --out-link NAME")
     overlay = realise_overlay(store, loaded, lab=lab, state_file=state_file)
     request_release = image.release
     drv = build_derivation(
@@ -172,6 +167,8 @@ def realise_image(
     refreshed = None
     if old_manifest is not None:
         refreshed = diff_packages(old_manifest, json.loads((entry.path / MANIFEST_NAME).read_text()))
+    if link is not None and _is_old_output_dir(link):
+        remove_tree(link)
     out_link = store.add_out_link(link, entry) if link is not None else None
     generation = store.record_generation(image.hostname, entry, phash) if record else None
     return ImageBuild(entry=entry, overlay=overlay, manifest=BuildManifest.load(entry.path / MANIFEST_NAME),
