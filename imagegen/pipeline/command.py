@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from imagegen.pipeline.stages import open_store
 from imagegen.pipeline.systems import diff_systems, resolve
@@ -55,13 +54,15 @@ def history(
     if not generations:
         Console(stderr=True).print(f"{host} has no generations in {st.root} (imagegen build makes them)")
         return
-    table = Table("#", "time", "store path", "profile", "verdict", box=None)
+    rows = [("generation", "time", "profile", "verdict", "store path")]
     for g in generations:
-        path = st.root / g.store_path
         mark = "" if st.is_complete(g.store_path) else " (collected)"
-        table.add_row(f"{host}@{g.number}", g.time, f"{path}{mark}", g.profile_hash.removeprefix("sha256:")[:12],
-                      verdict_text(g.verdict))
-    Console(soft_wrap=True).print(table)
+        rows.append((f"{host}@{g.number}", g.time, g.profile_hash.removeprefix("sha256:")[:12],
+                     verdict_text(g.verdict), f"{st.root / g.store_path}{mark}"))
+    # Plain columns, the store path last and whole: the output is for copying paths from.
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
 
 
 def _generation_json(root: Path, g: Generation) -> dict[str, Any]:
