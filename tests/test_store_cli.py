@@ -11,12 +11,12 @@ import json
 import os
 from pathlib import Path
 
+from store_fixtures import FakeMkosi, fake_mkosi, work
 from typer.testing import CliRunner
 
 from imagegen.build.manifest import MANIFEST_NAME
 from imagegen.cli import app
 from imagegen.store import Store
-from tests.store_fixtures import FakeMkosi, fake_mkosi, work
 
 runner = CliRunner()
 

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from store_fixtures import FakeMkosi, fake_mkosi, work
 from typer.testing import CliRunner
 
 from imagegen.cli import app
@@ -20,7 +21,6 @@ from imagegen.report.model import Check, RunResult, ScenarioResult
 from imagegen.scenarios import command as scenarios_command
 from imagegen.store import Derivation, Store
 from imagegen.vm.accel import AccelChoice
-from tests.store_fixtures import FakeMkosi, fake_mkosi, work
 
 runner = CliRunner()
 
