@@ -45,7 +45,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_laptop_passes_every_scenario(workdir: Path) -> None:
-    proc = imagegen("test", "laptop.toml", "--json", "result.json", "--junit", "result.xml",
+    # --rerun: a verdict the store already holds would otherwise be printed without booting anything.
+    proc = imagegen("test", "laptop.toml", "--rerun", "--json", "result.json", "--junit", "result.xml",
                     "--artifacts", "artifacts", cwd=workdir)
     assert (workdir / "result.json").exists(), proc.stdout[-5000:]
     result = json.loads((workdir / "result.json").read_text())
@@ -61,7 +62,8 @@ def test_laptop_passes_every_scenario(workdir: Path) -> None:
 def test_image_without_fail_over_mac_active_fails(workdir: Path) -> None:
     (workdir / "none.toml").write_text('[bonds.bond0]\nfail_over_mac = "none"\n')
     wrong = build_profile([workdir / "laptop.toml", workdir / "none.toml"], out=workdir / "wrong-image", lab=True)
-    proc = imagegen("test", "laptop.toml", "--image", str(wrong.out_dir), "--scenario", "boot-wired-primary",
+    proc = imagegen("test", "laptop.toml", "--rerun", "--image", str(wrong.out_dir),
+                    "--scenario", "boot-wired-primary",
                     "--scenario", "failover", "--json", "wrong.json", "--artifacts", "wrong-artifacts",
                     cwd=workdir)
     assert proc.returncode == 1, proc.stdout[-5000:]
