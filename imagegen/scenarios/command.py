@@ -119,7 +119,7 @@ def test(
 
     def run(evidence: Path) -> RunResult:
         report.step("choosing the accelerator (a short KVM boot)…")
-        choice = choose_accel(request, None if uefi else files.kernel)
+        choice = choose_accel(request, files.kernel)
         report.note(f"accelerator: {choice.reason}")
         options = TestOptions(uefi=uefi, keep=keep, artifacts=evidence, only=tuple(scenario or ()))
         with _terminate_as_interrupt():
@@ -170,7 +170,7 @@ def vm(
     loaded = load_profiles(profiles)
     plan_lab(loaded.profile)
     files, _ = lab_image(loaded, image, console, open_store(store))
-    choice = choose_accel(_accel_request(accel), None if uefi else files.kernel)
+    choice = choose_accel(_accel_request(accel), files.kernel)
     console.print(f"accelerator: {choice.reason}")
     machine = Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi)
     s = machine.sockets
