@@ -19,6 +19,8 @@ from imagegen.vm.machine import ImageFiles, Machine
 # Which scenarios share one boot. The wifi-only boot needs its own VM: the wired link is off from the start.
 MAIN_VM = ("boot-wired-primary", "failover", "failback", "hotplug", "ap-lost", "clean-shutdown")
 WIFI_ONLY_VM = ("wifi-only-boot",)
+# What the guest kernel prints when its virtual CPUs get no host CPU for many seconds.
+STARVATION_MARKS = ("BUG: soft lockup", "rcu_preempt detected stalls")
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,27 @@ class LabRun:
                 self._run_one(scenario, lab)
             if any(not self.results[s.name].passed for s in group.scenarios):
                 save_file(machine.sockets.serial_log, self._artifacts(), f"serial-{group.name}.log")
+                self._explain_starvation(group, machine)
             if keep and machine.running:
                 self._print_attach(machine)
+
+    def _explain_starvation(self, group: _Group, machine: Machine) -> None:
+        """Say so when the guest kernel reported being starved of CPU: then the host was too busy for
+        the emulated guest and the failures may be the host's, not the image's."""
+        try:
+            text = machine.sockets.serial_log.read_text(errors="replace")
+        except OSError:
+            return
+        stalls = sum(text.count(mark) for mark in STARVATION_MARKS)
+        if stalls:
+            self.figures[f"{group.name}_vm_cpu_stall_reports"] = stalls
+            self.report.note(f"{group.name} VM: the guest kernel reported {stalls} CPU stall(s) (soft lockup / "
+                             "RCU stall): the host was too busy for the emulated guest; rerun on a quieter host")
 
     def _boot_failed(self, group: _Group, lab: LabSession, error: str, seconds: float) -> None:
         out = self._artifacts()
         save_file(lab.machine.sockets.serial_log, out, f"serial-{group.name}.log")
+        self._explain_starvation(group, lab.machine)
         for s in group.scenarios:
             self.report.start_scenario(s.name, s.title)
             r = ScenarioResult(s.name, s.title, passed=False, seconds=seconds if s is group.scenarios[0] else 0,
