@@ -7,9 +7,10 @@ from pathlib import Path
 
 import imagegen
 from imagegen.errors import UsageError
+from imagegen.render.distro import LAYOUTS
 
 DISTRIBUTIONS = ("debian", "arch")
-DEFAULT_RELEASES = {"debian": "trixie", "arch": "rolling"}
+DEFAULT_RELEASES = {name: layout.default_release for name, layout in LAYOUTS.items()}
 
 
 def repo_root() -> Path:

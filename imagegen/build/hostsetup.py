@@ -19,6 +19,7 @@ from pathlib import Path
 
 from imagegen.build.aptsources import DEBIAN_KEYRING, DebianMirror, host_debian_mirror
 from imagegen.errors import ImagegenError
+from imagegen.osrelease import os_release
 from imagegen.run import run
 
 MKOSI_VERSION = "25.3"
@@ -68,16 +69,6 @@ class HostSetup:
 def default_host_setup() -> HostSetup:
     data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share")
     return HostSetup(data_dir=data_home / "imagegen", site_packages=Path(sysconfig.get_paths()["purelib"]))
-
-
-def os_release(path: Path = Path("/etc/os-release")) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                fields[key.strip()] = value.strip().strip('"')
-    return fields
 
 
 def host_family(release: dict[str, str]) -> str:

@@ -14,8 +14,7 @@ from typing import Any
 from rich.console import Console
 
 from imagegen.build.aptsources import mirror_from_url
-from imagegen.build.config import DEFAULT_RELEASES, BuildRequest
-from imagegen.build.hostsetup import host_family, os_release
+from imagegen.build.config import BuildRequest
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest
 from imagegen.build.mkosi import OUTPUTS, BuildResult, build_image
 from imagegen.errors import UsageError
@@ -126,7 +125,9 @@ def realise_image(
     started = time.monotonic()
     console = console or Console(stderr=True)
     image = loaded.profile.image
-    distribution = str(image.distribution or host_family(os_release()))
+    # One answer for "which distribution and release", the renderer's, so paths and packages agree.
+    target = resolve_target(image)
+    distribution = target.distribution
     mirror = mirror or image.mirror
     if mirror is not None:
         mirror_from_url(mirror)  # a bad URL is a usage error before anything is rendered or built
@@ -137,10 +138,10 @@ def realise_image(
         raise UsageError(f"--out-link {link} exists and is not a link",
                          "remove it or choose another --out-link NAME")
     overlay = realise_overlay(store, loaded, lab=lab, state_file=state_file)
-    request_release = image.release
+    request_release = target.release
     drv = build_derivation(
         overlay, distribution=distribution,
-        release=request_release or DEFAULT_RELEASES.get(distribution, ""),
+        release=request_release,
         lab=lab, hostname=image.hostname, root_password_hash=image.root_password_hash, mkosi=mkosi_version(),
     )
     phash = profile_hash(loaded)

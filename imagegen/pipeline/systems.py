@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagegen.build.config import DEFAULT_RELEASES
-from imagegen.build.hostsetup import host_family, os_release
 from imagegen.build.manifest import MANIFEST_NAME
 from imagegen.errors import UsageError
 from imagegen.pipeline.derivations import build_derivation, mkosi_version, profile_hash
 from imagegen.pipeline.stages import realise_overlay
 from imagegen.pipeline.verdicts import VERDICT_JSON
 from imagegen.profile import load_profiles
+from imagegen.render import resolve_target
 from imagegen.store import Entry, PackageDiff, Store, TreeDiff, VerdictDiff, diff_packages, diff_trees, diff_verdicts
 from imagegen.store.generations import Generation
 
@@ -101,9 +100,8 @@ def _from_profile(store: Store, files: list[Path], label: str) -> System:
     loaded = load_profiles(files)
     overlay = realise_overlay(store, loaded)
     image = loaded.profile.image
-    distribution = str(image.distribution or host_family(os_release()))
-    drv = build_derivation(overlay, distribution=distribution,
-                           release=image.release or DEFAULT_RELEASES.get(distribution, ""), lab=False,
+    target = resolve_target(image)
+    drv = build_derivation(overlay, distribution=target.distribution, release=target.release, lab=False,
                            hostname=image.hostname, root_password_hash=image.root_password_hash,
                            mkosi=mkosi_version())
     built = store.lookup(drv)

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from imagegen.errors import UsageError
+from imagegen.osrelease import os_release as read_os_release
 from imagegen.profile.model import Image
 
 
@@ -72,14 +73,7 @@ class Target:
 
 def host_distribution(os_release: Path = Path("/etc/os-release")) -> tuple[str, str]:
     """(ID, VERSION_CODENAME) of the machine that builds, as mkosi defaults to it."""
-    fields: dict[str, str] = {}
-    try:
-        for line in os_release.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                fields[key] = value.strip().strip('"')
-    except OSError:
-        pass
+    fields = read_os_release(os_release)
     return fields.get("ID", ""), fields.get("VERSION_CODENAME", "")
 
 
