@@ -9,9 +9,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from imagegen.report.timeline import Timeline, parse_kernel_marks, plot_timeline
 from imagegen.scenarios.bonding import BondStatus
 from imagegen.scenarios.probe import ProbeResult
 from imagegen.scenarios.session import LabSession, Recorder
+from imagegen.vm.agent import AgentError
 from imagegen.vm.lab import HOSTAPD_UNIT
 
 ScenarioFn = Callable[[LabSession, Recorder], None]
@@ -38,6 +40,23 @@ def _probe_figures(rec: Recorder, prefix: str, probe: ProbeResult, qmp_guest_tim
         rec.figure(f"{prefix}_gap_from_qmp_ms", round((start - qmp_guest_time) * 1000, 1))
     rec.figure(f"{prefix}_largest_gap_ms", probe.gap_ms)
     return gap
+
+
+def _timeline(lab: LabSession, rec: Recorder, prefix: str, probe: ProbeResult, qmp_guest_time: float) -> None:
+    """Draw the event's timeline into the artifacts directory, with the kernel's switch marks."""
+    try:
+        marks = parse_kernel_marks(lab.bond_kernel_log(since=qmp_guest_time - 5), lab.plan.bond)
+    except AgentError:
+        marks = ()  # the picture without the kernel's marks still shows the outage
+    switches = [m for m in marks if m.kind == "active" and m.time >= qmp_guest_time - 0.5]
+    if switches:
+        rec.figure(f"{prefix}_kernel_switch_from_qmp_ms", round((switches[0].time - qmp_guest_time) * 1000, 1))
+    if lab.artifacts is None:
+        return
+    title = f"{prefix}: {lab.plan.bond}, probe from netns ap to {lab.plan.probe_target()}"
+    path = plot_timeline(Timeline(title, probe.interval_ms, probe.reply_times, qmp_guest_time, marks),
+                         lab.artifacts / f"timeline-{prefix}.svg")
+    rec.figure(f"{prefix}_timeline", path.name)
 
 
 def _active(b: BondStatus | None) -> str:
@@ -121,6 +140,7 @@ def failover(lab: LabSession, rec: Recorder) -> None:
     rec.check("IPv4 addresses unchanged", after == addrs_before,
               f"before {sorted(addrs_before)}, after {sorted(after)}")
     gap = _probe_figures(rec, "failover", probe, t_qmp + offset, waited)
+    _timeline(lab, rec, "failover", probe, t_qmp + offset)
     rec.check("traffic continues over the wlan", probe.replies_after(t_qmp + offset + waited),
               f"{probe.received}/{probe.sent} replies, {probe.lost} lost, outage {gap} ms")
     rec.check("no gap over 3 s in the whole probe", probe.gap_ms < 3000, f"largest {probe.gap_ms} ms")
@@ -151,6 +171,7 @@ def failback(lab: LabSession, rec: Recorder) -> None:
     rec.check(f"{p.bond} MAC is the wired MAC again", link is not None and link.mac == lab.wired_mac,
               link.mac if link else "no bond")
     gap = _probe_figures(rec, "failback", probe, t_qmp + offset, waited)
+    _timeline(lab, rec, "failback", probe, t_qmp + offset)
     rec.check("traffic continues", probe.replies_after(t_qmp + offset + waited),
               f"{probe.received}/{probe.sent} replies, {probe.lost} lost, outage {gap} ms")
     rec.check("no gap over 3 s in the whole probe", probe.gap_ms < 3000, f"largest {probe.gap_ms} ms")

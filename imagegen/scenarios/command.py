@@ -129,7 +129,8 @@ def test(
     if keep or image_entry is None:
         # A kept VM is for a person to look at, and an image outside the store has no identity to file
         # a verdict under: both run as they are, outside the store.
-        result = run(artifacts or default_artifacts_dir(hostname))
+        evidence = artifacts or default_artifacts_dir(hostname)
+        result = run(evidence)
     else:
         chosen = tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (scenario or BY_NAME))
         drv = verdict_derivation(image_entry, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan,
@@ -137,9 +138,12 @@ def test(
         verdict_entry, result = realise_verdict(st, drv, run, rerun=rerun)
         console.print(f"verdict: {'reused' if verdict_entry.reused else 'stored'} {verdict_entry.path}")
         attach_verdict(st, hostname, image_entry, profile_hash(loaded), verdict_entry, result)
-        if artifacts is not None and (verdict_entry.path / ARTIFACTS).is_dir():
-            shutil.copytree(verdict_entry.path / ARTIFACTS, artifacts, dirs_exist_ok=True)
+        evidence = verdict_entry.path / ARTIFACTS
+        if artifacts is not None and evidence.is_dir():
+            shutil.copytree(evidence, artifacts, dirs_exist_ok=True)
     report.summary(result)
+    for timeline in sorted(evidence.glob("timeline-*.svg")):
+        console.print(f"timeline: {timeline}")
     for path in (junit, json_out):
         # build/ is no longer made by the build (images live in the store): reports may be its first files.
         if path is not None and str(path) != "-":

@@ -81,6 +81,7 @@ class LabRun:
     def _run_group(self, group: _Group, keep: bool) -> None:
         machine = Machine(self.files, accel=self.accel.accel, nics=LAB_NICS, uefi=self.options.uefi, keep=keep)
         lab = LabSession(machine, self.plan, self.dhcp6_unit)
+        lab.artifacts = self.options.artifacts
         with machine:
             link = "on" if group.wired_link else "off"
             self.report.step(f"booting the {group.name} VM ({self.accel.accel.upper()}, wired link {link})…")

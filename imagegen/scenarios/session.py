@@ -88,6 +88,8 @@ class LabSession:
         # Timeouts are multiples of a budget measured on this host: boot to the guest agent, in seconds.
         self.boot_seconds: float = 60.0
         self.wired_mac = plan.wired_nic.mac
+        # Where scenarios leave files a passing run keeps too (the failover timelines); None: nowhere.
+        self.artifacts: Path | None = None
 
     @property
     def scale(self) -> float:
@@ -226,6 +228,14 @@ class LabSession:
         self.sh(f"kill -INT $(cat {log}.pid) 2>/dev/null; "
                 f"while kill -0 $(cat {log}.pid) 2>/dev/null; do sleep 0.1; done; true", timeout=30)
         return parse_ping(self.agent.exec(["cat", log], timeout=30).stdout, PROBE_INTERVAL_MS)
+
+    def bond_kernel_log(self, since: float) -> str:
+        """The kernel's messages about the bond since `since` (guest wall clock), as journalctl JSON lines
+        (they carry the printk stamp as well as the reception time)."""
+        pattern = f'"MESSAGE":"{self.plan.bond}: '
+        return self.sh(f"journalctl -k -o json --no-pager --since=@{int(since)} "
+                       f"--output-fields=MESSAGE,_SOURCE_MONOTONIC_TIMESTAMP | grep -F {shlex.quote(pattern)} || true",
+                       timeout=60)
 
     def probe_text(self, name: str) -> str:
         return self.agent.exec(["cat", f"{PROBE_DIR}/probe-{name}.log"], timeout=30).stdout

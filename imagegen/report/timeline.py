@@ -1,0 +1,143 @@
+"""The timeline of one failover or failback: when the AP's probe got replies, where the gaps are, when QMP
+changed the link and when the guest kernel switched the bond's active slave.
+
+All times are on the guest's wall clock (ping -D and the journal use it); the QMP command's host time
+is moved onto it by the caller with the measured clock offset.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a build host
+import matplotlib.pyplot as plt  # noqa: E402
+
+# What bonding prints on a switch, in the two wordings kernels have used:
+#   "bond0: (slave wlp2s0): making interface the new active one"       (5.x and later)
+#   "bond0: making interface wlp2s0 the new active one"                (older)
+# and on the link changes that lead to it:
+#   "bond0: (slave enp3s0): link status definitely down, disabling slave"
+_ACTIVE = re.compile(r"^(?P<bond>\S+): (?:\(slave (?P<slave>\S+)\): making interface the new active one"
+                     r"|making interface (?P<old>\S+) the new active one)")
+_LINK = re.compile(r"^(?P<bond>\S+): \(slave (?P<slave>\S+)\): link status definitely (?P<state>up|down)")
+
+
+@dataclass(frozen=True)
+class KernelMark:
+    time: float
+    text: str
+    # "active": the bond switched to this slave; "up"/"down": bonding's verdict on a slave's link.
+    kind: str
+    slave: str
+
+
+@dataclass(frozen=True)
+class Timeline:
+    title: str
+    interval_ms: float
+    reply_times: tuple[float, ...]
+    qmp_time: float
+    marks: tuple[KernelMark, ...] = ()
+    # Gaps from this length on are drawn and labelled: a few probe intervals, so that jitter is not.
+    gap_threshold_ms: float = 60.0
+
+    def gaps(self) -> list[tuple[float, float]]:
+        """(start, end) of every interval between consecutive replies of at least gap_threshold_ms."""
+        t = self.reply_times
+        return [(a, b) for a, b in zip(t, t[1:], strict=False) if (b - a) * 1000 >= self.gap_threshold_ms]
+
+
+def parse_kernel_marks(text: str, bond: str | None = None) -> tuple[KernelMark, ...]:
+    """The bond's switch and link marks from `journalctl -k -o json` (one JSON object a line).
+
+    The time of a kernel message is its own printk stamp (_SOURCE_MONOTONIC_TIMESTAMP) moved onto the
+    wall clock with the record's two reception stamps; the reception time alone can lag by the time
+    journald took to read /dev/kmsg, which under emulation is tens of milliseconds.
+    """
+    marks: list[KernelMark] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        msg = rec.get("MESSAGE")
+        if not isinstance(msg, str):
+            continue  # journald gives non-UTF-8 messages as byte lists: never a bonding message
+        active, link = _ACTIVE.match(msg), _LINK.match(msg)
+        m = active or link
+        if m is None or (bond is not None and m["bond"] != bond):
+            continue
+        try:
+            when = int(rec["__REALTIME_TIMESTAMP"]) / 1e6
+            if "_SOURCE_MONOTONIC_TIMESTAMP" in rec and "__MONOTONIC_TIMESTAMP" in rec:
+                when -= (int(rec["__MONOTONIC_TIMESTAMP"]) - int(rec["_SOURCE_MONOTONIC_TIMESTAMP"])) / 1e6
+        except (KeyError, ValueError):
+            continue
+        if active:
+            marks.append(KernelMark(when, msg, "active", active["slave"] or active["old"]))
+        else:
+            assert link is not None
+            marks.append(KernelMark(when, msg, link["state"], link["slave"]))
+    return tuple(sorted(marks, key=lambda k: k.time))
+
+
+def plot_timeline(tl: Timeline, path: Path, *, window: tuple[float, float] = (-0.5, 1.5)) -> Path:
+    """Draw tl around its QMP command (window in seconds relative to it) into path (.svg or .png).
+
+    The window grows to the end of any gap that begins inside it, so that a long outage is seen whole.
+    """
+    lo, hi = tl.qmp_time + window[0], tl.qmp_time + window[1]
+    hi = max([hi, *(b + 0.2 for a, b in tl.gaps() if lo <= a <= hi)])
+
+    def ms(t: float) -> float:
+        return (t - tl.qmp_time) * 1000
+
+    replies = [ms(t) for t in tl.reply_times if lo <= t <= hi]
+    fig, ax = plt.subplots(figsize=(9, 2.8))
+    try:
+        ax.vlines(replies, 0.15, 0.85, color="tab:green", linewidth=0.8, label=f"probe reply ({tl.interval_ms:g} ms)")
+        for a, b in tl.gaps():
+            if b < lo or a > hi:
+                continue
+            ax.axvspan(ms(a), ms(b), color="tab:red", alpha=0.18)
+            ax.annotate(f"gap {1000 * (b - a):.0f} ms", xy=((ms(a) + ms(b)) / 2, 0.92), ha="center",
+                        va="bottom", fontsize=8, color="tab:red")
+        ax.axvline(0, color="black", linestyle="--", linewidth=1.2, label="QMP set_link")
+        styles = {"active": ("tab:blue", "-", "new active slave"), "down": ("tab:orange", ":", "link down"),
+                  "up": ("tab:purple", ":", "link up")}
+        seen: set[str] = set()
+        for k in tl.marks:
+            if not lo <= k.time <= hi:
+                continue
+            color, style, label = styles[k.kind]
+            ax.axvline(ms(k.time), color=color, linestyle=style, linewidth=1.2,
+                       label=f"kernel: {label}" if k.kind not in seen else None)
+            seen.add(k.kind)
+            ax.annotate(f"{k.slave} {'active' if k.kind == 'active' else k.kind}", xy=(ms(k.time), 0.05),
+                        xytext=(3, 0), textcoords="offset points", fontsize=7, color=color, rotation=90,
+                        va="bottom")
+        ax.set_xlim(ms(lo), ms(hi))
+        ax.set_ylim(0, 1.15)
+        ax.set_yticks([])
+        ax.set_xlabel("ms after the QMP command (guest clock)")
+        ax.set_title(tl.title, fontsize=10)
+        ax.legend(loc="upper left", fontsize=7, ncols=4, frameon=False, bbox_to_anchor=(0, -0.3))
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+        # Text stays text (small, searchable); a fixed salt for the element ids and no date keep the
+        # file the same for the same data.
+        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "imagegen"}):
+            fig.savefig(tmp, metadata={"Date": None} if path.suffix == ".svg" else None)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+    return path
