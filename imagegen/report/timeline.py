@@ -12,11 +12,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on a build host
-import matplotlib.pyplot as plt  # noqa: E402
-
 # What bonding prints on a switch, in the two wordings kernels have used:
 #   "bond0: (slave wlp2s0): making interface the new active one"       (5.x and later)
 #   "bond0: making interface wlp2s0 the new active one"                (older)
@@ -94,6 +89,12 @@ def plot_timeline(tl: Timeline, path: Path, *, window: tuple[float, float] = (-0
 
     The window grows to the end of any gap that begins inside it, so that a long outage is seen whole.
     """
+    # Imported here: matplotlib takes most of a second to import, which every imagegen command would pay.
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a build host
+    import matplotlib.pyplot as plt
+
     lo, hi = tl.qmp_time + window[0], tl.qmp_time + window[1]
     hi = max([hi, *(b + 0.2 for a, b in tl.gaps() if lo <= a <= hi)])
 

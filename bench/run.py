@@ -1,0 +1,474 @@
+"""imagegen's benchmarks in one command: render, build, boot, failover and `imagegen test`.
+
+Every figure is the median, min and max of several runs, and each is measured in the same run beside
+its reference (runs alternate between the two), so that their ratio holds on a noisy machine.
+
+    python bench/run.py                       # everything (an hour or more on 2 cores under TCG)
+    python bench/run.py --quick               # fewer runs and cycles
+    python bench/run.py --only render,boot    # some parts: render, build, boot, failover, test
+    python bench/run.py --json FILE           # default: bench/results.json
+
+The heavy parts boot VMs and build images: run them on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# Measure this checkout, whatever imagegen an editable install elsewhere points at.
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from imagegen.build.config import BuildRequest, mkosi_argv  # noqa: E402
+from imagegen.build.mkosi import debian_mirror, mkosi_command, prepare_inputs  # noqa: E402
+from imagegen.pipeline.stages import open_store, realise_image  # noqa: E402
+from imagegen.profile import load_profiles  # noqa: E402
+from imagegen.render import host_state_for, render_overlay, resolve_target  # noqa: E402
+from imagegen.report.timeline import Timeline, parse_kernel_marks, plot_timeline  # noqa: E402
+from imagegen.run import run  # noqa: E402
+from imagegen.scenarios.session import LabSession  # noqa: E402
+from imagegen.vm.accel import AccelChoice, choose_accel  # noqa: E402
+from imagegen.vm.lab import LAB_NICS, plan_lab  # noqa: E402
+from imagegen.vm.machine import ImageFiles, Machine  # noqa: E402
+from imagegen.vm.qemu import qemu_binary  # noqa: E402
+
+PARTS = ("render", "build", "boot", "failover", "test")
+EXAMPLE = ROOT / "examples" / "laptop.toml"
+# The `imagegen` command of this checkout, as a process of its own.
+CLI = [sys.executable, "-c", "import sys; from imagegen.cli import app; sys.argv[0] = 'imagegen'; app()"]
+CLI_ENV = {"PYTHONPATH": str(ROOT)}
+# The failover target of the project: a gap of at most miimon + 60 ms (the probe interval and the
+# time the guest takes to act on the link change), in at least 19 of 20 cycles; never over 1 s.
+SLACK_MS = 60.0
+OUTAGE_LIMIT_MS = 1000.0
+
+console = Console(stderr=True)
+
+
+@dataclass
+class Figure:
+    """One measured quantity: its samples, and the name of the figure it is compared with."""
+
+    part: str
+    name: str
+    unit: str
+    samples: list[float] = field(default_factory=list)
+    reference: str | None = None
+    note: str = ""
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.samples) if self.samples else None
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.samples
+        return {"part": self.part, "name": self.name, "unit": self.unit, "runs": len(s),
+                "median": self.median, "min": min(s) if s else None, "max": max(s) if s else None,
+                "samples": [round(x, 4) for x in s], "reference": self.reference, "note": self.note}
+
+
+@dataclass
+class Results:
+    figures: list[Figure] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def add(self, part: str, name: str, unit: str, reference: str | None = None, note: str = "") -> Figure:
+        f = Figure(part, name, unit, reference=reference, note=note)
+        self.figures.append(f)
+        return f
+
+    def by_name(self, name: str) -> Figure | None:
+        return next((f for f in self.figures if f.name == name), None)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def machine_facts() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    facts: dict[str, Any] = {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+                             "python": platform.python_version(),
+                             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}
+    try:
+        facts["qemu"] = run([qemu_binary(), "--version"]).stdout.splitlines()[0]
+    except Exception as e:  # a render-only run needs no QEMU
+        facts["qemu"] = f"unavailable ({e})"
+    return facts
+
+
+# 1. Render.
+
+def synthetic_profile(bonds: int = 8, members: int = 4) -> str:
+    """A host with `bonds` active-backup bonds of `members` NICs each (the last one wireless), every
+    bond with a static address and DHCPv4 + DHCPv6: the renderer's work grows with each of them."""
+    lines = ['[image]', 'hostname = "bench"', 'distribution = "debian"', 'release = "trixie"', '']
+    for b in range(bonds):
+        names = [f"en{b}p{m}" for m in range(members - 1)] + [f"wl{b}p0"]
+        for n in names:
+            lines += [f"[interfaces.{n}]", f'type = "{"wireless" if n.startswith("wl") else "ethernet"}"', ""]
+        lines += [f"[bonds.bond{b}]", f"members = {json.dumps(names)}", f'primary = "{names[0]}"',
+                  'mode = "active-backup"', "miimon = 100", 'fail_over_mac = "active"',
+                  f'addresses = ["10.{b}.0.2/24", "fd00:{b}::2/64"]', "dhcp4 = true", "dhcp6 = true", ""]
+    lines += ['[wireless]', 'country = "US"', '', '[[wireless.networks]]', 'ssid = "Bench"',
+              'key_mgmt = "WPA-PSK"', 'passphrase = "bench-passphrase"', '']
+    return "\n".join(lines)
+
+
+def bench_render(res: Results, runs: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="imagegen-bench-render-") as tmp:
+        work = Path(tmp)
+        synthetic = work / "bench.toml"
+        synthetic.write_text(synthetic_profile())
+        profiles = {"laptop": EXAMPLE, "8x4": synthetic}
+        loaded = {k: load_profiles([p]) for k, p in profiles.items()}
+        # The synthetic host's state (DUID, control key) is made once, before anything is timed.
+        states = {k: host_state_for(v) for k, v in loaded.items()}
+        entries = {k: len(render_overlay(v, work / f"warm-{k}", state=states[k]).entries)
+                   for k, v in loaded.items()}
+        res.details["render"] = {"entries": entries, "synthetic_profile": "8 bonds x 4 members (3 ethernet + 1 "
+                                 "wireless each), static IPv4+IPv6, DHCPv4+DHCPv6"}
+
+        api = {k: res.add("render", f"render API {k}", "ms",
+                          reference=None if k == "laptop" else "render API laptop",
+                          note=f"{entries[k]} entries; load + render, in-process") for k in profiles}
+        for i in range(runs):
+            for k in profiles:
+                def once(k: str = k, i: int = i) -> None:
+                    lp = load_profiles([profiles[k]])
+                    render_overlay(lp, work / f"api-{k}-{i}", state=states[k], target=resolve_target(lp.profile.image))
+                api[k].samples.append(timed(once) * 1000)
+
+        imports = res.add("render", "python -c 'import imagegen.cli'", "ms", note="interpreter start + imports")
+        cli = {k: res.add("render", f"imagegen render {k} (process)", "ms",
+                          reference="python -c 'import imagegen.cli'") for k in profiles}
+        for i in range(runs):
+            imports.samples.append(timed(lambda: run([sys.executable, "-c", "import imagegen.cli"],
+                                                     env=CLI_ENV, cwd=ROOT)) * 1000)
+            for k, p in profiles.items():
+                argv = [*CLI, "render", str(p), "--out", str(work / f"cli-{k}-{i}")]
+                cli[k].samples.append(timed(functools.partial(run, argv, env=CLI_ENV, cwd=ROOT)) * 1000)
+
+
+# 2. Build.
+
+def _set_address(profile: Path, old: str, new: str) -> None:
+    text = profile.read_text()
+    moved = text.replace(f'"{old}"', f'"{new}"', 1)
+    if moved == text:
+        raise RuntimeError(f"{profile}: no address {old} to change for a profile-only rebuild")
+    profile.write_text(moved)
+
+
+def bench_build(res: Results, runs: int, work: Path) -> None:
+    profile = work / EXAMPLE.name
+    shutil.copy(EXAMPLE, profile)
+    state = EXAMPLE.with_name("laptop.state.toml")
+    if state.exists():
+        shutil.copy(state, work / state.name)
+    cache = work / "mkosi-cache"
+    store = work / "store"
+
+    cold = res.add("build", "imagegen build, cold", "s", note="empty mkosi cache and store (tools tree, packages)")
+    warm = res.add("build", "imagegen build, warm (profile-only change)", "s", reference="imagegen build, cold",
+                   note="one address changed; mkosi's cached packages reused")
+    console.print("build: cold imagegen build (minutes)…")
+    b = realise_image(open_store(store), load_profiles([profile]), cache_root=cache, record=False, console=console)
+    cold.samples.append(b.seconds)
+    details: dict[str, Any] = {"cold_cache_reused": b.manifest.cache_reused, "warm_cache_reused": []}
+    address = "192.168.0.2/24"
+    for i in range(runs):
+        _set_address(profile, address, f"192.168.0.{10 + i}/24")
+        address = f"192.168.0.{10 + i}/24"
+        console.print(f"build: warm rebuild {i + 1}/{runs}…")
+        b = realise_image(open_store(store), load_profiles([profile]), cache_root=cache, record=False,
+                          console=console)
+        warm.samples.append(b.seconds)
+        details["warm_cache_reused"].append(b.manifest.cache_reused)
+
+    # imagegen's own overhead: the whole `imagegen build` process (a fresh store each time, so that it
+    # builds) against `python -m mkosi` with the argv imagegen gives it, on the same warm mkosi cache.
+    ours = res.add("build", "imagegen build (process, warm cache)", "s", reference="plain mkosi build",
+                   note="render + store + mkosi + manifest")
+    plain = res.add("build", "plain mkosi build", "s", note="python -m mkosi with imagegen's generated config")
+    argv_same: list[bool] = []
+    for i in range(runs):
+        console.print(f"build: imagegen build vs plain mkosi {i + 1}/{runs}…")
+        out = work / f"overhead-{i}"
+        out.mkdir()
+        start = time.perf_counter()
+        proc = run([*CLI, "build", str(profile), "--store", str(out / "store"), "--cache-dir", str(cache),
+                    "--out-link", str(out / "result"), "--json"], env=CLI_ENV, cwd=ROOT, capture=True)
+        ours.samples.append(time.perf_counter() - start)
+        data = json.loads(proc.stdout[proc.stdout.index("{"):])
+        argv, same = _plain_mkosi_argv(data, profile, out, cache)
+        argv_same.append(same)
+        start = time.perf_counter()
+        run([*mkosi_command(), *argv], log_file=out / "plain-mkosi.log", cwd=ROOT)
+        plain.samples.append(time.perf_counter() - start)
+    details["plain_mkosi_argv_equals_imagegens"] = argv_same
+    res.details["build"] = details
+
+
+def _plain_mkosi_argv(built: dict[str, Any], profile: Path, out: Path, cache: Path) -> tuple[list[str], bool]:
+    """The mkosi argv imagegen used for `built` (its --json), with its temporary trees made again, and
+    whether it equals the argv in the build's log once those temporary paths are set aside."""
+    manifest = built["manifest"]
+    overlay = out / "plain-overlay"
+    shutil.copytree(built["overlay_path"], overlay, symlinks=True)
+    for p in [overlay, *overlay.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(p.stat().st_mode | 0o200)  # store trees are read-only; mkosi copies the modes
+    image = load_profiles([profile]).profile.image
+    request = BuildRequest(overlay=overlay, out_dir=out / "plain-out", distribution=manifest["distribution"],
+                           release=manifest["release"], mirror=image.mirror, lab=manifest["variant"] == "lab",
+                           hostname=image.hostname, root_password_hash=image.root_password_hash,
+                           cache_root=cache)
+    inputs = prepare_inputs(request, out / "plain-work", debian_mirror(request))
+    argv = mkosi_argv(request, inputs)
+    logged = Path(built["store_path"], "build.log").read_text().splitlines()[0].split(": ", 1)[1].split()
+
+    def shape(args: list[str]) -> list[str]:
+        # Temporary trees differ by path only; everything else must be the same word for word.
+        return [a.split("=", 1)[0] + "=TREE" if a.startswith("--") and "=" in a and "tree" in a else a
+                for a in args]
+    return argv, shape(argv) == shape(logged)
+
+
+# 3. Boot.
+
+def lab_files(image: Path | None) -> ImageFiles:
+    if image is not None:
+        return ImageFiles.from_dir(image)
+    console.print("the lab image of examples/laptop.toml from the store (built if its inputs changed)…")
+    built = realise_image(open_store(None), load_profiles([EXAMPLE]), lab=True, record=False, console=console)
+    return ImageFiles.from_dir(built.entry.path)
+
+
+def bench_boot(res: Results, runs: int, files: ImageFiles, accel: AccelChoice) -> None:
+    direct = res.add("boot", "direct kernel boot to guest agent", "s", reference="OVMF boot to guest agent",
+                     note=f"{accel.accel.upper()}; QEMU start to first guest-ping answer")
+    uefi = res.add("boot", "OVMF boot to guest agent", "s", note=f"{accel.accel.upper()}; OVMF + systemd-boot")
+    for i in range(runs):
+        for fig, is_uefi in ((direct, False), (uefi, True)):
+            console.print(f"boot: {fig.name} {i + 1}/{runs}…")
+            with Machine(files, accel=accel.accel, nics=LAB_NICS, uefi=is_uefi) as m:
+                start = time.monotonic()
+                m.launch()
+                m.agent.wait_ready(900)
+                fig.samples.append(time.monotonic() - start)
+
+
+# 4. Failover.
+
+def bench_failover(res: Results, cycles: int, files: ImageFiles, accel: AccelChoice, pictures: Path) -> None:
+    loaded = load_profiles([EXAMPLE])
+    plan = plan_lab(loaded.profile)
+    bond = loaded.profile.bonds[plan.bond]
+    bound = {"failover": bond.miimon + bond.downdelay, "failback": bond.updelay}
+    dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit
+    figs = {ev: (res.add("failover", f"{ev} gap", "ms", note=f"bound {bound[ev]} ms "
+                         f"({'miimon + downdelay' if ev == 'failover' else 'updelay'}), target ≤ bound + {SLACK_MS:g}"),
+                 res.add("failover", f"{ev} lost probes", "probes", note="20 ms probes from netns ap, IPv4"),
+                 res.add("failover", f"{ev} kernel switch after QMP", "ms", note="'new active one' mark"))
+            for ev in ("failover", "failback")}
+    pictures.mkdir(parents=True, exist_ok=True)
+    cycles_out: list[dict[str, Any]] = []
+    with Machine(files, accel=accel.accel, nics=LAB_NICS) as machine:
+        lab = LabSession(machine, plan, dhcp6_unit)
+        console.print("failover: booting the lab VM…")
+        lab.boot_seconds = lab.boot(agent_timeout=900)
+
+        def wlan_up() -> bool:
+            b = lab.bond()
+            s = b.slave(plan.wireless) if b else None
+            return b is not None and b.active == plan.wired and s is not None and s.mii_status == "up"
+        ok, waited = lab.wait_for(wlan_up, lab.timeout(180))
+        if not ok:
+            raise RuntimeError(f"the bond did not come up on {plan.wired} with {plan.wireless} associated "
+                               f"within {waited:.0f} s")
+        for i in range(cycles):
+            for ev, up, want in (("failover", False, plan.wireless), ("failback", True, plan.wired)):
+                name = f"{ev}-{i + 1}"
+                lab.start_probe(name)
+                time.sleep(0.5)
+                offset, _ = lab.clock_offset()
+                t = lab.qmp.set_link(plan.wired_nic.id, up) + offset
+                got, switched = lab.wait_active(want, lab.timeout(15))
+                time.sleep(1.5)
+                probe = lab.stop_probe(name)
+                gap, _ = probe.gap_around(t - 0.5, t + switched + 1.0)
+                marks = parse_kernel_marks(lab.bond_kernel_log(since=t - 5), plan.bond)
+                switch_at = next((m.time for m in marks if m.kind == "active" and m.time >= t - 0.5), None)
+                switch = None if switch_at is None else round((switch_at - t) * 1000, 1)
+                plot_timeline(Timeline(f"{ev} cycle {i + 1}: {plan.bond}, probe from netns ap", probe.interval_ms,
+                                       probe.reply_times, t, marks), pictures / f"timeline-{name}.svg")
+                gap_f, lost_f, switch_f = figs[ev]
+                gap_f.samples.append(gap)
+                lost_f.samples.append(probe.lost)
+                if switch is not None:
+                    switch_f.samples.append(switch)
+                cycles_out.append({"event": ev, "cycle": i + 1, "switched": got is not None, "gap_ms": gap,
+                                   "lost": probe.lost, "sent": probe.sent, "largest_gap_ms": probe.gap_ms,
+                                   "kernel_switch_after_qmp_ms": switch})
+                console.print(f"failover: {name}: gap {gap:.0f} ms, {probe.lost} lost")
+    summary = {}
+    for ev in ("failover", "failback"):
+        gaps = figs[ev][0].samples
+        summary[ev] = {"bound_ms": bound[ev], "within_bound_plus_slack": sum(g <= bound[ev] + SLACK_MS for g in gaps),
+                       "over_1s": sum(g > OUTAGE_LIMIT_MS for g in gaps), "cycles": len(gaps)}
+    res.details["failover"] = {"cycles": cycles_out, "summary": summary, "timelines": str(pictures),
+                               "agent_ready_s": round(lab.boot_seconds, 1)}
+
+
+# 5. imagegen test.
+
+def bench_test(res: Results, runs: int, image: Path | None, work: Path) -> None:
+    wall = res.add("test", "imagegen test, all scenarios (--rerun)", "s", reference="sum of scenario times",
+                   note="process wall time, boots of both VMs included")
+    inner = res.add("test", "sum of scenario times", "s", note="as the verdict reports them")
+    outcomes = []
+    for i in range(runs):
+        console.print(f"test: imagegen test --rerun {i + 1}/{runs} (about 10 minutes under TCG)…")
+        verdict = work / f"verdict-{i}.json"
+        argv = [*CLI, "test", str(EXAMPLE), "--rerun", "--json", str(verdict), "--artifacts", str(work / f"art-{i}")]
+        if image is not None:
+            argv += ["--image", str(image)]
+        start = time.perf_counter()
+        proc = run(argv, env=CLI_ENV, cwd=ROOT, check=False, log_file=work / f"test-{i}.log")
+        wall.samples.append(time.perf_counter() - start)
+        data = json.loads(verdict.read_text()) if verdict.is_file() else {}
+        inner.samples.append(sum(s["seconds"] for s in data.get("scenarios", [])))
+        outcomes.append({"rc": proc.returncode, "passed": data.get("passed"),
+                         "scenarios": {s["name"]: {"passed": s["passed"], "seconds": s["seconds"]}
+                                       for s in data.get("scenarios", [])},
+                         "figures": data.get("figures", {})})
+    res.details["test"] = {"runs": outcomes}
+
+
+# Output.
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
+def print_table(res: Results, facts: dict[str, Any], accel: str | None) -> None:
+    table = Table(title=f"imagegen benchmarks — {facts['cpus']} CPUs ({facts['cpu_model']}), "
+                        f"{accel.upper() if accel else 'no VM'}")
+    for col in ("part", "figure", "median", "min", "max", "runs", "vs reference", "note"):
+        table.add_column(col, justify="right" if col in ("median", "min", "max", "runs") else "left")
+    for f in res.figures:
+        d = f.to_dict()
+        ratio = ""
+        ref = res.by_name(f.reference) if f.reference else None
+        if ref is not None and ref.median and f.median is not None:
+            ratio = f"{100 * f.median / ref.median:.0f} % of {ref.name}"
+        table.add_row(f.part, f.name, f"{_fmt(d['median'])} {f.unit}", _fmt(d["min"]), _fmt(d["max"]),
+                      str(d["runs"]), ratio, f.note)
+    Console(width=200).print(table)
+    for part, err in res.errors.items():
+        console.print(f"[red]{part}: not measured: {err}[/red]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs and cycles")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {','.join(PARTS)}")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json", help="where the JSON goes")
+    parser.add_argument("--runs", type=int, help="runs per figure (default 10 for render, 3 for build and "
+                        "boot, 1 for test; --quick: 3, 1, 1, 1)")
+    parser.add_argument("--cycles", type=int, help="set_link cycles (default 20, --quick 3)")
+    parser.add_argument("--image", type=Path, help="lab image directory for boot, failover and test "
+                        "(default: the store's lab image of examples/laptop.toml)")
+    parser.add_argument("--timelines", type=Path, default=ROOT / "build" / "bench-timelines",
+                        help="where the failover part draws its timelines")
+    args = parser.parse_args()
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        parser.error(f"--only: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+
+    def runs(default: int, quick: int) -> int:
+        return args.runs or (quick if args.quick else default)
+
+    facts = machine_facts()
+    res = Results()
+    accel: AccelChoice | None = None
+    files: ImageFiles | None = None
+    started = time.monotonic()
+    for part in parts:
+        console.rule(part)
+        try:
+            if part == "render":
+                bench_render(res, runs(10, 3))
+            elif part == "build":
+                with tempfile.TemporaryDirectory(prefix="imagegen-bench-build-", dir="/var/tmp") as tmp:
+                    bench_build(res, runs(3, 1), Path(tmp))
+            else:
+                if files is None:
+                    files = lab_files(args.image)
+                if accel is None and part != "test":
+                    accel = choose_accel("auto", files.kernel)
+                    console.print(f"accelerator: {accel.reason}")
+                if part == "boot":
+                    assert accel is not None
+                    bench_boot(res, runs(3, 1), files, accel)
+                elif part == "failover":
+                    assert accel is not None
+                    bench_failover(res, args.cycles or (3 if args.quick else 20), files, accel, args.timelines)
+                elif part == "test":
+                    with tempfile.TemporaryDirectory(prefix="imagegen-bench-test-") as tmp:
+                        bench_test(res, runs(1, 1), files.image.parent if args.image else None, Path(tmp))
+        except KeyboardInterrupt:
+            res.errors[part] = "interrupted"
+            break
+        except Exception as e:
+            res.errors[part] = f"{type(e).__name__}: {e}"
+            console.print(traceback.format_exc())
+
+    print_table(res, facts, accel.accel if accel else None)
+    out = {
+        "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": facts, "accel": accel.reason if accel else None, "parts": parts, "quick": args.quick,
+        "seconds": round(time.monotonic() - started, 1),
+        "figures": [f.to_dict() for f in res.figures], "details": res.details, "not_measured": res.errors,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp_json = args.json.with_name(args.json.name + ".tmp")
+    tmp_json.write_text(json.dumps(out, indent=2) + "\n")
+    tmp_json.replace(args.json)
+    console.print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
