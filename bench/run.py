@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -45,6 +46,7 @@ from imagegen.render import host_state_for, render_overlay, resolve_target  # no
 from imagegen.report.timeline import Timeline, parse_kernel_marks, plot_timeline  # noqa: E402
 from imagegen.run import run  # noqa: E402
 from imagegen.scenarios.session import LabSession  # noqa: E402
+from imagegen.store.fsutil import copy_out  # noqa: E402
 from imagegen.vm.accel import AccelChoice, choose_accel  # noqa: E402
 from imagegen.vm.lab import LAB_NICS, plan_lab  # noqa: E402
 from imagegen.vm.machine import ImageFiles, Machine  # noqa: E402
@@ -228,7 +230,8 @@ def bench_build(res: Results, runs: int, work: Path) -> None:
         proc = run([*CLI, "build", str(profile), "--store", str(out / "store"), "--cache-dir", str(cache),
                     "--out-link", str(out / "result"), "--json"], env=CLI_ENV, cwd=ROOT, capture=True)
         ours.samples.append(time.perf_counter() - start)
-        data = json.loads(proc.stdout[proc.stdout.index("{"):])
+        # stderr's progress lines come first in the merged output; the JSON starts at a line "{".
+        data = json.loads(proc.stdout[re.search(r"^\{$", proc.stdout, re.M).start():])  # type: ignore[union-attr]
         argv, same = _plain_mkosi_argv(data, profile, out, cache)
         argv_same.append(same)
         start = time.perf_counter()
@@ -243,10 +246,8 @@ def _plain_mkosi_argv(built: dict[str, Any], profile: Path, out: Path, cache: Pa
     whether it equals the argv in the build's log once those temporary paths are set aside."""
     manifest = built["manifest"]
     overlay = out / "plain-overlay"
-    shutil.copytree(built["overlay_path"], overlay, symlinks=True)
-    for p in [overlay, *overlay.rglob("*")]:
-        if not p.is_symlink():
-            p.chmod(p.stat().st_mode | 0o200)  # store trees are read-only; mkosi copies the modes
+    # As imagegen does: a writable copy of the read-only store tree, its hard links kept.
+    copy_out(Path(built["overlay_path"]), overlay)
     image = load_profiles([profile]).profile.image
     request = BuildRequest(overlay=overlay, out_dir=out / "plain-out", distribution=manifest["distribution"],
                            release=manifest["release"], mirror=image.mirror, lab=manifest["variant"] == "lab",

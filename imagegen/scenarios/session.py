@@ -232,10 +232,9 @@ class LabSession:
     def bond_kernel_log(self, since: float) -> str:
         """The kernel's messages about the bond since `since` (guest wall clock), as journalctl JSON lines
         (they carry the printk stamp as well as the reception time)."""
-        pattern = f'"MESSAGE":"{self.plan.bond}: '
         return self.sh(f"journalctl -k -o json --no-pager --since=@{int(since)} "
-                       f"--output-fields=MESSAGE,_SOURCE_MONOTONIC_TIMESTAMP | grep -F {shlex.quote(pattern)} || true",
-                       timeout=60)
+                       "--output-fields=MESSAGE,_SOURCE_MONOTONIC_TIMESTAMP "
+                       f"| grep -F -e {shlex.quote(self.plan.bond + ': ')} || true", timeout=60)
 
     def probe_text(self, name: str) -> str:
         return self.agent.exec(["cat", f"{PROBE_DIR}/probe-{name}.log"], timeout=30).stdout
