@@ -6,7 +6,7 @@ its reference (runs alternate between the two), so that their ratio holds on a n
     python bench/run.py                       # everything (an hour or more on 2 cores under TCG)
     python bench/run.py --quick               # fewer runs and cycles
     python bench/run.py --only render,boot    # some parts: render, build, boot, failover, test
-    python bench/run.py --json FILE           # default: bench/results.json
+    python bench/run.py --json FILE           # default: bench/results.json (other parts in it are kept)
 
 The heavy parts boot VMs and build images: run them on an otherwise idle machine.
 """
@@ -413,6 +413,8 @@ def main() -> None:
                         "(default: the store's lab image of examples/laptop.toml)")
     parser.add_argument("--timelines", type=Path, default=ROOT / "build" / "bench-timelines",
                         help="where the failover part draws its timelines")
+    parser.add_argument("--fresh", action="store_true", help="drop the other parts' figures from the JSON file "
+                        "instead of keeping them")
     args = parser.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = [p for p in parts if p not in PARTS]
@@ -426,9 +428,11 @@ def main() -> None:
     res = Results()
     accel: AccelChoice | None = None
     files: ImageFiles | None = None
-    started = time.monotonic()
+    when: dict[str, tuple[str, float]] = {}
     for part in parts:
         console.rule(part)
+        started = time.monotonic()
+        when[part] = (datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), started)
         try:
             if part == "render":
                 bench_render(res, runs(10, 3))
@@ -457,13 +461,26 @@ def main() -> None:
             res.errors[part] = f"{type(e).__name__}: {e}"
             console.print(traceback.format_exc())
 
+        finally:
+            when[part] = (when[part][0], time.monotonic() - when[part][1])
+
     print_table(res, facts, accel.accel if accel else None)
-    out = {
-        "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": facts, "accel": accel.reason if accel else None, "parts": parts, "quick": args.quick,
-        "seconds": round(time.monotonic() - started, 1),
-        "figures": [f.to_dict() for f in res.figures], "details": res.details, "not_measured": res.errors,
-    }
+    # The parts measured now replace the same parts of an earlier file; the others stay, each with
+    # its own date, so that one part can be measured again alone.
+    out: dict[str, Any] = {"machine": facts, "parts": {}}
+    if args.json.is_file() and not args.fresh:
+        try:
+            out["parts"] = json.loads(args.json.read_text()).get("parts", {})
+        except json.JSONDecodeError:
+            pass
+    for part in parts:
+        out["parts"][part] = {
+            "measured_at": when[part][0], "seconds": round(when[part][1], 1), "quick": args.quick,
+            "accel": accel.reason if accel and part != "render" else None,
+            "figures": [f.to_dict() for f in res.figures if f.part == part],
+            "details": res.details.get(part), "not_measured": res.errors.get(part),
+        }
+    out["parts"] = {p: out["parts"][p] for p in PARTS if p in out["parts"]}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     tmp_json = args.json.with_name(args.json.name + ".tmp")
     tmp_json.write_text(json.dumps(out, indent=2) + "\n")
