@@ -114,11 +114,23 @@ def boot_wired_primary(lab: LabSession, rec: Recorder) -> None:
 
 # 2. Failover.
 
+def _wpa_completed(lab: LabSession, ifname: str) -> bool:
+    r = lab.agent.exec(["wpa_cli", "-i", ifname, "status"], timeout=30)
+    return r.ok and "wpa_state=COMPLETED" in r.stdout
+
+
 def failover(lab: LabSession, rec: Recorder) -> None:
     p = lab.plan
     before = lab.bond()
     rec.require(f"starts on {p.wired}", before is not None and before.active == p.wired,
                 _active(before))
+    # A backup that has not finished its WPA handshake is no backup: under a slow boot the supplicant
+    # can still be associating when the wire is cut, and the bond then switches to a port that
+    # carries nothing yet.
+    ready, waited_ready = lab.wait_for(lambda: _wpa_completed(lab, p.wireless), lab.timeout(30))
+    rec.figure("backup_ready_wait_s", round(waited_ready, 2))
+    rec.require(f"{p.wireless} has completed its WPA handshake before the wire is cut", bool(ready),
+                f"not after {waited_ready:.1f} s")
     addrs_before = _addresses4(lab)
     station = lab.station_mac()
     lab.start_probe("failover")
