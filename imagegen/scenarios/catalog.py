@@ -130,7 +130,7 @@ def failover(lab: LabSession, rec: Recorder) -> None:
     ready, waited_ready = lab.wait_for(lambda: _wpa_completed(lab, p.wireless), lab.timeout(30))
     rec.figure("backup_ready_wait_s", round(waited_ready, 2))
     rec.require(f"{p.wireless} has completed its WPA handshake before the wire is cut", bool(ready),
-                f"not after {waited_ready:.1f} s")
+                f"{'after' if ready else 'not after'} {waited_ready:.1f} s")
     addrs_before = _addresses4(lab)
     station = lab.station_mac()
     lab.start_probe("failover")
