@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from imagegen.profile.model import Addressing, Bond, Profile
+from imagegen.profile.model import Addressing, Bond, Eap, Profile
 
 # Modes in which a primary slave means something (bonding.rst, "primary").
 _PRIMARY_MODES = {"active-backup", "balance-tlb", "balance-alb"}
@@ -205,10 +205,7 @@ def _check_wireless(profile: Profile) -> list[Finding]:
     return findings
 
 
-def _check_eap(base: tuple[str | int, ...], eap: object) -> list[Finding]:
-    from imagegen.profile.model import Eap
-
-    assert isinstance(eap, Eap)
+def _check_eap(base: tuple[str | int, ...], eap: Eap) -> list[Finding]:
     findings = []
     if eap.method == "TLS":
         for key in ("client_cert", "private_key"):
