@@ -131,3 +131,27 @@ def test_gap_around_an_event_ignores_jitter_elsewhere() -> None:
     gap, start = r.gap_around(100.9, 101.2)
     assert gap == pytest.approx(120.0, abs=0.5) and start == pytest.approx(100.98)
     assert r.gap_around(200.0, 201.0) == (0.0, None)
+
+
+def test_probe_outage_still_on_when_the_probe_stops() -> None:
+    # Replies stop at seq 5; ping -O keeps reporting the unanswered ones until it is interrupted.
+    lines = [ping_line(10.0 + 0.02 * i, i + 1) for i in range(5)]  # last reply at 10.08
+    lines += [f"[{10.1 + 0.02 * i:.6f}] no answer yet for icmp_seq={6 + i}" for i in range(150)]  # until 13.08
+    lines += ["155 packets transmitted, 5 received, 96.7742% packet loss, time 3100ms"]
+    r = parse_ping("\n".join(lines), 20)
+    assert not r.recovered and r.gap_end is None
+    assert r.gap_start == pytest.approx(10.08)
+    assert r.gap_ms == pytest.approx(3000.0, abs=0.5)
+    # The outage an event at 10.09 caused is the trailing one, not the 20 ms before it.
+    assert r.gap_around(10.05, 10.5) == (pytest.approx(3000.0, abs=0.5), pytest.approx(10.08))
+
+
+def test_probe_unanswered_lines_before_a_reply_do_not_count_as_trailing() -> None:
+    lines = [ping_line(1.0, 1), "[1.020000] no answer yet for icmp_seq=2", ping_line(1.04, 3)]
+    r = parse_ping("\n".join(lines), 20)
+    assert r.recovered and r.gap_ms == pytest.approx(40.0, abs=0.1) and r.sent == 3
+
+
+def test_probe_killed_before_summary_counts_unanswered_seqs() -> None:
+    r = parse_ping("\n".join([ping_line(5.0, 1), "[5.020000] no answer yet for icmp_seq=2"]), 20)
+    assert r.sent == 2 and r.lost_seqs == (2,)

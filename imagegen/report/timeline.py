@@ -40,11 +40,15 @@ class Timeline:
     marks: tuple[KernelMark, ...] = ()
     # Gaps from this length on are drawn and labelled: a few probe intervals, so that jitter is not.
     gap_threshold_ms: float = 60.0
+    # The probe's last unanswered request, when replies had not come back before it stopped.
+    unanswered_until: float | None = None
 
     def gaps(self) -> list[tuple[float, float]]:
-        """(start, end) of every interval between consecutive replies of at least gap_threshold_ms."""
+        """(start, end) of every interval between consecutive replies of at least gap_threshold_ms, and of
+        an outage still on when the probe stopped."""
         t = self.reply_times
-        return [(a, b) for a, b in zip(t, t[1:], strict=False) if (b - a) * 1000 >= self.gap_threshold_ms]
+        ends = [*t[1:], self.unanswered_until] if t and self.unanswered_until is not None else list(t[1:])
+        return [(a, b) for a, b in zip(t, ends, strict=False) if (b - a) * 1000 >= self.gap_threshold_ms]
 
 
 def parse_kernel_marks(text: str, bond: str | None = None) -> tuple[KernelMark, ...]:
@@ -109,7 +113,8 @@ def plot_timeline(tl: Timeline, path: Path, *, window: tuple[float, float] = (-0
             if b < lo or a > hi:
                 continue
             ax.axvspan(ms(a), ms(b), color="tab:red", alpha=0.18)
-            ax.annotate(f"gap {1000 * (b - a):.0f} ms", xy=((ms(a) + ms(b)) / 2, 0.92), ha="center",
+            open_end = " (not over at probe end)" if b == tl.unanswered_until else ""
+            ax.annotate(f"gap {1000 * (b - a):.0f} ms{open_end}", xy=((ms(a) + ms(b)) / 2, 0.92), ha="center",
                         va="bottom", fontsize=8, color="tab:red")
         ax.axvline(0, color="black", linestyle="--", linewidth=1.2, label="QMP set_link")
         styles = {"active": ("tab:blue", "-", "new active slave"), "down": ("tab:orange", ":", "link down"),

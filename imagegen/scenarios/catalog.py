@@ -42,6 +42,11 @@ def _probe_figures(rec: Recorder, prefix: str, probe: ProbeResult, qmp_guest_tim
     return gap
 
 
+def _traffic_detail(probe: ProbeResult, gap: float) -> str:
+    tail = "" if probe.recovered else ", not over when the probe stopped"
+    return f"{probe.received}/{probe.sent} replies, {probe.lost} lost, outage {gap} ms{tail}"
+
+
 def _timeline(lab: LabSession, rec: Recorder, prefix: str, probe: ProbeResult, qmp_guest_time: float) -> None:
     """Draw the event's timeline into the artifacts directory, with the kernel's switch marks."""
     try:
@@ -54,7 +59,8 @@ def _timeline(lab: LabSession, rec: Recorder, prefix: str, probe: ProbeResult, q
     if lab.artifacts is None:
         return
     title = f"{prefix}: {lab.plan.bond}, probe from netns ap to {lab.plan.probe_target()}"
-    path = plot_timeline(Timeline(title, probe.interval_ms, probe.reply_times, qmp_guest_time, marks),
+    path = plot_timeline(Timeline(title, probe.interval_ms, probe.reply_times, qmp_guest_time, marks,
+                                  unanswered_until=probe.unanswered_until),
                          lab.artifacts / f"timeline-{prefix}.svg")
     rec.figure(f"{prefix}_timeline", path.name)
 
@@ -154,7 +160,7 @@ def failover(lab: LabSession, rec: Recorder) -> None:
     gap = _probe_figures(rec, "failover", probe, t_qmp + offset, waited)
     _timeline(lab, rec, "failover", probe, t_qmp + offset)
     rec.check("traffic continues over the wlan", probe.replies_after(t_qmp + offset + waited),
-              f"{probe.received}/{probe.sent} replies, {probe.lost} lost, outage {gap} ms")
+              _traffic_detail(probe, gap))
     rec.check("no gap over 3 s in the whole probe", probe.gap_ms < 3000, f"largest {probe.gap_ms} ms")
 
 
@@ -185,7 +191,7 @@ def failback(lab: LabSession, rec: Recorder) -> None:
     gap = _probe_figures(rec, "failback", probe, t_qmp + offset, waited)
     _timeline(lab, rec, "failback", probe, t_qmp + offset)
     rec.check("traffic continues", probe.replies_after(t_qmp + offset + waited),
-              f"{probe.received}/{probe.sent} replies, {probe.lost} lost, outage {gap} ms")
+              _traffic_detail(probe, gap))
     rec.check("no gap over 3 s in the whole probe", probe.gap_ms < 3000, f"largest {probe.gap_ms} ms")
 
 

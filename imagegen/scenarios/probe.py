@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 _REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from [^:]+: icmp_seq=(\d+)")
+_NO_ANSWER = re.compile(r"^\[(\d+\.\d+)\] no answer yet for icmp_seq=(\d+)")
 _SUMMARY = re.compile(r"^(\d+) packets transmitted, (\d+) (?:packets )?received")
 
 
@@ -22,13 +23,16 @@ class ProbeResult:
     sent: int
     received: int
     lost_seqs: tuple[int, ...]
-    # Largest time between two consecutive replies: the outage as the peer saw it.
+    # Largest time between two consecutive replies: the outage as the peer saw it. An outage that
+    # lasts until the probe stops counts up to the probe's last line.
     gap_ms: float
     gap_start: float | None  # guest wall clock of the last reply before the largest gap
-    gap_end: float | None
+    gap_end: float | None  # None: traffic had not come back when the probe stopped
     first_reply: float | None
     last_reply: float | None
     reply_times: tuple[float, ...] = ()
+    # Set when the last probes went unanswered: ping's last "no answer yet" line.
+    unanswered_until: float | None = None
 
     @property
     def lost(self) -> int:
@@ -44,19 +48,36 @@ class ProbeResult:
         the outage the event caused.
         """
         best, start = 0.0, None
-        for a, b in zip(self.reply_times, self.reply_times[1:], strict=False):
+        for a, b, _ in _gaps(self.reply_times, self.unanswered_until):
             if b >= t0 and a <= t1 and b - a > best:
                 best, start = b - a, a
         return round(best * 1000, 1), start
 
+    @property
+    def recovered(self) -> bool:
+        return self.unanswered_until is None
+
+
+def _gaps(times: tuple[float, ...], unanswered_until: float | None) -> list[tuple[float, float, bool]]:
+    """(start, end, recovered) of each interval between replies, and of the trailing outage."""
+    gaps = [(a, b, True) for a, b in zip(times, times[1:], strict=False)]
+    if times and unanswered_until is not None:
+        gaps.append((times[-1], unanswered_until, False))
+    return gaps
+
 
 def parse_ping(text: str, interval_ms: float) -> ProbeResult:
     replies: dict[int, float] = {}
+    unanswered: dict[int, float] = {}
     sent: int | None = None
     for line in text.splitlines():
         m = _REPLY.match(line.strip())
         if m:
             replies.setdefault(int(m.group(2)), float(m.group(1)))
+            continue
+        n = _NO_ANSWER.match(line.strip())
+        if n:
+            unanswered[int(n.group(2))] = float(n.group(1))
             continue
         s = _SUMMARY.match(line.strip())
         if s:
@@ -64,15 +85,19 @@ def parse_ping(text: str, interval_ms: float) -> ProbeResult:
     highest = max(replies, default=0)
     if sent is None:
         # Killed before it printed its summary: count up to the last sequence number seen.
-        sent = highest
+        sent = max(highest, max(unanswered, default=0))
     # ping numbers from 1; replies that arrive out of order still count once.
     lost = tuple(seq for seq in range(1, sent + 1) if seq not in replies)
-    times = sorted(replies.values())
+    times = tuple(sorted(replies.values()))
+    # ping -O reports each probe still unanswered when the next one goes out; those after the last
+    # reply mean the outage was still on when the probe stopped.
+    trailing = [t for seq, t in unanswered.items() if seq > highest and seq not in replies]
+    unanswered_until = max(trailing) if trailing and times and max(trailing) > times[-1] else None
     gap, start, end = 0.0, None, None
-    for a, b in zip(times, times[1:], strict=False):
+    for a, b, recovered in _gaps(times, unanswered_until):
         if b - a > gap:
-            gap, start, end = b - a, a, b
+            gap, start, end = b - a, a, (b if recovered else None)
     return ProbeResult(interval_ms=interval_ms, sent=sent, received=len(replies), lost_seqs=lost,
                        gap_ms=round(gap * 1000, 1), gap_start=start, gap_end=end,
                        first_reply=times[0] if times else None, last_reply=times[-1] if times else None,
-                       reply_times=tuple(times))
+                       reply_times=times, unanswered_until=unanswered_until)
