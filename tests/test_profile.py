@@ -226,6 +226,27 @@ def test_delays_must_be_multiples_of_miimon(write_profile, key: str, value: int,
     assert f"bonds.bond0.{key}" in msg and "round it down silently" in msg and suggest in msg
 
 
+def test_peer_notif_delay_must_be_a_multiple_of_miimon(write_profile) -> None:
+    msg = one_problem(write_profile, MINIMAL + "peer_notif_delay = 250\n")
+    assert "bonds.bond0.peer_notif_delay" in msg and "use 200 or 300" in msg
+
+
+def test_peer_notif_delay_needs_miimon(write_profile) -> None:
+    msg = one_problem(write_profile, MINIMAL + "miimon = 0\npeer_notif_delay = 200\n")
+    assert "bonds.bond0.peer_notif_delay" in msg and "kernel refuses it with miimon = 0" in msg
+
+
+def test_peer_notifications_render_as_ip_link_words(write_profile) -> None:
+    # Three by default, one miimon apart; iproute2 calls the delay peer_notify_delay.
+    bond = load_profiles([write_profile(MINIMAL)]).profile.bonds["bond0"]
+    assert "peer_notify_delay 100 num_grat_arp 3" in bond.ip_link_options()
+    bond = load_profiles([write_profile(MINIMAL + "num_grat_arp = 1\npeer_notif_delay = 500\n")]).profile.bonds["bond0"]
+    assert "peer_notify_delay 500 num_grat_arp 1" in bond.ip_link_options()
+    # Without link monitoring the kernel refuses any delay, so none is written.
+    bond = load_profiles([write_profile(MINIMAL + "miimon = 0\n")]).profile.bonds["bond0"]
+    assert "peer_notify_delay" not in bond.ip_link_options() and "num_grat_arp 3" in bond.ip_link_options()
+
+
 def test_delays_need_miimon(write_profile) -> None:
     msg = one_problem(write_profile, MINIMAL + "miimon = 0\nupdelay = 200\n")
     assert "bonds.bond0.miimon" in msg and "need link monitoring" in msg

@@ -104,9 +104,15 @@ def _check_bond(name: str, bond: Bond) -> list[Finding]:
             base + ("miimon",),
             "updelay/downdelay need link monitoring; set miimon (e.g. 100) or remove updelay/downdelay",
         ))
-    for key in ("updelay", "downdelay"):
+    if bond.miimon == 0 and bond.peer_notif_delay is not None:
+        findings.append(Finding(
+            base + ("peer_notif_delay",),
+            "peer_notif_delay needs link monitoring (the kernel refuses it with miimon = 0); set miimon "
+            "(e.g. 100) or remove peer_notif_delay",
+        ))
+    for key in ("updelay", "downdelay", "peer_notif_delay"):
         value = getattr(bond, key)
-        if bond.miimon and value % bond.miimon:
+        if value is not None and bond.miimon and value % bond.miimon:
             lower = value - value % bond.miimon
             findings.append(Finding(
                 base + (key,),

@@ -144,12 +144,23 @@ class Bond(Addressing):
     primary_reselect: PrimaryReselect = "always"
     updelay: Annotated[int, Field(ge=0, le=2147483647)] = 0
     downdelay: Annotated[int, Field(ge=0, le=2147483647)] = 0
+    # Peer notifications after a switch: gratuitous ARPs and unsolicited IPv6 neighbour advertisements
+    # (the kernel's num_unsol_na is the same counter). The kernel's default is 1, and that one is
+    # skipped without a retry when the new active port's link event is still being processed, or
+    # sent before a wlan's WPA handshake lets it through: the peer then keeps the old MAC until its
+    # neighbour entry times out. See README, "Departures from the article".
+    num_grat_arp: Annotated[int, Field(ge=0, le=255)] = 3
+    # Milliseconds between them; None: miimon, the kernel's own default.
+    peer_notif_delay: Annotated[int, Field(ge=0, le=300000)] | None = None
 
     def ip_link_options(self) -> str:
         """The words `ip link add NAME type bond ...` takes to create this bond fully configured."""
         words = ["mode", self.mode, "miimon", str(self.miimon)]
         if self.miimon:
             words += ["updelay", str(self.updelay), "downdelay", str(self.downdelay)]
+            # iproute2 spells the kernel's peer_notif_delay this way.
+            words += ["peer_notify_delay", str(self.miimon if self.peer_notif_delay is None else self.peer_notif_delay)]
+        words += ["num_grat_arp", str(self.num_grat_arp)]
         if self.mode == "active-backup":
             words += ["fail_over_mac", self.fail_over_mac]
         if self.primary is not None:

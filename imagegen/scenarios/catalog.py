@@ -90,6 +90,10 @@ def boot_wired_primary(lab: LabSession, rec: Recorder) -> None:
     rec.check("bonding mode is active-backup", bond.mode == "active-backup", bond.mode)
     rec.check(f"fail_over_mac is {p.fail_over_mac}", bond.fail_over_mac == p.fail_over_mac, bond.fail_over_mac)
     rec.check(f"primary slave is {p.primary}", bond.primary == p.primary, str(bond.primary))
+    held = lab.bond_options("num_grat_arp", "peer_notif_delay")
+    rec.check(f"peer notifications after a switch: {p.num_grat_arp}, {p.peer_notif_delay} ms apart",
+              held == {"num_grat_arp": str(p.num_grat_arp), "peer_notif_delay": str(p.peer_notif_delay)},
+              f"kernel: num_grat_arp {held.get('num_grat_arp')}, peer_notif_delay {held.get('peer_notif_delay')}")
     rec.check(f"both {p.wired} and {p.wireless} are slaves",
               bond.slave(p.wired) is not None and bond.slave(p.wireless) is not None,
               ", ".join(f"{s.name} MII {s.mii_status}" for s in bond.slaves))

@@ -119,6 +119,12 @@ class LabSession:
         r = self.agent.exec(["cat", f"/proc/net/bonding/{self.plan.bond}"], timeout=30)
         return parse_bonding(r.stdout) if r.ok else None
 
+    def bond_options(self, *names: str) -> dict[str, str]:
+        """The bond's options as the kernel holds them (/sys/class/net/<bond>/bonding/<name>)."""
+        base = f"/sys/class/net/{self.plan.bond}/bonding"
+        out = self.agent.exec(["cat", *(f"{base}/{n}" for n in names)], timeout=30).check().stdout
+        return dict(zip(names, (line.strip() for line in out.splitlines()), strict=False))
+
     def links(self) -> dict[str, Link]:
         return parse_ip_json(self.agent.exec(["ip", "-j", "address", "show"], timeout=30).check().stdout)
 
@@ -250,6 +256,10 @@ class LabSession:
             "bonding.txt": "for f in /proc/net/bonding/*; do echo \"== $f\"; cat \"$f\"; done",
             "ip-address.txt": "ip address; echo; ip route; echo; ip -6 route; "
                               f"echo '== netns {AP_NETNS}'; ip -n {AP_NETNS} address",
+            # Which MAC the AP side sends the bond's addresses to, and which bridge port it learnt it on:
+            # a stale entry here is an outage no bond state shows.
+            "neighbours.txt": f"ip -n {AP_NETNS} neigh; echo; ip -n {AP_NETNS} -6 neigh; echo; "
+                              f"bridge -n {AP_NETNS} fdb show dynamic",
             "units.txt": "systemctl list-units --all --no-pager '*@*' 'imagegen-lab*'; systemctl --failed",
             "journal-units.txt": "journalctl -b --no-pager -o short-monotonic "
                                  + " ".join(f"-u {shlex.quote(u)}" for u in units),

@@ -72,6 +72,9 @@ class LabPlan:
     subnet6: ipaddress.IPv6Network
     ap_addr4: ipaddress.IPv4Interface
     ap_addr6: ipaddress.IPv6Interface
+    # The peer notifications the bond is declared to send after a switch, and their spacing (ms).
+    num_grat_arp: int = 1
+    peer_notif_delay: int = 0
 
     @property
     def wired_nic(self) -> Nic:
@@ -138,6 +141,8 @@ def plan_lab(profile: Profile) -> LabPlan:
         subnet4=subnet4, subnet6=subnet6,
         ap_addr4=ipaddress.IPv4Interface(f"{ap4}/{subnet4.prefixlen}"),
         ap_addr6=ipaddress.IPv6Interface(f"{ap6}/{subnet6.prefixlen}"),
+        num_grat_arp=bond.num_grat_arp,
+        peer_notif_delay=bond.miimon if bond.peer_notif_delay is None else bond.peer_notif_delay,
     )
 
 
