@@ -90,3 +90,8 @@ def test_show_json_has_defaults() -> None:
     result = runner.invoke(app, ["show", "--json", str(EXAMPLES / "laptop.toml")])
     assert result.exit_code == 0
     assert '"wait_active_slave": 60' in result.stdout
+
+
+def test_repeat_cannot_keep_the_vm(laptop: Path) -> None:
+    result = runner.invoke(app, ["test", str(laptop), "--repeat", "3", "--keep"])
+    assert result.exit_code == 2 and "--keep" in result.output and "--repeat" in result.output

@@ -71,3 +71,31 @@ def test_stop_positions_read_the_console_order() -> None:
     assert d_stopping < d_stopped < s_stopping
     assert s_stopped is None
     assert stop_positions(CONSOLE, "dhcp6c@bond0.service") == (None, None)
+
+
+def _failover_run(gap: float, ok: bool) -> RunResult:
+    checks = (Check("traffic continues over the wlan", ok, f"outage {gap} ms"),)
+    return RunResult("laptop.toml", "tcg", "no kvm", "direct-kernel", (
+        ScenarioResult("failover", "Failover", ok, 5.0, checks, {"failover_gap_ms": gap, "failover_timeline": "t.svg"}),
+        ScenarioResult("hotplug", "Hot-plug", True, 9.0, (), {"readd_s": 4.0}),
+    ))
+
+
+def test_repeat_tally_counts_passes_and_spreads_numeric_figures(tmp_path: Path) -> None:
+    from imagegen.report.repeat import tally, write_repeat_json
+
+    runs = [_failover_run(110.0, True), _failover_run(3500.0, False), _failover_run(90.0, True)]
+    by_name = {t.name: t for t in tally(runs)}
+    fo = by_name["failover"]
+    assert (fo.passed, fo.ran) == (2, 3)
+    assert fo.failed_checks == {"traffic continues over the wlan": 1}
+    spread = fo.figures["failover_gap_ms"]
+    assert (spread.median, spread.low, spread.high, spread.n) == (110.0, 90.0, 3500.0, 3)
+    assert "failover_timeline" not in fo.figures  # text figures have no spread
+    assert (by_name["hotplug"].passed, by_name["hotplug"].ran) == (3, 3)
+
+    path = tmp_path / "repeat.json"
+    write_repeat_json(runs, path)
+    data = json.loads(path.read_text())
+    assert data["repeat"] == 3 and data["runs_passed"] == 2 and data["passed"] is False
+    assert len(data["runs"]) == 3 and data["scenarios"][0]["figures"]["failover_gap_ms"]["max"] == 3500.0

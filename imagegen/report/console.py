@@ -7,6 +7,7 @@ from rich.status import Status
 from rich.table import Table
 
 from imagegen.report.model import Check, RunResult, ScenarioResult
+from imagegen.report.repeat import tally
 
 
 class ConsoleReport:
@@ -73,3 +74,22 @@ class ConsoleReport:
                                f"{result.artifacts}")
         self.console.print("[green bold]all scenarios passed[/green bold]" if result.passed else
                            "[red bold]some scenarios failed[/red bold]")
+
+    def repeat_summary(self, results: list[RunResult]) -> None:
+        """How often each scenario passed over several runs, and the spread of its figures."""
+        self._end_step()
+        table = Table(title=f"imagegen test --repeat {len(results)}: {results[0].profile}")
+        table.add_column("scenario")
+        table.add_column("passed", justify="right")
+        table.add_column("failed checks")
+        table.add_column("figures: median (min–max)")
+        for t in tally(results):
+            colour = "green" if t.passed == t.ran else "red"
+            table.add_row(t.name, f"[{colour}]{t.passed}/{t.ran}[/{colour}]",
+                          "\n".join(f"{n}× {c}" for c, n in t.failed_checks.items()),
+                          "\n".join(f"{k}={v}" for k, v in t.figures.items()))
+        self.console.print(table)
+        ok = sum(r.passed for r in results)
+        self.console.print(f"[green bold]{ok}/{len(results)} runs passed[/green bold]" if ok == len(results)
+                           else f"[red bold]{ok}/{len(results)} runs passed[/red bold]")
+

@@ -26,6 +26,7 @@ from imagegen.report.console import ConsoleReport
 from imagegen.report.jsonout import write_json
 from imagegen.report.junit import write_junit
 from imagegen.report.model import RunResult
+from imagegen.report.repeat import repeat_dict, write_repeat_json
 from imagegen.scenarios.catalog import BY_NAME
 from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
 from imagegen.store import Entry, Store
@@ -96,14 +97,19 @@ def test(
     rerun: Annotated[bool, typer.Option("--rerun", help="run the scenarios even if the store holds a verdict "
                                         "for this image, scenario set and parameters")] = False,
     store: StoreOpt = None,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="run the scenarios N times, each on a fresh "
+                                        "boot, and report how often each passed (implies --rerun after "
+                                        "the first run)")] = 1,
 ) -> None:
     """Boot the profile's lab image under QEMU and prove its network: failover, failback, hot-plug, ...
 
     The verdict is kept in the store under the hash of the image, the scenarios and their parameters: an
     unchanged run prints the stored verdict (--rerun runs again). --json - prints the store paths and the
-    verdict on stdout.
+    verdict on stdout. --repeat N runs N times; a scenario that does not pass every time is flaky.
     """
     console = Console(stderr=True)
+    if repeat > 1 and keep:
+        raise UsageError("--keep leaves the VM running, so it cannot be repeated", "drop --keep or --repeat")
     for name in scenario or []:
         if name not in BY_NAME:
             raise UsageError(f"--scenario {name!r} is unknown", f"choose from {', '.join(BY_NAME)}")
@@ -125,23 +131,39 @@ def test(
         with _terminate_as_interrupt():
             return LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
 
-    verdict_entry = None
-    if keep or image_entry is None:
-        # A kept VM is for a person to look at, and an image outside the store has no identity to file
-        # a verdict under: both run as they are, outside the store.
-        evidence = artifacts or default_artifacts_dir(hostname)
-        result = run(evidence)
-    else:
+    def once(again: bool, run_dir: Path | None) -> tuple[RunResult, Path, Entry | None]:
+        if keep or image_entry is None:
+            # A kept VM is for a person to look at, and an image outside the store has no identity to
+            # file a verdict under: both run as they are, outside the store.
+            evidence = run_dir or artifacts or default_artifacts_dir(hostname)
+            return run(evidence), evidence, None
         chosen = tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (scenario or BY_NAME))
         drv = verdict_derivation(image_entry, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan,
                                  dhcp6_unit=dhcp6_unit)
-        verdict_entry, result = realise_verdict(st, drv, run, rerun=rerun)
-        console.print(f"verdict: {'reused' if verdict_entry.reused else 'stored'} {verdict_entry.path}")
-        attach_verdict(st, hostname, image_entry, profile_hash(loaded), verdict_entry, result)
-        evidence = verdict_entry.path / ARTIFACTS
-        if artifacts is not None and evidence.is_dir():
-            shutil.copytree(evidence, artifacts, dirs_exist_ok=True)
-    report.summary(result)
+        entry, result = realise_verdict(st, drv, run, rerun=again)
+        console.print(f"verdict: {'reused' if entry.reused else 'stored'} {entry.path}")
+        attach_verdict(st, hostname, image_entry, profile_hash(loaded), entry, result)
+        evidence = entry.path / ARTIFACTS
+        # The next run replaces the store's verdict: a repeated run keeps its own copy of the evidence.
+        keep_at = run_dir or artifacts
+        if keep_at is not None and evidence.is_dir():
+            shutil.copytree(evidence, keep_at, dirs_exist_ok=True)
+            evidence = keep_at
+        return result, evidence, entry
+
+    results: list[RunResult] = []
+    repeat_root = artifacts or default_artifacts_dir(hostname)
+    for k in range(1, repeat + 1):
+        run_dir = None
+        if repeat > 1:
+            console.rule(f"run {k} of {repeat}")
+            run_dir = repeat_root / f"run-{k:02d}"
+        result, evidence, verdict_entry = once(rerun or k > 1, run_dir)
+        results.append(result)
+        report.summary(result)
+    if repeat > 1:
+        report.repeat_summary(results)
+        console.print(f"evidence of each run: {repeat_root}/run-NN")
     for timeline in sorted(evidence.glob("timeline-*.svg")):
         console.print(f"timeline: {timeline}")
     for path in (junit, json_out):
@@ -149,16 +171,21 @@ def test(
         if path is not None and str(path) != "-":
             path.parent.mkdir(parents=True, exist_ok=True)
     if junit is not None:
+        # JUnit has no notion of repeats: the last run, whose evidence the store keeps.
         write_junit(result, junit)
     if json_out is not None and str(json_out) == "-":
         json.dump({"verdict_path": str(verdict_entry.path) if verdict_entry else None,
                    "image_path": str(image_entry.path) if image_entry else None,
                    "reused": verdict_entry.reused if verdict_entry else False,
-                   "passed": result.passed, "verdict": result.to_dict()}, sys.stdout, indent=2)
+                   "passed": all(r.passed for r in results), "verdict": result.to_dict(),
+                   **({"repeat": repeat_dict(results)} if repeat > 1 else {})}, sys.stdout, indent=2)
         print()
     elif json_out is not None:
-        write_json(result, json_out)
-    if not result.passed:
+        if repeat > 1:
+            write_repeat_json(results, json_out)
+        else:
+            write_json(result, json_out)
+    if not all(r.passed for r in results):
         raise typer.Exit(1)
 
 
