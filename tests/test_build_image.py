@@ -150,6 +150,12 @@ def test_programs_the_units_run_exist_at_those_paths(root: Path) -> None:
         assert target.is_file() and os.access(target, os.X_OK), f"{program} missing in the image"
 
 
+def test_the_console_can_log_in(root: Path) -> None:
+    # getty execs /bin/login; without it every getty exits and is restarted forever.
+    target = in_image(root, "/bin/login")
+    assert target.is_file() and os.access(target, os.X_OK)
+
+
 def test_package_services_that_fight_the_profile_are_off(root: Path) -> None:
     assert os.readlink(root / UNITS / "wide-dhcpv6-client.service") == "/dev/null"
     for wants in (root / UNITS).glob("*.wants"):
