@@ -42,6 +42,26 @@ def _probe_figures(rec: Recorder, prefix: str, probe: ProbeResult, qmp_guest_tim
     return gap
 
 
+def _start_probe6(lab: LabSession, rec: Recorder, prefix: str) -> str | None:
+    """Probe the bond's IPv6 address too, beside the IPv4 one: after a switch the peer must also learn
+    the new MAC for it (unsolicited neighbour advertisements)."""
+    target = lab.probe_target6()
+    if target is None:
+        rec.figure(f"{prefix}_v6_probe", "none: the bond has no global IPv6 address")
+        return None
+    lab.start_probe(f"{prefix}-v6", target=target)
+    return target
+
+
+def _check_probe6(rec: Recorder, prefix: str, probe: ProbeResult | None, target: str | None,
+                  qmp_guest_time: float, switch_s: float) -> None:
+    if probe is None or target is None:
+        return
+    gap = _probe_figures(rec, f"{prefix}_v6", probe, qmp_guest_time, switch_s)
+    rec.check(f"IPv6 traffic to {target} continues", probe.replies_after(qmp_guest_time + switch_s),
+              _traffic_detail(probe, gap))
+
+
 def _traffic_detail(probe: ProbeResult, gap: float) -> str:
     tail = "" if probe.recovered else ", not over when the probe stopped"
     return f"{probe.received}/{probe.sent} replies, {probe.lost} lost, outage {gap} ms{tail}"
@@ -144,6 +164,7 @@ def failover(lab: LabSession, rec: Recorder) -> None:
     addrs_before = _addresses4(lab)
     station = lab.station_mac()
     lab.start_probe("failover")
+    target6 = _start_probe6(lab, rec, "failover")
     time.sleep(1.0)
     offset, uncertainty = lab.clock_offset()
     rec.figure("clock_offset_uncertainty_ms", round(uncertainty * 1000, 1))
@@ -154,6 +175,7 @@ def failover(lab: LabSession, rec: Recorder) -> None:
               f"after {waited:.1f} s" if bond else _active(lab.bond()))
     time.sleep(3.0)
     probe = lab.stop_probe("failover")
+    probe6 = lab.stop_probe("failover-v6") if target6 else None
     link = lab.bond_link()
     want_mac = station if p.fail_over_mac == "active" else lab.wired_mac
     rec.check(f"{p.bond} MAC follows fail_over_mac={p.fail_over_mac} ({want_mac})",
@@ -166,6 +188,7 @@ def failover(lab: LabSession, rec: Recorder) -> None:
     rec.check("traffic continues over the wlan", probe.replies_after(t_qmp + offset + waited),
               _traffic_detail(probe, gap))
     rec.check("no gap over 3 s in the whole probe", probe.gap_ms < 3000, f"largest {probe.gap_ms} ms")
+    _check_probe6(rec, "failover", probe6, target6, t_qmp + offset, waited)
 
 
 # 3. Failback.
@@ -177,6 +200,7 @@ def failback(lab: LabSession, rec: Recorder) -> None:
                 before is not None and before.active == p.wireless,
                 _active(before))
     lab.start_probe("failback")
+    target6 = _start_probe6(lab, rec, "failback")
     time.sleep(1.0)
     offset, uncertainty = lab.clock_offset()
     rec.figure("clock_offset_uncertainty_ms", round(uncertainty * 1000, 1))
@@ -189,6 +213,7 @@ def failback(lab: LabSession, rec: Recorder) -> None:
               f"after {waited:.1f} s" if bond else _active(lab.bond()))
     time.sleep(3.0)
     probe = lab.stop_probe("failback")
+    probe6 = lab.stop_probe("failback-v6") if target6 else None
     link = lab.bond_link()
     rec.check(f"{p.bond} MAC is the wired MAC again", link is not None and link.mac == lab.wired_mac,
               link.mac if link else "no bond")
@@ -197,6 +222,7 @@ def failback(lab: LabSession, rec: Recorder) -> None:
     rec.check("traffic continues", probe.replies_after(t_qmp + offset + waited),
               _traffic_detail(probe, gap))
     rec.check("no gap over 3 s in the whole probe", probe.gap_ms < 3000, f"largest {probe.gap_ms} ms")
+    _check_probe6(rec, "failback", probe6, target6, t_qmp + offset, waited)
 
 
 # 4. Wifi-only boot: the seed's dhclient MAC trap.

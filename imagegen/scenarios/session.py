@@ -218,10 +218,17 @@ class LabSession:
 
     # The outage probe.
 
-    def start_probe(self, name: str, seconds: int = 600) -> None:
+    def probe_target6(self) -> str | None:
+        """The bond's IPv6 address the AP pings: the static one, else the DHCPv6 one; None if it has none."""
+        if self.plan.static6:
+            return str(self.plan.static6[0].ip)
+        dynamic = self.address6()
+        return dynamic[0].split("/")[0] if dynamic else None
+
+    def start_probe(self, name: str, seconds: int = 600, target: str | None = None) -> None:
         log = f"{PROBE_DIR}/probe-{name}.log"
         cmd = (f"ip netns exec {AP_NETNS} ping -D -n -O -i {PROBE_INTERVAL_MS / 1000} "
-               f"-w {seconds} {shlex.quote(self.plan.probe_target())}")
+               f"-w {seconds} {shlex.quote(target or self.plan.probe_target())}")
         # Detached from guest-exec's pipes (it waits for them to close), pid kept for the stop.
         self.sh(f"mkdir -p {PROBE_DIR}; setsid sh -c 'echo $$ > {log}.pid; exec {cmd}' "
                 f"</dev/null >{log} 2>&1 &")
