@@ -109,9 +109,15 @@ class Monitor:
         return str(self.cmd("query-status")["status"])
 
     def set_link(self, device: str, up: bool) -> float:
-        """Set a NIC's link; returns the host wall-clock time at which QEMU acknowledged it."""
+        """Set a NIC's link; returns the host wall-clock time just before the command was sent.
+
+        QEMU changes the link while it handles the command, and its answer can reach this process tens
+        of milliseconds later under load: the guest was seen to switch its bond before the answer
+        arrived. The send time is the lower bound that keeps "after the QMP command" true.
+        """
+        sent = time.time()
         self.cmd("set_link", name=device, up=up)
-        return time.time()
+        return sent
 
     def device_del(self, device: str, timeout: float = 60.0) -> Event:
         """Unplug a device and wait until the guest has let it go (DEVICE_DELETED)."""
