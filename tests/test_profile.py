@@ -219,16 +219,13 @@ def test_eap_needs_credentials(write_profile) -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "suggest"), [("updelay", 150, "use 100 or 200"), ("downdelay", 250, "use 200 or 300")]
+    ("key", "value", "suggest"),
+    [("updelay", 150, "use 100 or 200"), ("downdelay", 250, "use 200 or 300"),
+     ("peer_notif_delay", 250, "use 200 or 300")],
 )
 def test_delays_must_be_multiples_of_miimon(write_profile, key: str, value: int, suggest: str) -> None:
     msg = one_problem(write_profile, MINIMAL + f"{key} = {value}\n")
     assert f"bonds.bond0.{key}" in msg and "round it down silently" in msg and suggest in msg
-
-
-def test_peer_notif_delay_must_be_a_multiple_of_miimon(write_profile) -> None:
-    msg = one_problem(write_profile, MINIMAL + "peer_notif_delay = 250\n")
-    assert "bonds.bond0.peer_notif_delay" in msg and "use 200 or 300" in msg
 
 
 def test_peer_notif_delay_needs_miimon(write_profile) -> None:
