@@ -14,14 +14,19 @@ The heavy parts boot VMs and build images: run them on an otherwise idle machine
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import functools
 import json
 import os
 import platform
+import pty
 import re
+import select
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +44,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from imagegen.build.config import BuildRequest, mkosi_argv  # noqa: E402
-from imagegen.build.mkosi import debian_mirror, mkosi_command, prepare_inputs  # noqa: E402
+from imagegen.build.mkosi import OUTPUTS, debian_mirror, mkosi_command, prepare_inputs  # noqa: E402
 from imagegen.pipeline.stages import open_store, realise_image  # noqa: E402
 from imagegen.profile import load_profiles  # noqa: E402
 from imagegen.render import host_state_for, render_overlay, resolve_target  # noqa: E402
@@ -52,7 +57,7 @@ from imagegen.vm.lab import LAB_NICS, plan_lab  # noqa: E402
 from imagegen.vm.machine import ImageFiles, Machine  # noqa: E402
 from imagegen.vm.qemu import qemu_binary  # noqa: E402
 
-PARTS = ("render", "build", "boot", "failover", "test")
+PARTS = ("render", "build", "boot", "mkosi-vm", "failover", "test")
 EXAMPLE = ROOT / "examples" / "laptop.toml"
 # The `imagegen` command of this checkout, as a process of its own.
 CLI = [sys.executable, "-c", "import sys; from imagegen.cli import app; sys.argv[0] = 'imagegen'; app()"]
@@ -305,6 +310,70 @@ def bench_boot(res: Results, runs: int, files: ImageFiles, accel: AccelChoice) -
                 fig.samples.append(time.monotonic() - start)
 
 
+def bench_mkosi_vm(res: Results, runs: int, work: Path) -> None:
+    """The lab image under `mkosi vm` (the tool a user of a hand-made mkosi project boots with), from the
+    start of the mkosi process to the login prompt on its serial console."""
+    fig = res.add("boot", "mkosi vm to login prompt", "s",
+                  note="TCG (--kvm=no), direct kernel boot (--firmware=linux), mkosi's tools-tree QEMU; "
+                       "mkosi process start to 'login:' on the console")
+    loaded = load_profiles([EXAMPLE])
+    built = realise_image(open_store(None), loaded, lab=True, record=False, console=console)
+    image = loaded.profile.image
+    for i in range(runs):
+        console.print(f"boot: mkosi vm {i + 1}/{runs}…")
+        out = work / f"mkosi-vm-{i}"
+        overlay = out / "overlay"
+        copy_out(built.overlay.path, overlay)
+        request = BuildRequest(overlay=overlay, out_dir=out / "out", distribution=built.manifest.distribution,
+                               release=built.manifest.release, mirror=image.mirror, lab=True,
+                               hostname=image.hostname, root_password_hash=image.root_password_hash)
+        inputs = prepare_inputs(request, out / "work", debian_mirror(request))
+        # mkosi vm boots what sits in its output directory, and writes to it: a writable copy of the entry.
+        for name in OUTPUTS.values():
+            shutil.copyfile(built.entry.path / name, inputs.output_dir / name)
+        argv = mkosi_argv(request, inputs, verb="vm")
+        argv[-1:-1] = ["--kvm=no", "--firmware=linux", "--console=read-only", "--ram=2G", "--cpus=2"]
+        fig.samples.append(_until_login(argv, out / "mkosi-vm.log"))
+
+
+def _until_login(argv: list[str], log: Path, timeout: float = 900.0) -> float:
+    """Run mkosi with a terminal of its own (its console modes want one) until 'login:' shows on it;
+    seconds from the start. The process group is killed afterwards, QEMU with it."""
+    # Not through imagegen.run.run(): that one waits for the end of a command, this reads a console as
+    # it comes and stops the command itself.
+    master, slave = pty.openpty()
+    start = time.monotonic()
+    proc = subprocess.Popen([*mkosi_command(), *argv], stdin=slave, stdout=slave, stderr=slave, cwd=ROOT,
+                            start_new_session=True)
+    os.close(slave)
+    seen = b""
+    try:
+        with log.open("wb") as f:
+            while time.monotonic() - start < timeout:
+                ready, _, _ = select.select([master], [], [], 1.0)
+                if ready:
+                    try:
+                        chunk = os.read(master, 65536)
+                    except OSError:
+                        chunk = b""
+                    f.write(chunk)
+                    seen = (seen + chunk)[-4096:]
+                    if b"login:" in seen:
+                        return time.monotonic() - start
+                if proc.poll() is not None:
+                    break
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        os.close(master)
+    raise RuntimeError(f"mkosi vm showed no login prompt (exit {proc.returncode}); see {log}")
+
+
 # 4. Failover.
 
 def bench_failover(res: Results, cycles: int, files: ImageFiles, accel: AccelChoice, pictures: Path) -> None:
@@ -456,6 +525,9 @@ def main() -> None:
             elif part == "build":
                 with tempfile.TemporaryDirectory(prefix="imagegen-bench-build-", dir="/var/tmp") as tmp:
                     bench_build(res, runs(3, 1), Path(tmp))
+            elif part == "mkosi-vm":
+                with tempfile.TemporaryDirectory(prefix="imagegen-bench-mkosi-vm-", dir="/var/tmp") as tmp:
+                    bench_mkosi_vm(res, runs(3, 1), Path(tmp))
             else:
                 if files is None:
                     files = lab_files(args.image)
