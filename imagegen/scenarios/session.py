@@ -16,9 +16,9 @@ from typing import TypeVar
 from imagegen.report.model import Check, Figure
 from imagegen.scenarios.bonding import BondStatus, Link, parse_bonding, parse_ip_json
 from imagegen.scenarios.probe import ProbeResult, parse_ping
-from imagegen.vm.agent import AgentError
+from imagegen.vm.agent import AgentError, GuestGone
 from imagegen.vm.lab import AP_NETNS, LabPlan
-from imagegen.vm.machine import Machine
+from imagegen.vm.machine import Machine, panic_line
 
 T = TypeVar("T")
 
@@ -107,7 +107,11 @@ class LabSession:
             self.qmp.set_link(self.plan.wired_nic.id, False)
         self.machine.resume()
         start = time.monotonic()
-        self.agent.wait_ready(agent_timeout)
+        try:
+            self.agent.wait_ready(agent_timeout, alive=lambda: self.machine.running)
+        except GuestGone as e:
+            why = panic_line(self.machine.sockets.serial_log) or "no kernel panic on its console"
+            raise GuestGone(f"{e}: {why}") from e
         return time.monotonic() - start
 
     # Observing the guest.

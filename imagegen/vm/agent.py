@@ -11,6 +11,7 @@ import base64
 import logging
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ logging.getLogger("qemu.qmp").setLevel(logging.ERROR)
 
 class AgentError(ImagegenError):
     pass
+
+
+class GuestGone(AgentError):
+    """The VM ended (QEMU exited: with -no-reboot, a guest kernel panic does that) while we waited."""
 
 
 @dataclass(frozen=True)
@@ -68,26 +73,33 @@ class GuestAgent:
             self._qga = None
 
     def cmd(self, command: str, /, timeout: float = 30.0, **args: Any) -> Any:
-        qga = self._connect()
-        qga.settimeout(timeout)
         try:
+            # Inside the try: a socket nobody serves (QEMU gone) is a ConnectError, a QMPError.
+            qga = self._connect()
+            qga.settimeout(timeout)
             return qga.cmd(command, **args)
         except TimeoutError as e:
             raise AgentError(f"guest agent did not answer {command} within {timeout:.0f} s") from e
         except QMPError as e:
             raise AgentError(f"guest agent {command} failed: {e}") from e
 
-    def wait_ready(self, timeout: float) -> float:
-        """Ping until the agent answers; returns the seconds waited."""
+    def wait_ready(self, timeout: float, alive: Callable[[], bool] | None = None) -> float:
+        """Ping until the agent answers; returns the seconds waited. With alive (is the VM still
+        running?), a VM that has gone stops the wait at once instead of at the timeout."""
         start = time.monotonic()
         while True:
+            tried = time.monotonic()
             try:
                 self.cmd("guest-ping", timeout=3.0)
                 return time.monotonic() - start
             except (AgentError, OSError) as e:
+                if alive is not None and not alive():
+                    raise GuestGone(f"QEMU exited {time.monotonic() - start:.0f} s after start, before the "
+                                    "guest agent answered") from e
                 if time.monotonic() - start > timeout:
                     raise AgentError(f"guest agent not answering after {timeout:.0f} s") from e
-                if isinstance(e, OSError):
+                if time.monotonic() - tried < 1.0:
+                    # Failed at once (no connection), not by the ping's timeout: wait before trying again.
                     self.close()
                     time.sleep(1.0)
 

@@ -59,6 +59,23 @@ def _cmdline_of(pid: int) -> str:
         return ""
 
 
+def panic_line(serial_log: Path) -> str | None:
+    """The guest kernel's panic message on the console, with the oops that caused it if there was one:
+    e.g. "Oops: int3 ... RIP: 0010:sched_clock_cpu+0x9/0x1d0; Kernel panic - not syncing: Fatal exception"."""
+    try:
+        lines = serial_log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    def text(line: str) -> str:
+        return line.split("] ", 1)[-1].strip()
+    panic = next((text(line) for line in lines if "Kernel panic - not syncing" in line), None)
+    if panic is None:
+        return None
+    oops = next((text(line) for line in lines if "Oops:" in line or "BUG:" in line), None)
+    rip = next((text(line) for line in lines if " RIP: " in line or line.startswith("RIP: ")), None)
+    return "; ".join(x for x in (oops, rip, panic) if x)
+
+
 def _alive(pid: int) -> bool:
     """True while pid runs; a zombie (dead, not yet reaped by its parent, init) counts as gone."""
     try:
