@@ -155,3 +155,14 @@ def test_probe_unanswered_lines_before_a_reply_do_not_count_as_trailing() -> Non
 def test_probe_killed_before_summary_counts_unanswered_seqs() -> None:
     r = parse_ping("\n".join([ping_line(5.0, 1), "[5.020000] no answer yet for icmp_seq=2"]), 20)
     assert r.sent == 2 and r.lost_seqs == (2,)
+
+
+def test_probe_reads_ipv6_replies() -> None:
+    lines = ["PING fd6c:6162:0:1::1d4 (fd6c:6162:0:1::1d4) 56 data bytes",
+             "[7.000000] 64 bytes from fd6c:6162:0:1::1d4: icmp_seq=1 ttl=64 time=19.3 ms",
+             "[7.020000] no answer yet for icmp_seq=2",
+             "[7.040000] 64 bytes from fd6c:6162:0:1::1d4: icmp_seq=3 ttl=64 time=2.4 ms",
+             "3 packets transmitted, 2 received, 33.3333% packet loss, time 40ms"]
+    r = parse_ping("\n".join(lines), 20)
+    assert (r.sent, r.received, r.lost_seqs) == (3, 2, (2,))
+    assert r.gap_ms == pytest.approx(40.0, abs=0.1) and r.recovered

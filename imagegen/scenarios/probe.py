@@ -3,6 +3,7 @@
 The numbers come from ping's own lines, e.g.
 
     [1732560000.123456] 64 bytes from 192.168.0.2: icmp_seq=12 ttl=64 time=0.512 ms
+    [1732560000.123456] 64 bytes from fd6c:6162:0:1::1d4: icmp_seq=12 ttl=64 time=0.512 ms
     [1732560000.143981] no answer yet for icmp_seq=13
     40 packets transmitted, 38 received, 5% packet loss, time 801ms
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from [^:]+: icmp_seq=(\d+)")
+# The source is an IPv4 or an IPv6 address: the latter has colons of its own.
+_REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from \S+?: icmp_seq=(\d+)")
 _NO_ANSWER = re.compile(r"^\[(\d+\.\d+)\] no answer yet for icmp_seq=(\d+)")
 _SUMMARY = re.compile(r"^(\d+) packets transmitted, (\d+) (?:packets )?received")
 
