@@ -114,9 +114,17 @@ def boot_wired_primary(lab: LabSession, rec: Recorder) -> None:
     rec.check(f"peer notifications after a switch: {p.num_grat_arp}, {p.peer_notif_delay} ms apart",
               held == {"num_grat_arp": str(p.num_grat_arp), "peer_notif_delay": str(p.peer_notif_delay)},
               f"kernel: num_grat_arp {held.get('num_grat_arp')}, peer_notif_delay {held.get('peer_notif_delay')}")
-    rec.check(f"both {p.wired} and {p.wireless} are slaves",
-              bond.slave(p.wired) is not None and bond.slave(p.wireless) is not None,
-              ", ".join(f"{s.name} MII {s.mii_status}" for s in bond.slaves))
+    # The active slave can be there before the other one: each member's slave unit waits for its own
+    # device, and the radio's comes later than the wired NIC's.
+    def both_enslaved() -> BondStatus | None:
+        b = lab.bond()
+        return b if b is not None and b.slave(p.wired) and b.slave(p.wireless) else None
+
+    both, waited_both = lab.wait_for(both_enslaved, lab.timeout(60))
+    seen = both or lab.bond()
+    rec.check(f"both {p.wired} and {p.wireless} are slaves", both is not None,
+              (", ".join(f"{s.name} MII {s.mii_status}" for s in seen.slaves) if seen else "no bond")
+              + f" (after {waited_both:.1f} s)")
 
     wants = {u: "active/running" for u in lab.expected.running} | {u: "active/exited"
                                                                    for u in lab.expected.exited}
