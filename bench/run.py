@@ -332,7 +332,7 @@ def bench_mkosi_vm(res: Results, runs: int, work: Path) -> None:
         for name in OUTPUTS.values():
             shutil.copyfile(built.entry.path / name, inputs.output_dir / name)
         argv = mkosi_argv(request, inputs, verb="vm")
-        argv[-1:-1] = ["--kvm=no", "--firmware=linux", "--console=read-only", "--ram=2G", "--cpus=2"]
+        argv[-1:-1] = ["--kvm=no", "--vsock=no", "--firmware=linux", "--ram=2G", "--cpus=2"]
         fig.samples.append(_until_login(argv, out / "mkosi-vm.log"))
 
 
@@ -371,7 +371,8 @@ def _until_login(argv: list[str], log: Path, timeout: float = 900.0) -> float:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         os.close(master)
-    raise RuntimeError(f"mkosi vm showed no login prompt (exit {proc.returncode}); see {log}")
+    last = seen.decode(errors="replace").strip().splitlines()[-3:]
+    raise RuntimeError(f"mkosi vm showed no login prompt (exit {proc.returncode}): {' / '.join(last)}")
 
 
 # 4. Failover.
