@@ -153,13 +153,17 @@ class Bond(Addressing):
     # Milliseconds between them; None: miimon, the kernel's own default.
     peer_notif_delay: Annotated[int, Field(ge=0, le=300000)] | None = None
 
+    def peer_notif_delay_ms(self) -> int:
+        """The spacing of the peer notifications as the kernel will hold it."""
+        return self.miimon if self.peer_notif_delay is None else self.peer_notif_delay
+
     def ip_link_options(self) -> str:
         """The words `ip link add NAME type bond ...` takes to create this bond fully configured."""
         words = ["mode", self.mode, "miimon", str(self.miimon)]
         if self.miimon:
             words += ["updelay", str(self.updelay), "downdelay", str(self.downdelay)]
             # iproute2 spells the kernel's peer_notif_delay this way.
-            words += ["peer_notify_delay", str(self.miimon if self.peer_notif_delay is None else self.peer_notif_delay)]
+            words += ["peer_notify_delay", str(self.peer_notif_delay_ms())]
         words += ["num_grat_arp", str(self.num_grat_arp)]
         if self.mode == "active-backup":
             words += ["fail_over_mac", self.fail_over_mac]

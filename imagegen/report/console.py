@@ -92,4 +92,3 @@ class ConsoleReport:
         ok = sum(r.passed for r in results)
         self.console.print(f"[green bold]{ok}/{len(results)} runs passed[/green bold]" if ok == len(results)
                            else f"[red bold]{ok}/{len(results)} runs passed[/red bold]")
-

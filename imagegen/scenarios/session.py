@@ -269,8 +269,7 @@ class LabSession:
                               f"echo '== netns {AP_NETNS}'; ip -n {AP_NETNS} address",
             # Which MAC the AP side sends the bond's addresses to, and which bridge port it learnt it on:
             # a stale entry here is an outage no bond state shows.
-            "neighbours.txt": f"ip -n {AP_NETNS} neigh; echo; ip -n {AP_NETNS} -6 neigh; echo; "
-                              f"bridge -n {AP_NETNS} fdb show dynamic",
+            "neighbours.txt": f"ip -n {AP_NETNS} neigh; echo; bridge -n {AP_NETNS} fdb show dynamic",
             "units.txt": "systemctl list-units --all --no-pager '*@*' 'imagegen-lab*'; systemctl --failed",
             "journal-units.txt": "journalctl -b --no-pager -o short-monotonic "
                                  + " ".join(f"-u {shlex.quote(u)}" for u in units),

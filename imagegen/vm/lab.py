@@ -142,7 +142,7 @@ def plan_lab(profile: Profile) -> LabPlan:
         ap_addr4=ipaddress.IPv4Interface(f"{ap4}/{subnet4.prefixlen}"),
         ap_addr6=ipaddress.IPv6Interface(f"{ap6}/{subnet6.prefixlen}"),
         num_grat_arp=bond.num_grat_arp,
-        peer_notif_delay=bond.miimon if bond.peer_notif_delay is None else bond.peer_notif_delay,
+        peer_notif_delay=bond.peer_notif_delay_ms(),
     )
 
 
