@@ -129,3 +129,24 @@ def test_image_outside_the_store_runs_without_caching(work: Path, fake_lab: type
     assert len(fake_lab.runs) == 2
     assert not (work / "store").exists() or not any(p.name.endswith("-verdict") for p in (work / "store").iterdir())
     shutil.rmtree(outside)
+
+
+def test_repeat_boots_every_run_and_tallies_them(work: Path, fake_mkosi: FakeMkosi, fake_lab: type[FakeLabRun],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert runner.invoke(app, ["test", "laptop.toml"]).exit_code == 0  # a verdict the store now holds
+    outcomes = iter([True, False, True])
+
+    def run(self: FakeLabRun, label: str) -> RunResult:
+        FakeLabRun.runs.append(("repeat",))
+        return run_result(next(outcomes))
+
+    monkeypatch.setattr(FakeLabRun, "run", run)
+    result = runner.invoke(app, ["test", "laptop.toml", "--repeat", "3", "--json", "repeat.json",
+                                 "--artifacts", "evidence"])
+    assert result.exit_code == 1, "one run of three failed"
+    assert fake_lab.runs[1:] == [("repeat",)] * 3, "every run boots, the stored verdict is not one of them"
+    data = json.loads(Path("repeat.json").read_text())
+    assert (data["repeat"], data["runs_passed"], data["passed"]) == (3, 2, False) and len(data["runs"]) == 3
+    tally = {s["name"]: s for s in data["scenarios"]}["failover"]
+    assert (tally["passed"], tally["ran"], tally["failed_checks"]) == (2, 3, {"bond fails over": 1})
+    assert "2/3 runs passed" in result.stderr

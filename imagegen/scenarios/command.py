@@ -98,8 +98,8 @@ def test(
                                         "for this image, scenario set and parameters")] = False,
     store: StoreOpt = None,
     repeat: Annotated[int, typer.Option("--repeat", min=1, help="run the scenarios N times, each on a fresh "
-                                        "boot, and report how often each passed (implies --rerun after "
-                                        "the first run)")] = 1,
+                                        "boot, and report how often each passed (implies --rerun: a stored "
+                                        "verdict is no run)")] = 1,
 ) -> None:
     """Boot the profile's lab image under QEMU and prove its network: failover, failback, hot-plug, ...
 
@@ -158,7 +158,7 @@ def test(
         if repeat > 1:
             console.rule(f"run {k} of {repeat}")
             run_dir = repeat_root / f"run-{k:02d}"
-        result, evidence, verdict_entry = once(rerun or k > 1, run_dir)
+        result, evidence, verdict_entry = once(rerun or repeat > 1, run_dir)
         results.append(result)
         report.summary(result)
     if repeat > 1:
