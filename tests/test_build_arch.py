@@ -36,6 +36,9 @@ def test_mkosi_summary_accepts_the_arch_configuration(tmp_path: Path, lab: bool)
     # Multi-line values continue on lines without a key; the package list starts with the kernel.
     assert "dhclient" in text and "wpa_supplicant" in text and "wide-dhcpv6" not in text
     assert ("qemu-guest-agent" in text) == lab
+    # Only the lab, which boots under QEMU alone, trims its initrd and is never on its first boot.
+    assert (lines["Machine ID"] == "b0bf4c70-5615-525d-a05d-83cd2e424a8d") == lab
+    assert (lines["Kernel Modules Initrd Exclude"] == ".*") == lab
 
 
 @needs_mkosi
@@ -43,7 +46,7 @@ def test_mkosi_summary_accepts_the_debian_configuration(tmp_path: Path) -> None:
     request = BuildRequest(overlay=make_overlay(tmp_path / "overlay"), out_dir=tmp_path / "out",
                            cache_root=tmp_path / "cache")
     text = summary(request)
-    assert "wide-dhcpv6-client" in text and "linux-image-amd64" in text
+    assert "wide-dhcpv6-client" in text and "linux-image-amd64" in text and "login" in text.split()
     assert "qemu-guest-agent" not in text
 
 
