@@ -39,15 +39,20 @@ def test_mkosi_summary_accepts_the_arch_configuration(tmp_path: Path, lab: bool)
     # Only the lab, which boots under QEMU alone, trims its initrd and is never on its first boot.
     assert (lines["Machine ID"] == "b0bf4c70-5615-525d-a05d-83cd2e424a8d") == lab
     assert (lines["Kernel Modules Initrd Exclude"] == ".*") == lab
+    assert "initrd.chroot" not in text
 
 
 @needs_mkosi
-def test_mkosi_summary_accepts_the_debian_configuration(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lab", [False, True])
+def test_mkosi_summary_accepts_the_debian_configuration(tmp_path: Path, lab: bool) -> None:
     request = BuildRequest(overlay=make_overlay(tmp_path / "overlay"), out_dir=tmp_path / "out",
-                           cache_root=tmp_path / "cache")
+                           cache_root=tmp_path / "cache", lab=lab)
     text = summary(request)
     assert "wide-dhcpv6-client" in text and "linux-image-amd64" in text and "login" in text.split()
-    assert "qemu-guest-agent" not in text
+    assert ("qemu-guest-agent" in text) == lab
+    # Only a Debian lab image builds its own initrd for the direct kernel boot.
+    assert ("50-lab-debian.initrd.chroot" in text) == lab
+    assert ("initramfs-tools" in text.split()) == lab
 
 
 def test_arch_without_mirror_is_a_one_line_usage_error(tmp_path: Path) -> None:

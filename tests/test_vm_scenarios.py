@@ -6,6 +6,7 @@ with fail_over_mac = "none" while the scenarios expect the laptop profile's "act
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -57,6 +58,39 @@ def test_laptop_passes_every_scenario(workdir: Path) -> None:
     failover = next(s for s in result["scenarios"] if s["name"] == "failover")
     assert failover["figures"]["failover_probes_sent"] > 50
     assert (workdir / "result.xml").read_text().count("<testcase") == len(ALL)
+
+
+def cpio_members(data: bytes) -> dict[str, bytes]:
+    """The files of an initrd: concatenated newc archives, the last one gzip-compressed (initramfs-tools)."""
+    members: dict[str, bytes] = {}
+    i = 0
+    while i < len(data):
+        if data[i:i + 2] == b"\x1f\x8b":
+            data, i = gzip.decompress(data[i:]), 0
+            continue
+        if data[i:i + 6] != b"070701":
+            raise AssertionError(f"not a newc cpio at offset {i}: {data[i:i + 6]!r}")
+        size, namesize = int(data[i + 54:i + 62], 16), int(data[i + 94:i + 102], 16)
+        name = data[i + 110:i + 110 + namesize - 1].decode()
+        start = (i + 110 + namesize + 3) & ~3
+        members[name] = data[start:start + size]
+        i = (start + size + 3) & ~3
+        if name == "TRAILER!!!":
+            while i < len(data) and data[i] == 0:
+                i += 1
+    return members
+
+
+def test_lab_boots_through_its_own_initrd(workdir: Path) -> None:
+    # The same lab image the scenarios booted (a store hit): its direct-boot initrd is initramfs-tools',
+    # holding only what mounts a virtio root, not mkosi's systemd initrd.
+    built = build_profile([workdir / "laptop.toml"], out=workdir / "lab-image", lab=True)
+    members = cpio_members(built.initrd.read_bytes())
+    assert "init" in members and "scripts/local" in members
+    assert members["conf/modules"].split() == [b"virtio_blk", b"ext4"]
+    assert any(name.endswith("/virtio_blk.ko.xz") for name in members)
+    assert "usr/lib/systemd/systemd" not in members
+    assert built.initrd.stat().st_size < 20_000_000
 
 
 def test_image_without_fail_over_mac_active_fails(workdir: Path) -> None:

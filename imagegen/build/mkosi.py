@@ -35,6 +35,9 @@ LOG_NAME = "build.log"
 ROOT_PARTLABEL = "root-x86-64"
 KERNEL_COMMAND_LINE = f"root=PARTLABEL={ROOT_PARTLABEL} rw console=ttyS0 systemd.firstboot=no"
 OUTPUTS = {"image": "image.raw", "kernel": "image.vmlinuz", "initrd": "image.initrd"}
+# Written by a lab image's finalize script (mkosi.conf.d/50-lab-debian.initrd.chroot): the initrd for QEMU's
+# direct kernel boot. It takes the place of mkosi's initrd among the outputs; mkosi's stays inside the UKI.
+LAB_INITRD = "image.lab-initrd"
 MKOSI_MANIFEST = "image.manifest"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TAIL_LINES = 25
@@ -325,6 +328,9 @@ def _build_locked(
                 f"mkosi finished but did not write {', '.join(missing)}",
                 hint=f"check SplitArtifacts= in mkosi.conf.d/ and the log {log}",
             )
+        lab_initrd = inputs.output_dir / LAB_INITRD
+        if lab_initrd.is_file():
+            lab_initrd.replace(inputs.output_dir / OUTPUTS["initrd"])
         for name in [*OUTPUTS.values(), MKOSI_MANIFEST]:
             if (inputs.output_dir / name).exists():
                 (inputs.output_dir / name).rename(work / name)
