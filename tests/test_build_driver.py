@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+import imagegen.build.mkosi as mkosi_driver
 from imagegen.build import cache
 from imagegen.build.mkosi import MkosiFailed, StageFollower, replace_dir, run_mkosi
+from imagegen.errors import ImagegenError
 
 needs_mkosi = pytest.mark.skipif(
     subprocess.run([sys.executable, "-m", "mkosi", "--version"], capture_output=True).returncode != 0,
@@ -75,3 +77,20 @@ def test_cache_lock_makes_a_second_build_wait(tmp_path: Path) -> None:
     t.join(5)
     assert order == ["first done", "second"]
     assert said and "waiting" in said[0]
+
+
+@needs_mkosi
+def test_mkosi_version_is_read_from_its_source_without_starting_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = subprocess.run([sys.executable, "-m", "mkosi", "--version"], capture_output=True, text=True)
+    started: list[object] = []
+    monkeypatch.setattr(mkosi_driver, "run", lambda *a, **k: started.append(a))
+    assert mkosi_driver.mkosi_version() == asked.stdout.split()[-1]
+    assert started == []
+
+
+def test_mkosi_version_without_mkosi_names_the_setup_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mkosi_driver.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(mkosi_driver, "mkosi_command", lambda: [sys.executable, "-m", "no_such_module_mkosi"])
+    with pytest.raises(ImagegenError) as e:
+        mkosi_driver.mkosi_version()
+    assert "imagegen setup" in str(e.value.hint)

@@ -6,6 +6,7 @@ everything is there: a reader of the output never sees half an image.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -66,6 +67,15 @@ def mkosi_command() -> list[str]:
 
 
 def mkosi_version() -> str:
+    """The version of the mkosi that `python -m mkosi` runs, read from its source without starting it
+    (starting it costs most of a second); if the source does not say, mkosi is asked."""
+    spec = importlib.util.find_spec("mkosi")
+    for location in list(spec.submodule_search_locations or []) if spec is not None else []:
+        source = Path(location) / "sandbox.py"
+        if source.is_file():
+            match = re.search(r'^__version__ = "([^"]+)"', source.read_text(), re.M)
+            if match:
+                return match[1]
     try:
         proc = run([*mkosi_command(), "--version"])
     except CommandError as e:

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -112,24 +110,6 @@ def render_derivation(
     if lab:
         inputs["lab_templates"] = FileTree(lab_templates, _NO_CACHE)
     return Derivation(f"{host}{'-lab' if lab else ''}-overlay", "render", inputs)
-
-
-def mkosi_version() -> str:
-    """The version of the mkosi that `python -m mkosi` runs, read from its source without starting it.
-
-    Starting mkosi for `--version` costs half a second, most of what an unchanged build may take.
-    """
-    spec = importlib.util.find_spec("mkosi")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        source = Path(location) / "sandbox.py"
-        if source.is_file():
-            match = re.search(r'^__version__ = "([^"]+)"', source.read_text(), re.M)
-            if match:
-                return match[1]
-    from imagegen.build.mkosi import mkosi_version as ask_mkosi
-
-    return ask_mkosi()
 
 
 def build_derivation(

@@ -16,14 +16,9 @@ from rich.console import Console
 from imagegen.build.aptsources import mirror_from_url
 from imagegen.build.config import BuildRequest
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest
-from imagegen.build.mkosi import OUTPUTS, BuildResult, build_image
+from imagegen.build.mkosi import OUTPUTS, BuildResult, build_image, mkosi_version
 from imagegen.errors import UsageError
-from imagegen.pipeline.derivations import (
-    build_derivation,
-    mkosi_version,
-    profile_hash,
-    render_derivation,
-)
+from imagegen.pipeline.derivations import build_derivation, profile_hash, render_derivation
 from imagegen.profile import LoadedProfile
 from imagegen.render import host_state_for, plan_overlay, resolve_target
 from imagegen.render.write import write_tree

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from imagegen.build.manifest import MANIFEST_NAME
+from imagegen.build.mkosi import mkosi_version
 from imagegen.errors import UsageError
-from imagegen.pipeline.derivations import build_derivation, mkosi_version, profile_hash
+from imagegen.pipeline.derivations import build_derivation, profile_hash
 from imagegen.pipeline.stages import realise_overlay
 from imagegen.pipeline.verdicts import VERDICT_JSON
 from imagegen.profile import load_profiles
