@@ -60,7 +60,7 @@ EXPECTED = {
         {"ExecStart= -/usr/bin/sh -c ' case %I in *br*) /usr/bin/ip link add name %I type bridge ;; *) "
          "/usr/bin/ip link add name %I type bond ; echo -n $%IPRIMARY > "
          "/sys/devices/virtual/net/%I/bonding/primary ;; esac' ; /usr/bin/ip link set %I up ; /usr/bin/sleep 1"},
-        {"ExecStart"},
+        {"ExecStart", "ExecStartPost"},
     ),
 }
 
@@ -204,6 +204,40 @@ def test_dhclient_waits_for_an_active_slave_not_a_fixed_sleep(laptop: Path) -> N
     assert "sleep 8" not in unit
     assert "/sys/class/net/%I/bonding/active_slave" in unit
     assert "-lt 600" in unit  # bounded: 60 s in 0.1 s steps
+
+
+def _master_wait_script(laptop: Path, tmp_path: Path, active_after: int) -> tuple[str, Path]:
+    """master@'s ExecStartPost as sh would run it for bond0, with systemctl and sleep replaced by fakes:
+    the device unit turns active on the active_after-th question (0: never)."""
+    unit = (laptop / UNITS / "master@.service").read_text().replace("\\\n", " ")
+    line = next(x for x in unit.splitlines() if x.startswith("ExecStartPost="))
+    script = re.search(r"-c '(.*)'\s*$", line)[1]  # type: ignore[index]
+    count = tmp_path / "asked"
+    fake_systemctl = tmp_path / "systemctl"
+    fake_systemctl.write_text(f"#!/bin/sh\necho \"$@\" >> {count}\n"
+                              f"[ {active_after} -gt 0 ] && [ $(wc -l < {count}) -ge {active_after} ]\n")
+    fake_sleep = tmp_path / "sleep"
+    fake_sleep.write_text("#!/bin/sh\n")
+    for fake in (fake_systemctl, fake_sleep):
+        fake.chmod(0o755)
+    script = (script.replace("$$", "$").replace("%i", "bond0").replace("/usr/bin/systemctl", str(fake_systemctl))
+              .replace("/usr/bin/sleep", str(fake_sleep)))
+    return script, count
+
+
+def test_master_waits_for_systemd_to_see_its_bond_not_a_fixed_sleep(laptop: Path, tmp_path: Path) -> None:
+    # BindsTo=sys-subsystem-net-devices-bond0.device would stop master@bond0 at once if it became active
+    # before systemd saw the device: seen in a VM whose udev was busy with its boot for 6 s.
+    unit = (laptop / UNITS / "master@.service").read_text()
+    assert "BindsTo= sys-subsystem-net-devices-%i.device" in unit
+    assert "sleep 1\n\nExecStartPost" not in unit and "link set %I up\n" in unit
+    script, asked = _master_wait_script(laptop, tmp_path, active_after=5)
+    assert subprocess.run(["sh", "-c", script]).returncode == 0
+    assert asked.read_text().splitlines() == ["-q is-active sys-subsystem-net-devices-bond0.device"] * 5
+    asked.unlink()
+    script, asked = _master_wait_script(laptop, tmp_path, active_after=0)
+    assert subprocess.run(["sh", "-c", script]).returncode == 1
+    assert len(asked.read_text().splitlines()) == 901  # bounded: 90 s in 0.1 s steps
 
 
 # --- Determinism, state, atomicity ------------------------------------------------------------

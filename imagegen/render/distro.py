@@ -26,7 +26,7 @@ class Layout:
     dhcp6c_duid: str
 
 
-_COMMON = {"sh": "/usr/bin/sh", "ip": "/usr/bin/ip", "sleep": "/usr/bin/sleep"}
+_COMMON = {"sh": "/usr/bin/sh", "ip": "/usr/bin/ip", "sleep": "/usr/bin/sleep", "systemctl": "/usr/bin/systemctl"}
 
 # Debian installs the network daemons and iw in /usr/sbin (measured on trixie).
 DEBIAN = Layout(
