@@ -311,15 +311,15 @@ def bench_boot(res: Results, runs: int, files: ImageFiles, accel: AccelChoice) -
 
 
 def bench_mkosi_vm(res: Results, runs: int, work: Path) -> None:
-    """The lab image under `mkosi vm` (the tool a user of a hand-made mkosi project boots with), from the
-    start of the mkosi process to the login prompt on its serial console."""
-    fig = res.add("boot", "mkosi vm to login prompt", "s",
-                  note="TCG (--kvm=no), direct kernel boot (--firmware=linux), mkosi's tools-tree QEMU; "
+    """The plain image under `mkosi vm` (the tool a user of a hand-made mkosi project boots with), from the
+    start of the mkosi process to the login prompt on its serial console. Not the lab image: its access
+    point unit waits (up to 600 s) for the lab's uplink NIC, which mkosi's VM does not have."""
+    # The console log stays, so that a slow figure can be explained.
+    fig = res.add("mkosi-vm", "mkosi vm to login prompt", "s",
+                  note="plain image; TCG (--kvm=no), direct kernel boot (--firmware=linux), mkosi's tools-tree QEMU; "
                        "mkosi process start to 'login:' on the console")
-    before = res.add("boot", "mkosi vm to the guest kernel's first line", "s",
-                     note="what mkosi does before QEMU's guest runs; console logs in build/bench-mkosi-vm/")
     loaded = load_profiles([EXAMPLE])
-    built = realise_image(open_store(None), loaded, lab=True, record=False, console=console)
+    built = realise_image(open_store(None), loaded, lab=False, record=False, console=console)
     image = loaded.profile.image
     for i in range(runs):
         console.print(f"boot: mkosi vm {i + 1}/{runs}…")
@@ -327,7 +327,7 @@ def bench_mkosi_vm(res: Results, runs: int, work: Path) -> None:
         overlay = out / "overlay"
         copy_out(built.overlay.path, overlay)
         request = BuildRequest(overlay=overlay, out_dir=out / "out", distribution=built.manifest.distribution,
-                               release=built.manifest.release, mirror=image.mirror, lab=True,
+                               release=built.manifest.release, mirror=image.mirror, lab=False,
                                hostname=image.hostname, root_password_hash=image.root_password_hash)
         inputs = prepare_inputs(request, out / "work", debian_mirror(request))
         # mkosi vm boots what sits in its output directory, and writes to it: a writable copy of the entry.
@@ -335,19 +335,32 @@ def bench_mkosi_vm(res: Results, runs: int, work: Path) -> None:
             shutil.copyfile(built.entry.path / name, inputs.output_dir / name)
         argv = mkosi_argv(request, inputs, verb="vm")
         argv[-1:-1] = ["--kvm=no", "--vsock=no", "--firmware=linux", "--ram=2G", "--cpus=2"]
-        # The console log stays, so that a slow figure can be explained.
         logs = ROOT / "build" / "bench-mkosi-vm"
         logs.mkdir(parents=True, exist_ok=True)
-        to_login, to_kernel = _until_login(argv, logs / f"console-{i + 1}.log")
-        fig.samples.append(to_login)
-        if to_kernel is not None:
-            before.samples.append(to_kernel)
+        try:
+            fig.samples.append(_until_login(argv, logs / f"console-{i + 1}.log"))
+        finally:
+            _kill_users_of(inputs.output_dir / OUTPUTS["image"])
 
 
-def _until_login(argv: list[str], log: Path, timeout: float = 900.0) -> tuple[float, float | None]:
-    """Run mkosi with a terminal of its own (its console modes want one) until 'login:' shows on it.
-    Returns the seconds from the start to the prompt and to the guest kernel's first line (what mkosi
-    does before QEMU runs). The process group is killed afterwards, QEMU with it."""
+def _kill_users_of(image: Path) -> None:
+    """mkosi starts QEMU in a session of its own, which killing mkosi's process group leaves running,
+    holding the image's write lock: end every process whose command line names the image."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(image).encode() in cmdline and int(proc.name) != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
+def _until_login(argv: list[str], log: Path, timeout: float = 900.0) -> float:
+    """Run mkosi with a terminal of its own (its console modes want one) until 'login:' shows on it;
+    seconds from the start. The process group is killed afterwards, QEMU with it."""
     # Not through imagegen.run.run(): that one waits for the end of a command, this reads a console as
     # it comes and stops the command itself.
     master, slave = pty.openpty()
@@ -356,7 +369,6 @@ def _until_login(argv: list[str], log: Path, timeout: float = 900.0) -> tuple[fl
                             start_new_session=True)
     os.close(slave)
     seen = b""
-    kernel_at: float | None = None
     try:
         with log.open("wb") as f:
             while time.monotonic() - start < timeout:
@@ -368,10 +380,8 @@ def _until_login(argv: list[str], log: Path, timeout: float = 900.0) -> tuple[fl
                         chunk = b""
                     f.write(chunk)
                     seen = (seen + chunk)[-4096:]
-                    if kernel_at is None and b"Linux version" in seen:
-                        kernel_at = time.monotonic() - start
                     if b"login:" in seen:
-                        return time.monotonic() - start, kernel_at
+                        return time.monotonic() - start
                 if proc.poll() is not None:
                     break
     finally:
