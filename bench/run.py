@@ -314,7 +314,6 @@ def bench_mkosi_vm(res: Results, runs: int, work: Path) -> None:
     """The plain image under `mkosi vm` (the tool a user of a hand-made mkosi project boots with), from the
     start of the mkosi process to the login prompt on its serial console. Not the lab image: its access
     point unit waits (up to 600 s) for the lab's uplink NIC, which mkosi's VM does not have."""
-    # The console log stays, so that a slow figure can be explained.
     fig = res.add("mkosi-vm", "mkosi vm to login prompt", "s",
                   note="plain image; TCG (--kvm=no), direct kernel boot (--firmware=linux), mkosi's tools-tree QEMU; "
                        "mkosi process start to 'login:' on the console")
@@ -335,6 +334,7 @@ def bench_mkosi_vm(res: Results, runs: int, work: Path) -> None:
             shutil.copyfile(built.entry.path / name, inputs.output_dir / name)
         argv = mkosi_argv(request, inputs, verb="vm")
         argv[-1:-1] = ["--kvm=no", "--vsock=no", "--firmware=linux", "--ram=2G", "--cpus=2"]
+        # The console log stays, so that a slow figure can be explained.
         logs = ROOT / "build" / "bench-mkosi-vm"
         logs.mkdir(parents=True, exist_ok=True)
         try:
