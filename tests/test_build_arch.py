@@ -39,7 +39,7 @@ def test_mkosi_summary_accepts_the_arch_configuration(tmp_path: Path, lab: bool)
     # Only the lab, which boots under QEMU alone, trims its initrd and is never on its first boot.
     assert (lines["Machine ID"] == "b0bf4c70-5615-525d-a05d-83cd2e424a8d") == lab
     assert (lines["Kernel Modules Initrd Exclude"] == ".*") == lab
-    assert "initrd.chroot" not in text
+    assert "initrd.finalize.chroot" not in text
 
 
 @needs_mkosi
@@ -51,7 +51,7 @@ def test_mkosi_summary_accepts_the_debian_configuration(tmp_path: Path, lab: boo
     assert "wide-dhcpv6-client" in text and "linux-image-amd64" in text and "login" in text.split()
     assert ("qemu-guest-agent" in text) == lab
     # Only a Debian lab image builds its own initrd for the direct kernel boot.
-    assert ("50-lab-debian.initrd.chroot" in text) == lab
+    assert ("50-lab-debian-initrd.finalize.chroot" in text) == lab
     assert ("initramfs-tools" in text.split()) == lab
 
 

@@ -36,6 +36,21 @@ def test_decision_follows_config_packages_and_repositories(tmp_path: Path) -> No
     assert not changed.reuse and "mkosi_conf" in changed.reason
 
 
+def test_scripts_run_after_the_cache_point_are_not_in_the_key(tmp_path: Path) -> None:
+    conf = tmp_path / "mkosi.conf.d"
+    conf.mkdir()
+    (conf / "10.conf").write_text("[Content]\nPackages=iw\n")
+    finalize = conf / "50-initrd.finalize.chroot"
+    finalize.write_text("#!/bin/sh\n")
+    before = key(conf)
+    finalize.write_text("#!/bin/sh\nmkinitramfs\n")
+    (conf / "60.postinst").write_text("#!/bin/sh\n")
+    assert key(conf) == before
+    # A prepare script runs before mkosi saves its cache: what it changes is cached.
+    (conf / "40.prepare.chroot").write_text("#!/bin/sh\n")
+    assert key(conf)["mkosi_conf"] != before["mkosi_conf"]
+
+
 def test_dropping_the_image_cache_keeps_the_tools_tree(tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     fake_cache(cache_dir)

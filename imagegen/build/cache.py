@@ -18,6 +18,18 @@ from pathlib import Path
 
 KEY_FILE = "imagegen-cache-key.json"
 
+# Scripts mkosi runs after it has saved (or restored) its cached tree, named by what they are
+# (e.g. `50-lab-debian-initrd.finalize.chroot`): editing one changes the image, never what the cache holds.
+# Prepare scripts run before the cache point, so they stay in the key.
+AFTER_CACHE_SCRIPTS = frozenset({"build", "postinst", "finalize", "postoutput", "clean"})
+
+
+def _after_cache(path: Path) -> bool:
+    suffixes = [s.lstrip(".") for s in path.suffixes]
+    if suffixes and suffixes[-1] == "chroot":
+        suffixes.pop()
+    return bool(suffixes) and suffixes[-1] in AFTER_CACHE_SCRIPTS
+
 
 @dataclass(frozen=True)
 class CacheDecision:
@@ -37,7 +49,7 @@ def config_key(
     """Everything that changes what mkosi installs, as a small JSON-able dict of digests."""
     conf = hashlib.sha256()
     for path in sorted(conf_dir.rglob("*")):
-        if path.is_file():
+        if path.is_file() and not _after_cache(path):
             conf.update(path.relative_to(conf_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return {
         "distribution": distribution,

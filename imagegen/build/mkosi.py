@@ -36,7 +36,7 @@ LOG_NAME = "build.log"
 ROOT_PARTLABEL = "root-x86-64"
 KERNEL_COMMAND_LINE = f"root=PARTLABEL={ROOT_PARTLABEL} rw console=ttyS0 systemd.firstboot=no"
 OUTPUTS = {"image": "image.raw", "kernel": "image.vmlinuz", "initrd": "image.initrd"}
-# Written by a lab image's finalize script (mkosi.conf.d/50-lab-debian.initrd.chroot): the initrd for QEMU's
+# Written by a lab image's finalize script (mkosi.conf.d/50-lab-debian-initrd.finalize.chroot): the initrd for QEMU's
 # direct kernel boot. It takes the place of mkosi's initrd among the outputs; mkosi's stays inside the UKI.
 LAB_INITRD = "image.lab-initrd"
 MKOSI_MANIFEST = "image.manifest"
