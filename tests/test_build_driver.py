@@ -94,3 +94,17 @@ def test_mkosi_version_without_mkosi_names_the_setup_command(monkeypatch: pytest
     with pytest.raises(ImagegenError) as e:
         mkosi_driver.mkosi_version()
     assert "imagegen setup" in str(e.value.hint)
+
+
+def test_the_lab_initrd_replaces_mkosis_and_a_missing_one_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "image.initrd").write_bytes(b"mkosi")
+    (tmp_path / mkosi_driver.LAB_INITRD).write_bytes(b"lab")
+    mkosi_driver.take_lab_initrd(tmp_path, expected=True, log=tmp_path / "log")
+    assert (tmp_path / "image.initrd").read_bytes() == b"lab"
+    assert not (tmp_path / mkosi_driver.LAB_INITRD).exists()
+
+    # A plain or Arch image has no lab initrd and keeps mkosi's.
+    mkosi_driver.take_lab_initrd(tmp_path, expected=False, log=tmp_path / "log")
+    assert (tmp_path / "image.initrd").read_bytes() == b"lab"
+    with pytest.raises(ImagegenError, match="did not write image.lab-initrd"):
+        mkosi_driver.take_lab_initrd(tmp_path, expected=True, log=tmp_path / "log")

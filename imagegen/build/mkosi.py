@@ -44,6 +44,19 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TAIL_LINES = 25
 
 
+def take_lab_initrd(output_dir: Path, *, expected: bool, log: Path) -> None:
+    """Put the lab's own initrd in place of mkosi's. A Debian lab build must have one (50-lab-debian.conf
+    runs the script): without it the lab would quietly boot through mkosi's far slower initrd."""
+    lab_initrd = output_dir / LAB_INITRD
+    if lab_initrd.is_file():
+        lab_initrd.replace(output_dir / OUTPUTS["initrd"])
+    elif expected:
+        raise ImagegenError(
+            f"mkosi finished but the lab's finalize script did not write {LAB_INITRD}",
+            hint=f"check FinalizeScripts= in mkosi.conf.d/50-lab-debian.conf and the log {log}",
+        )
+
+
 @dataclass(frozen=True)
 class BuildResult:
     out_dir: Path
@@ -338,9 +351,8 @@ def _build_locked(
                 f"mkosi finished but did not write {', '.join(missing)}",
                 hint=f"check SplitArtifacts= in mkosi.conf.d/ and the log {log}",
             )
-        lab_initrd = inputs.output_dir / LAB_INITRD
-        if lab_initrd.is_file():
-            lab_initrd.replace(inputs.output_dir / OUTPUTS["initrd"])
+        take_lab_initrd(inputs.output_dir, expected=request.variant == "lab" and request.distribution == "debian",
+                        log=log)
         for name in [*OUTPUTS.values(), MKOSI_MANIFEST]:
             if (inputs.output_dir / name).exists():
                 (inputs.output_dir / name).rename(work / name)
