@@ -54,7 +54,7 @@ from imagegen.scenarios.session import LabSession  # noqa: E402
 from imagegen.store.fsutil import copy_out  # noqa: E402
 from imagegen.vm.accel import AccelChoice, choose_accel  # noqa: E402
 from imagegen.vm.lab import LAB_NICS, plan_lab  # noqa: E402
-from imagegen.vm.machine import ImageFiles, Machine  # noqa: E402
+from imagegen.vm.machine import ImageFiles, Machine, cmdline_of  # noqa: E402
 from imagegen.vm.qemu import qemu_binary  # noqa: E402
 
 PARTS = ("render", "build", "boot", "mkosi-vm", "failover", "test")
@@ -346,16 +346,11 @@ def bench_mkosi_vm(res: Results, runs: int, work: Path) -> None:
 def _kill_users_of(image: Path) -> None:
     """mkosi starts QEMU in a session of its own, which killing mkosi's process group leaves running,
     holding the image's write lock: end every process whose command line names the image."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(image).encode() in cmdline and int(proc.name) != os.getpid():
+    pids = (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+    for pid in pids:
+        if pid != os.getpid() and str(image) in cmdline_of(pid):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
 
 def _until_login(argv: list[str], log: Path, timeout: float = 900.0) -> float:

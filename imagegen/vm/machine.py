@@ -52,7 +52,8 @@ class ImageFiles:
         return cls(image, kernel if kernel.is_file() else None, initrd if initrd.is_file() else None)
 
 
-def _cmdline_of(pid: int) -> str:
+def cmdline_of(pid: int) -> str:
+    """The command line of a process, arguments joined by spaces; "" once it is gone."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
@@ -167,7 +168,7 @@ class Machine:
 
     @property
     def running(self) -> bool:
-        return self.pid is not None and _alive(self.pid) and str(self.sockets.pidfile) in _cmdline_of(
+        return self.pid is not None and _alive(self.pid) and str(self.sockets.pidfile) in cmdline_of(
             self.pid)
 
     def wait_exit(self, timeout: float) -> bool:
