@@ -403,8 +403,13 @@ def bench_failover(res: Results, cycles: int, files: ImageFiles, accel: AccelCho
     figs = {ev: (res.add("failover", f"{ev} gap", "ms", note=f"IPv4; bound {bound[ev]} ms "
                          f"({'miimon + downdelay' if ev == 'failover' else 'updelay'}), target ≤ bound + {SLACK_MS:g}"),
                  res.add("failover", f"{ev} lost probes", "probes", note="20 ms probes from netns ap, IPv4"),
-                 res.add("failover", f"{ev} kernel switch after QMP", "ms", note="'new active one' mark"))
+                 res.add("failover", f"{ev} kernel switch after QMP", "ms",
+                         note="'new active one' mark; ± the clock offset's uncertainty"))
             for ev in ("failover", "failback")}
+    # The QMP command is placed on the guest's clock by one guest-get-time between two host readings:
+    # half that round trip bounds the error of every time measured against the command.
+    uncertainty = res.add("failover", "guest clock offset uncertainty", "ms",
+                          note="half a guest-get-time round trip, per event")
     figs6 = {ev: (res.add("failover", f"{ev} gap, IPv6", "ms", note="the same cycles, the bond's IPv6 address"),
                   res.add("failover", f"{ev} lost probes, IPv6", "probes", note="20 ms probes from netns ap"))
              for ev in ("failover", "failback")}
@@ -432,7 +437,8 @@ def bench_failover(res: Results, cycles: int, files: ImageFiles, accel: AccelCho
                 lab.start_probe(name)
                 lab.start_probe(f"{name}-v6", target=target6)
                 time.sleep(0.5)
-                offset, _ = lab.clock_offset()
+                offset, unc = lab.clock_offset()
+                uncertainty.samples.append(round(unc * 1000, 1))
                 t = lab.qmp.set_link(plan.wired_nic.id, up) + offset
                 got, switched = lab.wait_active(want, lab.timeout(15))
                 time.sleep(1.5)
@@ -455,7 +461,8 @@ def bench_failover(res: Results, cycles: int, files: ImageFiles, accel: AccelCho
                 cycles_out.append({"event": ev, "cycle": i + 1, "switched": got is not None, "gap_ms": gap,
                                    "lost": probe.lost, "sent": probe.sent, "largest_gap_ms": probe.gap_ms,
                                    "gap_v6_ms": gap6, "lost_v6": probe6.lost, "sent_v6": probe6.sent,
-                                   "kernel_switch_after_qmp_ms": switch})
+                                   "kernel_switch_after_qmp_ms": switch,
+                                   "clock_offset_uncertainty_ms": round(unc * 1000, 1)})
                 console.print(f"failover: {name}: gap {gap:.0f} ms, {probe.lost} lost; "
                               f"IPv6 gap {gap6:.0f} ms, {probe6.lost} lost")
     summary = {}
