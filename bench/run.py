@@ -446,7 +446,7 @@ def bench_failover(res: Results, cycles: int, files: ImageFiles, accel: AccelCho
                 probe6 = lab.stop_probe(f"{name}-v6")
                 gap, _ = probe.gap_around(t - 0.5, t + switched + 1.0)
                 gap6, _ = probe6.gap_around(t - 0.5, t + switched + 1.0)
-                marks = parse_kernel_marks(lab.bond_kernel_log(since=t - 5), plan.bond)
+                marks = parse_kernel_marks(lab.bond_kernel_log(), plan.bond)
                 switch_at = next((m.time for m in marks if m.kind == "active" and m.time >= t - 0.5), None)
                 switch = None if switch_at is None else round((switch_at - t) * 1000, 1)
                 plot_timeline(Timeline(f"{ev} cycle {i + 1}: {plan.bond}, probe from netns ap", probe.interval_ms,

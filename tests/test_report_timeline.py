@@ -1,38 +1,49 @@
-"""The failover timeline: kernel marks read from the journal, and the picture drawn from synthetic data."""
+"""The failover timeline: kernel marks read from dmesg, and the picture drawn from synthetic data."""
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from imagegen.report.timeline import Timeline, parse_kernel_marks, plot_timeline
+from imagegen.report.timeline import CLOCK_MARK, Timeline, parse_kernel_marks, plot_timeline
 
 T0 = 1_732_560_000.0
 
 
-def _journal_line(message: str, realtime: float, monotonic_lag_us: int | None = None) -> str:
-    rec = {"MESSAGE": message, "__REALTIME_TIMESTAMP": str(round(realtime * 1e6))}
-    if monotonic_lag_us is not None:
-        rec |= {"__MONOTONIC_TIMESTAMP": str(5_000_000 + monotonic_lag_us), "_SOURCE_MONOTONIC_TIMESTAMP": "5000000"}
-    return json.dumps(rec)
+BOOTED = T0 - 300.0  # the wall-clock time at which the printk clock read 0 in these examples
 
 
-def test_kernel_marks_use_the_printk_stamp_and_both_wordings() -> None:
+def _dmesg(message: str, walltime: float) -> str:
+    return f"[{walltime - BOOTED:12.6f}] {message}"
+
+
+def _clock_mark(walltime: float, printk_lag: float = 0.0) -> str:
+    return f"[{walltime - BOOTED + printk_lag:12.6f}] {CLOCK_MARK} {walltime:.9f}"
+
+
+def test_kernel_marks_are_placed_with_the_clock_mark_in_both_wordings() -> None:
     text = "\n".join([
-        _journal_line("bond0: (slave enp1s0): link status definitely down, disabling slave", T0 + 0.15, 40_000),
-        _journal_line("bond0: (slave wlp2s0): making interface the new active one", T0 + 0.12),
-        _journal_line("bond1: making interface eth9 the new active one", T0 + 0.2),
-        _journal_line("e1000e: eth0 NIC Link is Down", T0 + 0.05),
-        json.dumps({"MESSAGE": [255, 0], "__REALTIME_TIMESTAMP": "1"}),
-        "-- No entries --",
+        _dmesg("bond0: (slave enp1s0): link status definitely down, disabling slave", T0 + 0.11),
+        _dmesg("bond0: (slave wlp2s0): making interface the new active one", T0 + 0.12),
+        _dmesg("bond1: making interface eth9 the new active one", T0 + 0.2),
+        _dmesg("e1000e: eth0 NIC Link is Down", T0 + 0.05),
+        "not a dmesg line",
+        _clock_mark(T0 + 4.0),
     ])
     marks = parse_kernel_marks(text, "bond0")
     assert [(m.kind, m.slave) for m in marks] == [("down", "enp1s0"), ("active", "wlp2s0")]
-    # Received 40 ms after printk stamped it: the mark is at the printk time.
     assert abs(marks[0].time - (T0 + 0.11)) < 1e-6
     old = parse_kernel_marks(text, "bond1")
     assert [(m.kind, m.slave) for m in old] == [("active", "eth9")]
+
+
+def test_the_clock_mark_moves_the_marks_by_the_printk_clocks_offset() -> None:
+    # The printk clock runs 40 ms ahead of the wall clock's idea of it: every mark moves back by 40 ms.
+    line = _dmesg("bond0: (slave wlp2s0): making interface the new active one", T0 + 0.12)
+    marks = parse_kernel_marks(line + "\n" + _clock_mark(T0 + 4.0, printk_lag=0.04), "bond0")
+    assert abs(marks[0].time - (T0 + 0.08)) < 1e-6
+    # Without a clock mark the printk stamps cannot be placed: no marks rather than wrong ones.
+    assert parse_kernel_marks(line, "bond0") == ()
 
 
 def _replies(gap_start: float, gap_end: float) -> tuple[float, ...]:
@@ -49,8 +60,8 @@ def test_gaps_are_the_long_intervals_only() -> None:
 
 
 def test_plot_writes_an_svg_with_the_gap_and_the_marks(tmp_path: Path) -> None:
-    marks = parse_kernel_marks(_journal_line("bond0: (slave wlp2s0): making interface the new active one",
-                                             T0 + 0.1), "bond0")
+    marks = parse_kernel_marks(_dmesg("bond0: (slave wlp2s0): making interface the new active one", T0 + 0.1)
+                               + "\n" + _clock_mark(T0 + 2.0), "bond0")
     tl = Timeline("failover cycle 1", 20, _replies(T0 + 0.02, T0 + 0.16), T0, marks)
     out = plot_timeline(tl, tmp_path / "artifacts" / "timeline-failover.svg")
     assert out.is_file()

@@ -1,13 +1,12 @@
 """The timeline of one failover or failback: when the AP's probe got replies, where the gaps are, when QMP
 changed the link and when the guest kernel switched the bond's active slave.
 
-All times are on the guest's wall clock (ping -D and the journal use it); the QMP command's host time
-is moved onto it by the caller with the measured clock offset.
+All times are on the guest's wall clock (ping -D uses it, and the kernel's marks are moved onto it with a
+clock mark); the QMP command's host time is moved onto it by the caller with the measured clock offset.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,40 +50,48 @@ class Timeline:
         return [(a, b) for a, b in zip(t, ends, strict=False) if (b - a) * 1000 >= self.gap_threshold_ms]
 
 
-def parse_kernel_marks(text: str, bond: str | None = None) -> tuple[KernelMark, ...]:
-    """The bond's switch and link marks from `journalctl -k -o json` (one JSON object a line).
+# Written to /dev/kmsg with the guest's wall-clock time in it (see LabSession.bond_kernel_log): the kernel
+# stamps it like its own messages, which ties the printk clock to the wall clock at that moment.
+CLOCK_MARK = "imagegen-clock"
+_DMESG = re.compile(r"^\[\s*(?P<stamp>\d+\.\d+)\] (?P<msg>.*)$")
 
-    The time of a kernel message is its own printk stamp (_SOURCE_MONOTONIC_TIMESTAMP) moved onto the
-    wall clock with the record's two reception stamps; the reception time alone can lag by the time
-    journald took to read /dev/kmsg, which under emulation is tens of milliseconds.
+
+def parse_kernel_marks(text: str, bond: str | None = None) -> tuple[KernelMark, ...]:
+    """The bond's switch and link marks from `dmesg` output that ends with a clock mark, on the wall clock.
+
+    printk stamps its messages with the kernel's local clock, which is neither the wall clock nor
+    CLOCK_MONOTONIC: the two differ by an amount fixed at boot (tens of milliseconds under TCG), so the
+    journal's monotonic stamps cannot place a kernel message on the wall clock to that precision. The
+    clock mark can: its printk stamp and the wall-clock time inside it were taken a moment apart. Without
+    one there is no way to place the marks, and none are returned.
     """
-    marks: list[KernelMark] = []
+    offset: float | None = None
+    found: list[tuple[float, str]] = []
     for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
+        m = _DMESG.match(line.strip())
+        if m is None:
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        msg = rec.get("MESSAGE")
-        if not isinstance(msg, str):
-            continue  # journald gives non-UTF-8 messages as byte lists: never a bonding message
+        stamp, msg = float(m["stamp"]), m["msg"]
+        if msg.startswith(CLOCK_MARK + " "):
+            try:
+                offset = float(msg.split()[1]) - stamp
+            except (IndexError, ValueError):
+                continue
+        else:
+            found.append((stamp, msg))
+    if offset is None:
+        return ()
+    marks: list[KernelMark] = []
+    for stamp, msg in found:
         active, link = _ACTIVE.match(msg), _LINK.match(msg)
-        m = active or link
-        if m is None or (bond is not None and m["bond"] != bond):
-            continue
-        try:
-            when = int(rec["__REALTIME_TIMESTAMP"]) / 1e6
-            if "_SOURCE_MONOTONIC_TIMESTAMP" in rec and "__MONOTONIC_TIMESTAMP" in rec:
-                when -= (int(rec["__MONOTONIC_TIMESTAMP"]) - int(rec["_SOURCE_MONOTONIC_TIMESTAMP"])) / 1e6
-        except (KeyError, ValueError):
+        hit = active or link
+        if hit is None or (bond is not None and hit["bond"] != bond):
             continue
         if active:
-            marks.append(KernelMark(when, msg, "active", active["slave"] or active["old"]))
+            marks.append(KernelMark(stamp + offset, msg, "active", active["slave"] or active["old"]))
         else:
             assert link is not None
-            marks.append(KernelMark(when, msg, link["state"], link["slave"]))
+            marks.append(KernelMark(stamp + offset, msg, link["state"], link["slave"]))
     return tuple(sorted(marks, key=lambda k: k.time))
 
 

@@ -70,7 +70,7 @@ def _traffic_detail(probe: ProbeResult, gap: float) -> str:
 def _timeline(lab: LabSession, rec: Recorder, prefix: str, probe: ProbeResult, qmp_guest_time: float) -> None:
     """Draw the event's timeline into the artifacts directory, with the kernel's switch marks."""
     try:
-        marks = parse_kernel_marks(lab.bond_kernel_log(since=qmp_guest_time - 5), lab.plan.bond)
+        marks = parse_kernel_marks(lab.bond_kernel_log(), lab.plan.bond)
     except AgentError:
         marks = ()  # the picture without the kernel's marks still shows the outage
     switches = [m for m in marks if m.kind == "active" and m.time >= qmp_guest_time - 0.5]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from imagegen.report.model import Check, Figure
+from imagegen.report.timeline import CLOCK_MARK
 from imagegen.scenarios.bonding import BondStatus, Link, parse_bonding, parse_ip_json
 from imagegen.scenarios.probe import ProbeResult, parse_ping
 from imagegen.vm.agent import AgentError, GuestGone
@@ -246,12 +247,12 @@ class LabSession:
                 f"while kill -0 $(cat {log}.pid) 2>/dev/null; do sleep 0.1; done; true", timeout=30)
         return parse_ping(self.agent.exec(["cat", log], timeout=30).stdout, PROBE_INTERVAL_MS)
 
-    def bond_kernel_log(self, since: float) -> str:
-        """The kernel's messages about the bond since `since` (guest wall clock), as journalctl JSON lines
-        (they carry the printk stamp as well as the reception time)."""
-        return self.sh(f"journalctl -k -o json --no-pager --since=@{int(since)} "
-                       "--output-fields=MESSAGE,_SOURCE_MONOTONIC_TIMESTAMP "
-                       f"| grep -F -e {shlex.quote(self.plan.bond + ': ')} || true", timeout=60)
+    def bond_kernel_log(self) -> str:
+        """The kernel's messages about the bond as `dmesg` prints them (printk stamps), and last a clock
+        mark: the guest's wall-clock time written to /dev/kmsg, which the kernel stamps on the same clock."""
+        return self.sh(f"printf '{CLOCK_MARK} %s\\n' \"$(date +%s.%N)\" >/dev/kmsg; "
+                       f"dmesg | grep -F -e {shlex.quote(self.plan.bond + ': ')} -e {CLOCK_MARK} || true",
+                       timeout=60)
 
     def probe_text(self, name: str) -> str:
         return self.agent.exec(["cat", f"{PROBE_DIR}/probe-{name}.log"], timeout=30).stdout
