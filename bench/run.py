@@ -483,7 +483,7 @@ def bench_test(res: Results, runs: int, image: Path | None, work: Path) -> None:
     inner = res.add("test", "sum of scenario times", "s", note="as the verdict reports them")
     outcomes = []
     for i in range(runs):
-        console.print(f"test: imagegen test --rerun {i + 1}/{runs} (about 10 minutes under TCG)…")
+        console.print(f"test: imagegen test --rerun {i + 1}/{runs} (about 4 minutes under TCG)…")
         verdict = work / f"verdict-{i}.json"
         argv = [*CLI, "test", str(EXAMPLE), "--rerun", "--json", str(verdict), "--artifacts", str(work / f"art-{i}")]
         if image is not None:

@@ -250,9 +250,11 @@ class LabSession:
     def bond_kernel_log(self) -> str:
         """The kernel's messages about the bond as `dmesg` prints them (printk stamps), and last a clock
         mark: the guest's wall-clock time written to /dev/kmsg, which the kernel stamps on the same clock."""
-        return self.sh(f"printf '{CLOCK_MARK} %s\\n' \"$(date +%s.%N)\" >/dev/kmsg; "
-                       f"dmesg | grep -F -e {shlex.quote(self.plan.bond + ': ')} -e {CLOCK_MARK} || true",
-                       timeout=60)
+        # bash's $EPOCHREALTIME, not `date`: a forked date returns its time milliseconds before the write
+        # under emulation, and every mark would be placed that much too early.
+        mark = f"printf '{CLOCK_MARK} %s\\n' \"$EPOCHREALTIME\" >/dev/kmsg"
+        grep = f"dmesg | grep -F -e {shlex.quote(self.plan.bond + ': ')} -e {CLOCK_MARK} || true"
+        return self.agent.exec(["bash", "-c", f"LC_ALL=C; {mark}; {grep}"], timeout=60).check().stdout
 
     def probe_text(self, name: str) -> str:
         return self.agent.exec(["cat", f"{PROBE_DIR}/probe-{name}.log"], timeout=30).stdout
