@@ -439,7 +439,7 @@ def bench_failover(res: Results, cycles: int, files: ImageFiles, accel: AccelCho
                 time.sleep(0.5)
                 offset, unc = lab.clock_offset()
                 uncertainty.samples.append(round(unc * 1000, 1))
-                t = lab.qmp.set_link(plan.wired_nic.id, up) + offset
+                t = lab.set_wired_link(up) + offset
                 got, switched = lab.wait_active(want, lab.timeout(15))
                 time.sleep(1.5)
                 probe = lab.stop_probe(name)

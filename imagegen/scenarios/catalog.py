@@ -157,18 +157,38 @@ def _wpa_completed(lab: LabSession, ifname: str) -> bool:
     return r.ok and "wpa_state=COMPLETED" in r.stdout
 
 
-def failover(lab: LabSession, rec: Recorder) -> None:
+def _on_wired(lab: LabSession, rec: Recorder) -> None:
+    """Require the state the wired-side scenarios start from: the wired link on, the bond on the wired
+    NIC, the declared DHCP addresses in place. After the scenario before it in a full run that holds at
+    once; a scenario run alone (--scenario) finds the lab as the boot, or another scenario, left it."""
     p = lab.plan
-    before = lab.bond()
-    rec.require(f"starts on {p.wired}", before is not None and before.active == p.wired,
-                _active(before))
+    if not lab.wired_link_up:
+        lab.set_wired_link(True)
+    bond, waited = lab.wait_active(p.wired, lab.timeout(120))
+    rec.require(f"starts on {p.wired}", bond is not None, f"after {waited:.0f} s: {_active(lab.bond())}")
+    if p.dhcp4:
+        lease, waited = lab.wait_for(lab.lease4, lab.timeout(90))
+        rec.require("the bond has its DHCPv4 lease", bool(lease), f"none after {waited:.0f} s")
+    if p.dhcp6:
+        addr6, waited = lab.wait_for(lab.address6, lab.timeout(60))
+        rec.require("the bond has its DHCPv6 address", bool(addr6), f"none after {waited:.0f} s")
+
+
+def _backup_ready(lab: LabSession, rec: Recorder) -> None:
     # A backup that has not finished its WPA handshake is no backup: under a slow boot the supplicant
     # can still be associating when the wire is cut, and the bond then switches to a port that
     # carries nothing yet.
+    p = lab.plan
     ready, waited_ready = lab.wait_for(lambda: _wpa_completed(lab, p.wireless), lab.timeout(30))
     rec.figure("backup_ready_wait_s", round(waited_ready, 2))
     rec.require(f"{p.wireless} has completed its WPA handshake before the wire is cut", bool(ready),
                 f"{'after' if ready else 'not after'} {waited_ready:.1f} s")
+
+
+def failover(lab: LabSession, rec: Recorder) -> None:
+    p = lab.plan
+    _on_wired(lab, rec)
+    _backup_ready(lab, rec)
     addrs_before = _addresses4(lab)
     station = lab.station_mac()
     lab.start_probe("failover")
@@ -176,7 +196,7 @@ def failover(lab: LabSession, rec: Recorder) -> None:
     time.sleep(1.0)
     offset, uncertainty = lab.clock_offset()
     rec.figure("clock_offset_uncertainty_ms", round(uncertainty * 1000, 1))
-    t_qmp = lab.qmp.set_link(p.wired_nic.id, False)
+    t_qmp = lab.set_wired_link(False)
     bond, waited = lab.wait_active(p.wireless, lab.timeout(15))
     rec.figure("switch_seen_after_qmp_s", round(waited, 2))
     rec.check(f"set_link {p.wired_nic.id} off: active slave becomes {p.wireless}", bond is not None,
@@ -203,16 +223,19 @@ def failover(lab: LabSession, rec: Recorder) -> None:
 
 def failback(lab: LabSession, rec: Recorder) -> None:
     p = lab.plan
-    before = lab.bond()
-    rec.require(f"starts on {p.wireless} with the wired link off",
-                before is not None and before.active == p.wireless,
-                _active(before))
+    if lab.wired_link_up:
+        # Run without the failover before it: first bring about the state a failover ends in.
+        _on_wired(lab, rec)
+        _backup_ready(lab, rec)
+        lab.set_wired_link(False)
+    before, _ = lab.wait_active(p.wireless, lab.timeout(15))
+    rec.require(f"starts on {p.wireless} with the wired link off", before is not None, _active(lab.bond()))
     lab.start_probe("failback")
     target6 = _start_probe6(lab, rec, "failback")
     time.sleep(1.0)
     offset, uncertainty = lab.clock_offset()
     rec.figure("clock_offset_uncertainty_ms", round(uncertainty * 1000, 1))
-    t_qmp = lab.qmp.set_link(p.wired_nic.id, True)
+    t_qmp = lab.set_wired_link(True)
     # With a primary and primary_reselect always/better, the bond returns to the wired primary.
     want = p.wired if (p.primary == p.wired) else p.wireless
     bond, waited = lab.wait_active(want, lab.timeout(15))
@@ -264,8 +287,7 @@ def hotplug(lab: LabSession, rec: Recorder) -> None:
     p = lab.plan
     nic = p.wired_nic
     slave_unit = f"{p.wired}@{p.bond}.service"
-    b = lab.bond()
-    rec.require(f"starts on {p.wired}", b is not None and b.active == p.wired, _active(b))
+    _on_wired(lab, rec)
 
     ev = lab.qmp.device_del(nic.id, timeout=lab.timeout(30))
     rec.check(f"device_del {nic.id}: DEVICE_DELETED, gone from QEMU", nic.id not in lab.qmp.devices(),
@@ -277,6 +299,7 @@ def hotplug(lab: LabSession, rec: Recorder) -> None:
               _active(lab.bond()))
 
     t_add = lab.qmp.device_add(nic.device_args())
+    lab.wired_link_up = True  # a new device: its link starts up
     states, waited = lab.wait_units({slave_unit: "active/exited"}, lab.timeout(60))
     rec.check(f"device_add {nic.id}: {slave_unit} starts by itself", states[slave_unit] == "active/exited",
               f"{states[slave_unit]} after {waited:.1f} s")
@@ -318,7 +341,7 @@ def hotplug(lab: LabSession, rec: Recorder) -> None:
 
 def ap_lost(lab: LabSession, rec: Recorder) -> None:
     p = lab.plan
-    lab.qmp.set_link(p.wired_nic.id, False)
+    lab.set_wired_link(False)
     bond, _ = lab.wait_active(p.wireless, lab.timeout(15))
     rec.require(f"on {p.wireless} with the wired link off", bond is not None,
                 _active(lab.bond()))
@@ -339,7 +362,7 @@ def ap_lost(lab: LabSession, rec: Recorder) -> None:
               f"after {waited:.0f} s (AP was down {t1 - t0:.0f} s)")
     ok, _ = lab.wait_for(lambda: lab.ap_ping(p.probe_target(), count=1), lab.timeout(30))
     rec.check(f"the AP reaches {p.probe_target()} again", bool(ok), "ping")
-    lab.qmp.set_link(p.wired_nic.id, True)
+    lab.set_wired_link(True)
     lab.wait_active(p.primary or p.wired, lab.timeout(15))
 
 

@@ -91,6 +91,9 @@ class LabSession:
         self.wired_mac = plan.wired_nic.mac
         # Where scenarios leave files a passing run keeps too (the failover timelines); None: nowhere.
         self.artifacts: Path | None = None
+        # The wired NIC's link as QMP last set it: a scenario run alone (--scenario) finds the lab as the
+        # boot left it, not as the scenario before it in a full run would have.
+        self.wired_link_up = True
 
     @property
     def scale(self) -> float:
@@ -105,7 +108,7 @@ class LabSession:
         """Start the VM (the wired link set before the CPUs run) and wait for the guest agent."""
         self.machine.launch(paused=True)
         if not wired_link:
-            self.qmp.set_link(self.plan.wired_nic.id, False)
+            self.set_wired_link(False)
         self.machine.resume()
         start = time.monotonic()
         try:
@@ -114,6 +117,12 @@ class LabSession:
             why = panic_line(self.machine.sockets.serial_log) or "no kernel panic on its console"
             raise GuestGone(f"{e}: {why}") from e
         return time.monotonic() - start
+
+    def set_wired_link(self, up: bool) -> float:
+        """QMP set_link on the wired NIC; the host time just before the command was sent."""
+        sent = self.qmp.set_link(self.plan.wired_nic.id, up)
+        self.wired_link_up = up
+        return sent
 
     # Observing the guest.
 
