@@ -17,7 +17,7 @@ demo: setup
     imagegen build {{ profile }} --lab
     imagegen test {{ profile }} --junit build/junit.xml --json build/verdict.json
 
-# Every test: fast unit tests, then the image build and the VM boots (about 30-45 min on 2 cores, TCG).
+# Every test: fast unit tests, then the image build and the VM boots (about 25-30 min on 2 cores, TCG).
 test: setup lint
     pytest -m "not slow and not vm" -q
     pytest -m "slow or vm" -q -x --timeout=3600
