@@ -14,7 +14,6 @@ import tomli_w
 
 from imagegen.profile.load import KeyPath, LoadedProfile
 
-
 # Profile keys whose value is a secret, wherever they appear (a network, its EAP table, the image).
 SECRET_KEYS = frozenset({"passphrase", "psk", "password", "private_key_password", "root_password_hash"})
 MASK = "<secret>"
