@@ -1,5 +1,6 @@
 """What the store shows the world: no digest that tests a guessed secret, and hashes of what decides output."""
 
+# ruff: noqa: F401, F811 (pytest fixtures are imported by name and named again as parameters)
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from store_fixtures import FakeMkosi, fake_mkosi, work
+from typer.testing import CliRunner
 
+from imagegen.cli import app
 from imagegen.pipeline.derivations import profile_json, render_derivation
 from imagegen.pipeline.stages import realise_overlay
 from imagegen.profile import HostState, load_profiles
@@ -150,3 +154,18 @@ def test_the_resolved_distribution_enters_the_render_hash(tmp_path: Path) -> Non
         assert json.loads(drv.to_json())["inputs"]["target"] == {"distribution": target.distribution,
                                                                  "release": target.release}
     assert len(hashes) == 3
+
+
+def test_build_history_and_manifest_hold_only_keyed_profile_digests(work: Path, fake_mkosi: FakeMkosi) -> None:
+    runner = CliRunner()
+    built = runner.invoke(app, ["build", "laptop.toml", "--json"])
+    assert built.exit_code == 0, built.output
+    history = runner.invoke(app, ["history", "laptop", "--json"])
+    loaded = load_profiles([work / "laptop.toml"])
+    plain = hashlib.sha256(canonical_json(profile_json(loaded)).encode()).hexdigest()
+    generation = json.loads(history.stdout)[0]
+    manifest = json.loads(built.stdout)["manifest"]
+    assert generation["profile_hash"].startswith("hmac-sha256:")
+    assert generation["profile_hash"] == json.loads(built.stdout)["profile_hash"]
+    assert manifest["profile_hash"].startswith("hmac-sha256:")
+    assert plain not in history.stdout + built.stdout + readable_text(work / "store")

@@ -199,6 +199,12 @@ class Store:
             except BaseException:
                 remove_tree(work)
                 raise
+            # Re-checked at commit: an entry must never name an input that is gone.
+            gone = [ref for ref, used in zip(drv.references, inputs, strict=True)
+                    if used is None or used.hold is None or not used.hold.is_current() or not self.is_complete(ref)]
+            if gone:
+                remove_tree(work)
+                raise ImagegenError(f"{gone[0]}, an input of {drv.name}, left the store while it was built")
             self._commit(target, work, meta_text)
             # Held before the build lock goes, so there is no moment gc could take the new entry.
             self.drop_hold(drv.path_name)
@@ -261,8 +267,11 @@ class Store:
                 continue
             base = item.name[len(TMP_PREFIX) + _TOKEN_LEN + 1 :].removesuffix(".json")
             lock = None if base == held else EntryLock(self.root / f"{base}.lock")
-            if lock is not None and not lock.acquire(blocking=False):
-                continue  # a live build's work directory
+            try:
+                if lock is not None and not lock.acquire(blocking=False):
+                    continue  # a live build's work directory
+            except UsageError:
+                continue  # a link where its lock belongs: not ours to judge
             try:
                 removed[item.name] = disk_usage(item)
                 if not dry_run:
