@@ -1,7 +1,7 @@
 """What each stage's output is a function of, and nothing more.
 
 render: the merged profile with defaults (so spelling a default out changes nothing) and in declaration
-        order (the renderer and the lab follow it: the lab plays the first suitable bond), the files the
+        order (the lab plays the first suitable bond in declaration order), the files the
         profile names (psk_file, EAP certificates), the template tree, the host state (DUID, dhcp6c key),
         the distribution and release the files are rendered for (resolved: with `distribution` unset the
         building machine's /etc/os-release decides), the lab flag with the lab's templates, and
