@@ -198,3 +198,11 @@ def test_realise_refuses_a_lock_file_link(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="symbolic link"):
         store.realise(drv, image_builder)
     assert list(outside.iterdir()) == []
+
+
+def test_a_directory_holding_only_a_profiles_folder_is_not_taken_for_an_old_store(tmp_path: Path) -> None:
+    mine = tmp_path / "work"
+    (mine / "profiles").mkdir(parents=True)
+    mine.chmod(0o755)
+    realise(Store(mine), "laptop-image")
+    assert mode(mine) == 0o755 and not (mine / MARKER).exists()

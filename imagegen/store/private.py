@@ -23,6 +23,7 @@ KEY = ".key"
 KEY_BYTES = 32
 _MARKER_TEXT = "imagegen store: created by imagegen; entries are named <hash>-<name>\n"
 # What a store root holds: entries and their metadata and locks, temporaries, gcroots/, profiles/.
+_ENTRY_META = re.compile(r"[0-9a-z]{32}-[A-Za-z0-9+._?=-]+\.json")
 _STORE_ITEM = re.compile(r"[0-9a-z]{32}-[A-Za-z0-9+._?=-]+|\.tmp-.*|gcroots|profiles")
 
 
@@ -43,8 +44,11 @@ def ensure_root(root: Path) -> None:
 
 
 def _made_by_older_imagegen(root: Path) -> bool:
+    """Whether root holds an entry's metadata and nothing but store items (a directory of one's own
+    that happens to hold only `profiles/` is not a store)."""
     names = [p.name for p in root.iterdir()]
-    return bool(names) and all(_STORE_ITEM.fullmatch(n) for n in names)
+    has_entry = any(_ENTRY_META.fullmatch(n) for n in names)
+    return has_entry and all(_STORE_ITEM.fullmatch(n) for n in names)
 
 
 def store_key(root: Path, *, create: bool = False) -> bytes | None:
