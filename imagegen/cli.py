@@ -19,7 +19,7 @@ from imagegen.build import command as build_command
 from imagegen.errors import ImagegenError
 from imagegen.pipeline import command as store_command
 from imagegen.profile import load_profiles
-from imagegen.profile.show import show_profile
+from imagegen.profile.show import mask_secrets, show_profile
 from imagegen.render import host_state_for, render_overlay, resolve_target
 from imagegen.render.verify import verify_units
 from imagegen.scenarios import command as scenarios_command
@@ -126,14 +126,17 @@ def check(
 def show(
     profiles: Profiles,
     as_json: Annotated[bool, typer.Option("--json", help="Print the merged profile as JSON, with defaults.")] = False,
+    show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Print passphrases, PSKs, passwords and the "
+                                               "root password hash instead of <secret>.")] = False,
 ) -> None:
-    """Print the merged profile, each value with the file that set it."""
+    """Print the merged profile, each value with the file that set it (secrets masked)."""
     loaded = load_profiles(profiles)
     if as_json:
-        json.dump(loaded.profile.model_dump(mode="json"), sys.stdout, indent=2)
+        data = loaded.profile.model_dump(mode="json")
+        json.dump(data if show_secrets else mask_secrets(data), sys.stdout, indent=2)
         print()
         return
-    sys.stdout.write(show_profile(loaded))
+    sys.stdout.write(show_profile(loaded, show_secrets=show_secrets))
 
 
 # The build stage's commands live in imagegen/build/command.py.

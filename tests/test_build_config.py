@@ -1,10 +1,15 @@
+import dataclasses
 import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from build_fixtures import make_overlay
 
-from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root
+from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root, write_root_password_config
+from imagegen.build.mkosi import summary
 from imagegen.build.trees import overlay_unit_files, preset_text, write_policy_tree
 from imagegen.errors import UsageError
 
@@ -39,11 +44,13 @@ def test_lab_variant_adds_profile_and_lab_tree_before_overlay(tmp_path: Path) ->
     overlay = make_overlay(tmp_path / "overlay")
     request = BuildRequest(overlay=overlay, out_dir=tmp_path / "out", lab=True,
                            root_password_hash="$y$j9T$salt$hash")
-    argv = mkosi_argv(request, inputs(tmp_path, overlay, lab=tmp_path / "lab"))
+    config = write_root_password_config(request, tmp_path)
+    argv = mkosi_argv(request, dataclasses.replace(inputs(tmp_path, overlay, lab=tmp_path / "lab"),
+                                                   root_password_config=config))
     assert argv[argv.index("--profile") + 1] == "lab"
     extra = [a.split("=", 1)[1] for a in argv if a.startswith("--extra-tree=")]
     assert extra[-2:] == [str(tmp_path / "lab"), str(overlay)]
-    assert argv[argv.index("--root-password") + 1] == "hashed:$y$j9T$salt$hash"
+    assert f"--include={config}" in argv
     assert request.cache_dir.name == "debian~trixie~lab"
 
 
@@ -83,3 +90,41 @@ def test_policy_tree_masks_debian_dhcp6c_init_script(tmp_path: Path) -> None:
     assert (root / "etc/systemd/system-preset/80-imagegen-packages.preset").is_file()
     arch = write_policy_tree(tmp_path / "policy-arch", [overlay], "arch")
     assert not (arch / "etc/systemd/system/wide-dhcpv6-client.service").exists()
+
+
+HASH = "$y$j9T$saltsaltsalt$hashhashhashhashhashhashhashhashhashhashhas"
+
+
+def test_root_password_hash_is_never_on_mkosis_command_line(tmp_path: Path) -> None:
+    # /proc/PID/cmdline is readable by every local user, and the command line is logged (build.log, -v).
+    overlay = make_overlay(tmp_path / "overlay")
+    request = BuildRequest(overlay=overlay, out_dir=tmp_path / "out", root_password_hash=HASH)
+    config = write_root_password_config(request, tmp_path)
+    assert config is not None
+    argv = mkosi_argv(request, dataclasses.replace(inputs(tmp_path, overlay), root_password_config=config))
+    assert not [a for a in argv if "hashhash" in a or a == "--root-password"]
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert config.read_text() == f"[Content]\nRootPassword=hashed:{HASH}\n"
+
+
+def test_a_hash_without_its_config_file_is_refused_not_dropped(tmp_path: Path) -> None:
+    overlay = make_overlay(tmp_path / "overlay")
+    request = BuildRequest(overlay=overlay, out_dir=tmp_path / "out", root_password_hash=HASH)
+    with pytest.raises(ValueError):
+        mkosi_argv(request, inputs(tmp_path, overlay))
+
+
+@pytest.mark.skipif(
+    subprocess.run([sys.executable, "-m", "mkosi", "--version"], capture_output=True).returncode != 0,
+    reason="mkosi is not importable (run `imagegen setup`)",
+)
+def test_mkosi_reads_the_root_password_from_the_config_file_and_no_log_has_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    overlay = make_overlay(tmp_path / "overlay")
+    request = BuildRequest(overlay=overlay, out_dir=tmp_path / "out", root_password_hash=HASH,
+                           cache_root=tmp_path / "cache")
+    with caplog.at_level("INFO", logger="imagegen.run"):  # what `imagegen -v` prints
+        text = summary(request)
+    assert "Root Password: (set)" in text
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "mkosi" in logged and "hashhash" not in logged

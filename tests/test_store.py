@@ -264,17 +264,18 @@ def test_entry_is_read_only_and_secrets_stay_private(tmp_path: Path) -> None:
     def mode(rel: str) -> int:
         return stat.S_IMODE((entry.path / rel).lstat().st_mode)
 
-    assert mode("") == 0o555 and mode("etc") == 0o555
+    # Private (the default): only the owner enters the entry; the modes inside are the tree's content.
+    assert mode("") == 0o500 and mode("etc") == 0o555
     assert mode("etc/network.conf") == 0o444
     assert mode("etc/dhcp6cctlkey") == 0o400
-    assert mode("run") == 0o555
+    assert mode("run") == 0o500  # a file directly in a private entry: owner only
     assert stat.S_IMODE(entry.meta_path.stat().st_mode) == 0o444
     # Copying out restores owner-write, keeping the rest.
     out = tmp_path / "copy"
     store.copy_out(entry, out)
     assert stat.S_IMODE((out / "etc/network.conf").stat().st_mode) == 0o644
     assert stat.S_IMODE((out / "etc/dhcp6cctlkey").stat().st_mode) == 0o600
-    assert stat.S_IMODE((out / "run").stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "run").stat().st_mode) == 0o700
     assert tree_digest(out) == tree_digest(entry.path)
 
 
@@ -308,7 +309,7 @@ def test_failed_builder_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="template error"):
         store.realise(drv, broken)
     assert store.lookup(drv) is None
-    assert sorted(p.name for p in store.root.iterdir()) == [f"{drv.path_name}.lock"]
+    assert sorted(p.name for p in store.root.iterdir()) == [".imagegen-store", ".key", f"{drv.path_name}.lock"]
 
     def bad_report(out: Path) -> dict[str, object]:
         return {"when": object()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,10 @@ runner = CliRunner()
 def test_unchanged_build_is_a_no_op_and_an_address_change_rebuilds_on_the_warm_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copy(REPO / "examples/laptop.toml", tmp_path / "laptop.toml")
+    # A root password hash, which mkosi must get from a private config file, not its command line.
+    root_hash = "$6$imagegenstoretst$" + "A1b2C3d4E5f6G7h8I9j0." * 4 + "xy"
+    (tmp_path / "laptop.toml").write_text((REPO / "examples/laptop.toml").read_text().replace(
+        'release = "trixie"\n', f'release = "trixie"\nroot_password_hash = "{root_hash}"\n', 1))
     (tmp_path / "moved.toml").write_text((tmp_path / "laptop.toml").read_text()
                                          .replace('"192.168.0.2/24"', '"192.168.0.3/24"'))
     monkeypatch.chdir(tmp_path)
@@ -36,6 +38,12 @@ def test_unchanged_build_is_a_no_op_and_an_address_change_rebuilds_on_the_warm_c
     assert first.exit_code == 0, first.output[-3000:]
     built = json.loads(first.stdout)
     assert not built["reused"] and Path(built["image"]).stat().st_size > 0
+    entry = Path(built["store_path"])
+    assert entry.stat().st_mode & 0o777 == 0o500 and Path(built["image"]).stat().st_mode & 0o777 == 0o400
+    log = entry / "build.log"
+    assert log.stat().st_mode & 0o777 == 0o400 and "--include=" in log.read_text()
+    assert root_hash not in log.read_text() and root_hash not in first.output
+    assert not list(entry.rglob("root-password.conf"))
 
     again = runner.invoke(app, ["build", "laptop.toml"])
     assert again.exit_code == 0, again.output

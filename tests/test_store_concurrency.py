@@ -117,5 +117,5 @@ def test_sigkill_then_realise_of_same_derivation(tmp_path: Path) -> None:
     entry = store.realise(DRV, lambda out: None)
     assert not entry.reused
     assert sorted(p.name for p in store_dir.iterdir()) == sorted(
-        [DRV.path_name, f"{DRV.path_name}.json", f"{DRV.path_name}.lock"]
+        [".imagegen-store", ".key", DRV.path_name, f"{DRV.path_name}.json", f"{DRV.path_name}.lock"]
     )

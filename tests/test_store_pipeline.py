@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "laptop.toml"
 OVERLAY = Entry(Path("/nowhere") / ("0" * 32 + "-laptop-overlay"))
 IMAGE = Entry(Path("/nowhere") / ("1" * 32 + "-laptop-lab-image"))
+STATE = HostState.generate()
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def render_hash(profile: Path, **kwargs: object) -> str:
 
 def build_hash(**changes: object) -> str:
     args: dict[str, object] = dict(distribution="debian", release="trixie", lab=False, hostname="laptop",
-                                   root_password_hash=None, mkosi="25.3")
+                                   root_password_hash=None, mkosi="25.3", state=STATE)
     args.update(changes)
     overlay = args.pop("overlay", OVERLAY)
     return build_derivation(overlay, **args).hash  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,28 @@ class MkosiInputs:
     sandbox_tree: Path | None
     tools_sandbox_tree: Path
     lab_tree: Path | None
+    # A private mkosi config file with RootPassword= (write_root_password_config), when the profile sets one.
+    root_password_config: Path | None = None
+
+
+ROOT_PASSWORD_CONFIG = "root-password.conf"
+
+
+def write_root_password_config(request: BuildRequest, directory: Path) -> Path | None:
+    """Write the root password hash into a mode 0600 mkosi config file in directory, for `--include`.
+
+    On mkosi's command line the hash would be readable by every local user (/proc/PID/cmdline) and
+    in every logged command line; a crypt hash is what an offline guesser needs.
+    """
+    if not request.root_password_hash:
+        return None
+    path = directory / ROOT_PASSWORD_CONFIG
+    # mkosi expands %-specifiers in values; crypt's alphabet has no '%', but a literal one stays literal.
+    value = request.root_password_hash.replace("%", "%%")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"[Content]\nRootPassword=hashed:{value}\n")
+    return path
 
 
 def mkosi_argv(request: BuildRequest, inputs: MkosiInputs, *, verb: str = "build") -> list[str]:
@@ -102,7 +125,9 @@ def mkosi_argv(request: BuildRequest, inputs: MkosiInputs, *, verb: str = "build
     if request.hostname:
         argv += ["--hostname", request.hostname]
     if request.root_password_hash:
-        argv += ["--root-password", f"hashed:{request.root_password_hash}"]
+        if inputs.root_password_config is None:
+            raise ValueError("a root password hash is set but no config file holds it (write_root_password_config)")
+        argv += [f"--include={inputs.root_password_config}"]
     if verb == "build":
         argv += ["--force"]
     argv += [verb]

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from imagegen.build import cache, trees
 from imagegen.build.aptsources import DebianMirror, debian_sources, host_debian_mirror, mirror_from_url
-from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root
+from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root, write_root_password_config
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest, packages_from_mkosi_manifest, tree_hash
 from imagegen.errors import CommandError, ImagegenError, UsageError
 from imagegen.run import run
@@ -137,6 +137,7 @@ def prepare_inputs(request: BuildRequest, work: Path, mirror: DebianMirror) -> M
     # from there; the image files are moved out into the build's own directory afterwards.
     output_dir = request.cache_dir / "output"
     output_dir.mkdir(parents=True, exist_ok=True)
+    config.mkdir(parents=True, exist_ok=True)
     return MkosiInputs(
         output_dir=output_dir,
         cache_dir=request.cache_dir,
@@ -145,6 +146,7 @@ def prepare_inputs(request: BuildRequest, work: Path, mirror: DebianMirror) -> M
         sandbox_tree=sandbox,
         tools_sandbox_tree=tools_sandbox,
         lab_tree=lab_tree if use_lab_tree else None,
+        root_password_config=write_root_password_config(request, config),
     )
 
 
@@ -344,6 +346,8 @@ def _build_locked(
         start = time.monotonic()
         timings = run_mkosi(argv, log, console)
         duration = time.monotonic() - start
+        if inputs.root_password_config is not None:
+            inputs.root_password_config.unlink()  # in /etc/shadow now; not kept beside the image
 
         missing = [name for name in OUTPUTS.values() if not (inputs.output_dir / name).is_file()]
         if missing:

@@ -57,7 +57,7 @@ def history(
     rows = [("generation", "time", "profile", "verdict", "store path")]
     for g in generations:
         mark = "" if st.is_complete(g.store_path) else " (collected)"
-        rows.append((f"{host}@{g.number}", g.time, g.profile_hash.removeprefix("sha256:")[:12],
+        rows.append((f"{host}@{g.number}", g.time, g.profile_hash.split(":")[-1][:12],
                      verdict_text(g.verdict), f"{st.root / g.store_path}{mark}"))
     # Plain columns, the store path last and whole: the output is for copying paths from.
     widths = [max(len(row[i]) for row in rows) for i in range(4)]

@@ -1,8 +1,11 @@
 """What each stage's output is a function of, and nothing more.
 
-render: the merged profile in canonical form (with defaults, so spelling a default out changes nothing),
-        the files the profile names (psk_file, EAP certificates), the template tree, the host state
-        (DUID, dhcp6c key), the lab flag with the lab's templates, and imagegen's version.
+render: the merged profile with defaults (so spelling a default out changes nothing) and in declaration
+        order (the lab plays the first suitable bond in declaration order), the files the
+        profile names (psk_file, EAP certificates), the template tree, the host state (DUID, dhcp6c key),
+        the distribution and release the files are rendered for (resolved: with `distribution` unset the
+        building machine's /etc/os-release decides), the lab flag with the lab's templates, and
+        imagegen's version.
 build:  the overlay entry, mkosi.conf.d (and overlays/lab for the lab variant), the mkosi version,
         distribution and release, the lab flag, the host name and root password hash that mkosi is given,
         and imagegen's version. Not the mirror: a mirror serves the same archive, and where the packages
@@ -14,8 +17,11 @@ test:   the image entry, the scenario set, the scenario parameters (boot mode, t
 
 imagegen's version is its release number and a digest of the source of the stage (and of what the
 stage imports from below), so that a changed template filter or scenario in a checkout is a new version.
-Secrets (the profile's keys, the state file) enter the hash only as digests: the canonical inputs are
-kept in the entry's metadata, which is readable by all.
+Secrets (the profile's keys, the files it names, the state file, the lab's AP key) enter the hash only
+as HMAC-SHA256 digests keyed by the host's hash key (HostState.hash_key, kept in the 0600 state file):
+the canonical inputs are kept in the entry's metadata and the hash names the entry, and neither may be
+an offline oracle for a passphrase. The key is the host's, not the store's, so the same inputs give the
+same entry name on every machine that builds this host (a binary cache substitutes by name).
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from typing import Any
 import imagegen
 from imagegen.build.config import repo_root
 from imagegen.profile import HostState, LoadedProfile
-from imagegen.store import Derivation, Entry, FileTree, canonical_json
+from imagegen.render import Target, host_state_for, resolve_target
+from imagegen.store import Derivation, Entry, FileTree
+from imagegen.store.hashing import keyed_digest
 
 PACKAGE = Path(imagegen.__file__).resolve().parent
 TEMPLATES = PACKAGE / "templates"
@@ -45,9 +53,9 @@ TEST_CODE = ("scenarios", "vm", "report")
 _NOT_CODE = ("*__pycache__", "*.pyc", "command.py", "doctor.py", "hostsetup.py", "show.py")
 
 
-def digest(value: Any) -> str:
-    """sha256 of a value's canonical JSON, for inputs that must not be readable in the metadata."""
-    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
+def digest(state: HostState, value: Any) -> str:
+    """A digest of secret material (JSON data) keyed by the host's hash key; see the module's docstring."""
+    return keyed_digest(state.hash_key, value)
 
 
 def imagegen_version(parts: tuple[str, ...]) -> dict[str, Any]:
@@ -62,13 +70,19 @@ def profile_json(loaded: LoadedProfile) -> dict[str, Any]:
     return data
 
 
-def profile_hash(loaded: LoadedProfile) -> str:
-    """The host's profile hash, as generations and the build manifest record it."""
-    return digest(profile_json(loaded))
+def profile_hash(loaded: LoadedProfile, state: HostState | None = None) -> str:
+    """The host's profile hash, as the render stage, the build manifest and generations use it.
+
+    Keyed by the host's hash key (state, else the state file beside the profile). Taken of the profile
+    in declaration order, not sorted: the order of bonds, bridges and interfaces decides output.
+    """
+    state = state or host_state_for(loaded)
+    ordered = json.dumps(profile_json(loaded), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return digest(state, {"profile": ordered})
 
 
-def profile_files(loaded: LoadedProfile) -> dict[str, str]:
-    """Digests of the files the profile names (resolved as the renderer resolves them)."""
+def profile_files(loaded: LoadedProfile, state: HostState) -> dict[str, str]:
+    """Keyed digests of the files the profile names (resolved as the renderer resolves them)."""
     found: dict[str, str] = {}
     for index, net in enumerate(loaded.profile.wireless.networks):
         base: tuple[str | int, ...] = ("wireless", "networks", index)
@@ -83,7 +97,7 @@ def profile_files(loaded: LoadedProfile) -> dict[str, str]:
             if not path.is_absolute():
                 path = loaded.origin(key).resolve().parent / path
             try:
-                content = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+                content = digest(state, {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
             except OSError:
                 content = "unreadable"  # rendering reports it, naming the field
             found[".".join(map(str, key))] = content
@@ -91,17 +105,21 @@ def profile_files(loaded: LoadedProfile) -> dict[str, str]:
 
 
 def state_digest(state: HostState) -> str:
-    return digest({"duid": state.duid.hex(), "dhcp6c_key": state.dhcp6c_key})
+    return digest(state, {"duid": state.duid.hex(), "dhcp6c_key": state.dhcp6c_key})
 
 
 def render_derivation(
     loaded: LoadedProfile, state: HostState, *, lab: bool = False, templates: Path = TEMPLATES,
-    lab_templates: Path = LAB_TEMPLATES,
+    lab_templates: Path = LAB_TEMPLATES, target: Target | None = None,
 ) -> Derivation:
+    """The overlay of a profile; target is the distribution and release it is rendered for (default:
+    resolve_target's answer, which with `distribution` unset is this machine's)."""
     host = loaded.profile.image.hostname
+    target = target or resolve_target(loaded.profile.image)
     inputs: dict[str, Any] = {
-        "profile": profile_hash(loaded),
-        "profile_files": profile_files(loaded),
+        "profile": profile_hash(loaded, state),
+        "profile_files": profile_files(loaded, state),
+        "target": {"distribution": target.distribution, "release": target.release},
         "templates": FileTree(templates, _NO_CACHE),
         "state": state_digest(state),
         "lab": lab,
@@ -115,7 +133,9 @@ def render_derivation(
 def build_derivation(
     overlay: Entry, *, distribution: str, release: str, lab: bool, hostname: str,
     root_password_hash: str | None, mkosi: str, conf_dir: Path | None = None, lab_tree: Path | None = None,
+    state: HostState | None = None,
 ) -> Derivation:
+    """The image of an overlay; state (the host's, for its hash key) is needed with a root password hash."""
     root = repo_root()
     conf_dir = conf_dir or root / "mkosi.conf.d"
     inputs: dict[str, Any] = {
@@ -126,13 +146,21 @@ def build_derivation(
         "release": release,
         "lab": lab,
         "hostname": hostname,
-        "root_password_hash": digest(root_password_hash) if root_password_hash else None,
+        "root_password_hash": _root_password_digest(root_password_hash, state),
         "imagegen": imagegen_version(BUILD_CODE),
     }
     if lab:
         lab_tree = lab_tree or root / "overlays" / "lab"
         inputs["lab_tree"] = FileTree(lab_tree, _NO_CACHE) if lab_tree.is_dir() else None
     return Derivation(f"{hostname}{'-lab' if lab else ''}-image", "build", inputs)
+
+
+def _root_password_digest(root_password_hash: str | None, state: HostState | None) -> str | None:
+    if not root_password_hash:
+        return None
+    if state is None:
+        raise ValueError("a root password hash enters the image's hash only keyed: pass the host state")
+    return digest(state, {"root_password_hash": root_password_hash})
 
 
 def _plain(value: Any) -> Any:
@@ -150,14 +178,26 @@ def _plain(value: Any) -> Any:
 
 def verdict_derivation(
     image: Entry, *, hostname: str, scenarios: tuple[str, ...], uefi: bool, lab_plan: Any, dhcp6_unit: str,
+    state: HostState | None = None,
 ) -> Derivation:
+    """The verdict of testing image with the lab lab_plan.
+
+    The plan holds the AP's key. With state (the host's) it enters as a digest keyed by the host's
+    hash key; without, it is left out, and only the image (whose overlay's hash covers the profile the
+    plan came from) stands for it.
+    """
+    plan = json.loads(json.dumps(_plain(lab_plan)))
+    ap = plan.get("ap") if isinstance(plan, dict) else None
+    if isinstance(ap, dict):
+        secrets = {key: ap.pop(key) for key in ("passphrase", "psk") if key in ap}
+        if state is not None:
+            ap["key"] = digest(state, secrets)
     inputs = {
         "image": image,
         "scenarios": sorted(scenarios),
         "parameters": {
             "boot": "uefi" if uefi else "direct-kernel",
-            # The plan holds the AP's key: a digest only.
-            "lab_plan": digest(json.loads(json.dumps(_plain(lab_plan)))),
+            "lab_plan": plan,
             "dhcp6_unit": dhcp6_unit,
         },
         "imagegen": imagegen_version(TEST_CODE),

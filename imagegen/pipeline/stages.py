@@ -19,7 +19,7 @@ from imagegen.build.manifest import MANIFEST_NAME, BuildManifest
 from imagegen.build.mkosi import OUTPUTS, BuildResult, build_image, mkosi_version
 from imagegen.errors import UsageError
 from imagegen.pipeline.derivations import build_derivation, profile_hash, render_derivation
-from imagegen.profile import LoadedProfile
+from imagegen.profile import HostState, LoadedProfile
 from imagegen.render import host_state_for, plan_overlay, resolve_target
 from imagegen.render.write import write_tree
 from imagegen.store import Entry, Generation, PackageDiff, Store, diff_packages, resolve_store_root
@@ -33,13 +33,17 @@ def open_store(option: Path | None) -> Store:
 
 
 def realise_overlay(store: Store, loaded: LoadedProfile, *, lab: bool = False,
-                    state_file: Path | None = None) -> Entry:
-    """The rendered overlay of a profile (with the lab's per-profile files for the lab variant)."""
-    state = host_state_for(loaded, state_file)
-    drv = render_derivation(loaded, state, lab=lab)
+                    state_file: Path | None = None, state: HostState | None = None) -> Entry:
+    """The rendered overlay of a profile (with the lab's per-profile files for the lab variant).
+
+    state: the host state, if the caller has read it already (else it is read from state_file)."""
+    state = state or host_state_for(loaded, state_file)
+    # One answer for the target, hashed and rendered alike.
+    target = resolve_target(loaded.profile.image)
+    drv = render_derivation(loaded, state, lab=lab, target=target)
 
     def render(out: Path) -> dict[str, Any]:
-        plan = plan_overlay(loaded, state, resolve_target(loaded.profile.image))
+        plan = plan_overlay(loaded, state, target)
         write_tree(plan, out)
         written = render_lab_overlay(loaded.profile, out) if lab else []
         return {"entries": len(plan.entries) + len(written)}
@@ -54,7 +58,7 @@ class ImageBuild:
     entry: Entry
     overlay: Entry
     manifest: BuildManifest
-    profile_hash: str
+    profile_hash: str  # as the host's generations record it (keyed by the store's key)
     seconds: float  # what this call took, found or built
     link: Path | None = None
     generation: Generation | None = None
@@ -132,14 +136,16 @@ def realise_image(
     if link is not None and link.exists() and not link.is_symlink() and not _is_old_output_dir(link):
         raise UsageError(f"--out-link {link} exists and is not a link",
                          "remove it or choose another --out-link NAME")
-    overlay = realise_overlay(store, loaded, lab=lab, state_file=state_file)
+    state = host_state_for(loaded, state_file)
+    overlay = realise_overlay(store, loaded, lab=lab, state=state)
     request_release = target.release
     drv = build_derivation(
         overlay, distribution=distribution,
         release=request_release,
         lab=lab, hostname=image.hostname, root_password_hash=image.root_password_hash, mkosi=mkosi_version(),
+        state=state,
     )
-    phash = profile_hash(loaded)
+    phash = profile_hash(loaded, state)
     previous = store.lookup(drv) if refresh else None
     old_manifest = json.loads((previous.path / MANIFEST_NAME).read_text()) if previous else None
 
@@ -166,9 +172,11 @@ def realise_image(
     if link is not None and _is_old_output_dir(link):
         remove_tree(link)
     out_link = store.add_out_link(link, entry) if link is not None else None
-    generation = store.record_generation(image.hostname, entry, phash) if record else None
+    # The store's own records key the profile hash once more, with the store's key (docs/store.md).
+    recorded = store.keyed_digest(phash)
+    generation = store.record_generation(image.hostname, entry, recorded) if record else None
     return ImageBuild(entry=entry, overlay=overlay, manifest=BuildManifest.load(entry.path / MANIFEST_NAME),
-                      profile_hash=phash, seconds=time.monotonic() - started, link=out_link,
+                      profile_hash=recorded, seconds=time.monotonic() - started, link=out_link,
                       generation=generation, refreshed=refreshed)
 
 

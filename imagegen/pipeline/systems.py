@@ -17,7 +17,7 @@ from imagegen.pipeline.derivations import build_derivation, profile_hash
 from imagegen.pipeline.stages import realise_overlay
 from imagegen.pipeline.verdicts import VERDICT_JSON
 from imagegen.profile import load_profiles
-from imagegen.render import resolve_target
+from imagegen.render import host_state_for, resolve_target
 from imagegen.store import Entry, PackageDiff, Store, TreeDiff, VerdictDiff, diff_packages, diff_trees, diff_verdicts
 from imagegen.store.generations import Generation
 
@@ -99,17 +99,18 @@ def resolve(store: Store, ref: str) -> System:
 
 def _from_profile(store: Store, files: list[Path], label: str) -> System:
     loaded = load_profiles(files)
-    overlay = realise_overlay(store, loaded)
+    state = host_state_for(loaded)
+    overlay = realise_overlay(store, loaded, state=state)
     image = loaded.profile.image
     target = resolve_target(image)
     drv = build_derivation(overlay, distribution=target.distribution, release=target.release, lab=False,
                            hostname=image.hostname, root_password_hash=image.root_password_hash,
-                           mkosi=mkosi_version())
+                           mkosi=mkosi_version(), state=state)
     built = store.lookup(drv)
-    phash = profile_hash(loaded)
+    recorded = store.known_digest(profile_hash(loaded, state))
     verdict: Mapping[str, Any] | Path | None = None
     for generation in reversed(store.history(image.hostname)):
-        if generation.profile_hash == phash and generation.verdict is not None:
+        if generation.profile_hash == recorded and generation.verdict is not None:
             verdict = _from_generation_verdict(store, generation)
             break
     return System(label, overlay.path, built.path / MANIFEST_NAME if built else None, verdict)

@@ -70,10 +70,12 @@ def realise_verdict(
 
 def attach_verdict(store: Store, host: str, image: Entry, profile_hash: str, verdict: Entry,
                    result: RunResult) -> Generation:
-    """Record the verdict on the host's newest generation of this profile; a generation of the tested
-    image is added when no build of this profile is in the history yet."""
-    matching = [g for g in store.history(host) if g.profile_hash == profile_hash]
-    generation = matching[-1] if matching else store.record_generation(host, image, profile_hash)
+    """Record the verdict on the host's newest generation of this profile (profile_hash as
+    derivations.profile_hash gives it); a generation of the tested image is added when no build of this
+    profile is in the history yet."""
+    recorded = store.keyed_digest(profile_hash)
+    matching = [g for g in store.history(host) if g.profile_hash == recorded]
+    generation = matching[-1] if matching else store.record_generation(host, image, recorded)
     return store.set_verdict(host, generation.number, summary(result), verdict)
 
 

@@ -1,13 +1,31 @@
 """Print a merged profile as TOML, each value followed by the file that set it (like NixOS's
-option definitions with their locations)."""
+option definitions with their locations).
+
+Secret values (passphrases, PSKs, passwords, the root password hash) are printed as <secret>, as
+`imagegen diff` prints them, unless the caller asks for them explicitly.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import tomli_w
 
 from imagegen.profile.load import KeyPath, LoadedProfile
+
+# Profile keys whose value is a secret, wherever they appear (a network, its EAP table, the image).
+SECRET_KEYS = frozenset({"passphrase", "psk", "password", "private_key_password", "root_password_hash"})
+MASK = "<secret>"
+
+
+def mask_secrets(data: Any) -> Any:
+    """A copy of profile data (merged TOML or model_dump) with every set secret value replaced by MASK."""
+    if isinstance(data, Mapping):
+        return {k: MASK if k in SECRET_KEYS and v is not None else mask_secrets(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [mask_secrets(v) for v in data]
+    return data
 
 
 def _value(value: Any) -> str:
@@ -20,7 +38,7 @@ def _key(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else _value(key)
 
 
-def show_profile(loaded: LoadedProfile) -> str:
+def show_profile(loaded: LoadedProfile, *, show_secrets: bool = False) -> str:
     lines: list[str] = []
     width = 48
 
@@ -51,7 +69,7 @@ def show_profile(loaded: LoadedProfile) -> str:
                         if isinstance(v, dict):
                             table(v, here + (i, k), f"[{name}.{_key(k)}]")
 
-    table(loaded.merged, (), None)
+    table(loaded.merged if show_secrets else mask_secrets(loaded.merged), (), None)
     return "\n".join(lines).lstrip("\n") + "\n"
 
 

@@ -1,4 +1,4 @@
-"""Per-host generated values (DUID, dhcp6c control key), created once and reused.
+"""Per-host generated values (DUID, dhcp6c control key, hash key), created once and reused.
 
 Like a NixOS secrets file, the state lives beside the profile, mode 0600, and is ignored by git.
 The values are random, never derived from public data such as the host name, and never drawn
@@ -8,6 +8,7 @@ anew on each render, so rendering stays deterministic and a host keeps its ident
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import secrets
 import tempfile
@@ -25,11 +26,21 @@ _DUID_UUID = b"\x00\x04"
 class HostState:
     duid: bytes
     dhcp6c_key: str
+    # Keys every digest of this host's secrets that reaches a store hash (pipeline/derivations.py): the
+    # same on every machine that has this state file, so entry names agree there, and no oracle for a
+    # passphrase to anyone without it. A state written before it existed gets one derived from its other
+    # secrets, so the file needs no rewrite and its entries keep their names.
+    hash_key: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.hash_key:
+            derived = hashlib.sha256(b"imagegen hash key\0" + self.duid + self.dhcp6c_key.encode()).digest()
+            object.__setattr__(self, "hash_key", derived)
 
     @classmethod
     def generate(cls) -> HostState:
         key = base64.b64encode(secrets.token_bytes(16)).decode()
-        return cls(duid=_DUID_UUID + secrets.token_bytes(16), dhcp6c_key=key)
+        return cls(duid=_DUID_UUID + secrets.token_bytes(16), dhcp6c_key=key, hash_key=secrets.token_bytes(32))
 
     def duid_hex(self) -> str:
         return ":".join(f"{b:02x}" for b in self.duid)
@@ -44,6 +55,7 @@ class HostState:
             "# imagegen host state: generated once, reused on every render. Secret: keep out of git.\n"
             f'duid = "{self.duid_hex()}"\n'
             f'dhcp6c_key = "{self.dhcp6c_key}"\n'
+            f'hash_key = "{base64.b64encode(self.hash_key).decode()}"\n'
         )
 
 
@@ -58,13 +70,16 @@ def read_state(path: Path) -> HostState:
         key = data["dhcp6c_key"]
         if len(base64.b64decode(key, validate=True)) < 16 or len(duid) < 2:
             raise ValueError("too short")
+        hash_key = base64.b64decode(data["hash_key"], validate=True) if "hash_key" in data else b""
+        if "hash_key" in data and len(hash_key) < 16:
+            raise ValueError("hash_key too short")
     except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError) as e:
         raise UsageError(
             f"{path}: host state file is unreadable or damaged ({e})",
             hint="restore it from a backup, or delete it to generate a new DUID and key "
             "(the host then gets new leases)",
         ) from None
-    return HostState(duid=duid, dhcp6c_key=key)
+    return HostState(duid=duid, dhcp6c_key=key, hash_key=hash_key)
 
 
 def load_or_create_state(path: Path, *, create: bool = True) -> HostState:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen.store.hashing import BASE32_ALPHABET
+from imagegen.store.lock import TreeHold
 
 # `<32 base32 characters>-<name>`
 ENTRY_NAME = re.compile(rf"[{BASE32_ALPHABET}]{{32}}-[A-Za-z0-9+_?=-][A-Za-z0-9+._?=-]*")
@@ -16,10 +17,15 @@ ENTRY_NAME = re.compile(rf"[{BASE32_ALPHABET}]{{32}}-[A-Za-z0-9+_?=-][A-Za-z0-9+
 
 @dataclass(frozen=True)
 class Entry:
-    """A complete store entry. `reused` says whether realise() found it instead of building it."""
+    """A complete store entry. `reused` says whether realise() found it instead of building it.
+
+    `hold` is the shared lock that keeps gc away from the entry while this process uses it (see
+    lock.TreeHold); it lives as long as the Entry or the Store that handed it out.
+    """
 
     path: Path
     reused: bool = field(default=True, compare=False)
+    hold: TreeHold | None = field(default=None, compare=False, repr=False)
 
     @property
     def path_name(self) -> str:

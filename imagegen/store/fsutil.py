@@ -8,19 +8,26 @@ import stat
 from pathlib import Path
 
 
-def freeze(root: Path) -> None:
+def freeze(root: Path, *, private: bool = False) -> None:
     """Drop every write bit under root (root included), keeping read, execute and set-id bits.
 
     So a 0644 file becomes 0444, a 0755 one 0555, and a 0600 secret 0400: a secret stays
     unreadable by group and others. Symbolic links have no mode of their own on Linux.
+    private (an output holding secrets, e.g. an image with the Wi-Fi key): root becomes 0500 and the
+    files directly in it 0400, so nobody but the owner reaches anything inside. Modes deeper down are
+    the tree's content (an overlay's 0644 unit file is 0644 in the image) and are kept.
     """
     for directory, dirs, files in os.walk(root, topdown=False):
         for name in files + dirs:
             path = os.path.join(directory, name)
             st = os.lstat(path)
             if not stat.S_ISLNK(st.st_mode):
-                os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o222)
-    os.chmod(root, stat.S_IMODE(os.lstat(root).st_mode) & ~0o222)
+                mode = stat.S_IMODE(st.st_mode) & ~0o222
+                if private and directory == os.fspath(root) and stat.S_ISREG(st.st_mode):
+                    mode &= ~0o077
+                os.chmod(path, mode)
+    mode = stat.S_IMODE(os.lstat(root).st_mode) & ~0o222
+    os.chmod(root, mode & ~0o077 if private else mode)
 
 
 def remove_tree(path: Path) -> None:
@@ -67,14 +74,16 @@ def copy_out(source: Path, dest: Path) -> None:
     """Copy a store tree to dest, writable again: owner-write restored, hard links and symlinks kept.
 
     For consumers that copy file modes onward (e.g. an overlay handed to mkosi), so the
-    result carries 0644/0755/0600, not the store's 0444/0555/0400.
+    result carries 0644/0755/0600, not the store's 0444/0555/0400; dest itself is 0755.
     """
     if dest.exists() or dest.is_symlink():
         raise FileExistsError(dest)
     linked: dict[tuple[int, int], Path] = {}
     dirs_to_chmod: list[tuple[Path, int]] = []
     dest.mkdir(parents=True)
-    dirs_to_chmod.append((dest, stat.S_IMODE(source.stat().st_mode) | 0o200))
+    # The root's mode is the store's (0500 for a private entry), not the tree's: an overlay's root
+    # becomes the image's /, which must stay 0755.
+    dirs_to_chmod.append((dest, 0o755))
     for directory, dirs, files in os.walk(source):
         rel = Path(directory).relative_to(source)
         for name in sorted(dirs):

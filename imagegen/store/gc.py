@@ -9,7 +9,7 @@ from imagegen.errors import UsageError
 from imagegen.store.entry import ENTRY_NAME, Entry
 from imagegen.store.fsutil import disk_usage, remove_tree
 from imagegen.store.generations import history, hosts
-from imagegen.store.lock import EntryLock, is_locked
+from imagegen.store.lock import EntryLock, TreeHold, is_in_use, is_locked
 from imagegen.store.roots import live_roots
 
 if TYPE_CHECKING:
@@ -27,10 +27,11 @@ class GcResult:
     dry_run: bool = False
 
 
-def reachable(store: Store, keep: int) -> set[str]:
-    """Path names reachable from the GC roots and the last `keep` generations of every host,
-    including everything those entries were built from (their metadata's references)."""
+def reachable(store: Store, keep: int, also: set[str] | None = None) -> set[str]:
+    """Path names reachable from the GC roots and the last `keep` generations of every host (and from
+    `also`), including everything those entries were built from (their metadata's references)."""
     live, _stale = live_roots(store)
+    live |= also or set()
     for host in hosts(store):
         for generation in history(store, host)[-keep:] if keep > 0 else []:
             live.add(generation.store_path)
@@ -48,12 +49,54 @@ def reachable(store: Store, keep: int) -> set[str]:
     return closure
 
 
+def _entry_names(store: Store) -> set[str]:
+    names = set()
+    for path in store.root.iterdir():
+        base = path.name.removesuffix(".json").removesuffix(".lock")
+        if ENTRY_NAME.fullmatch(base):
+            names.add(base)
+    return names
+
+
+@dataclass
+class _Claim:
+    """An entry gc has locked for deletion: its build lock, and its directory's exclusive hold."""
+
+    lock: EntryLock | None
+    tree: TreeHold | None
+
+
+def _claim(store: Store, name: str, dry_run: bool) -> _Claim | None:
+    """Lock name for deletion without waiting; None if it is being built, replaced or used."""
+    lock_path, output = store.root / f"{name}.lock", store.root / name
+    store.drop_hold(name)  # this process's own use does not keep it from this process's gc
+    if dry_run:
+        # A dry run must not even create lock files; it only asks whether someone holds one.
+        return None if is_locked(lock_path) or is_in_use(output) else _Claim(None, None)
+    lock = EntryLock(lock_path)
+    try:
+        if not lock.acquire(blocking=False):
+            return None
+    except UsageError:
+        return None  # a planted link where the lock belongs: leave the entry alone
+    tree = None
+    if output.is_dir() and not output.is_symlink():
+        tree = TreeHold.take(output, shared=False, blocking=False)
+        if tree is None:
+            lock.release()
+            return None  # in use: a temporary GC root
+    return _Claim(lock, tree)
+
+
 def collect_garbage(store: Store, keep: int, dry_run: bool = False) -> GcResult:
     """Delete every entry not reachable (see reachable()) and every stale temporary.
 
-    An entry whose lock is held (being built or replaced) is left alone. Each entry goes under
-    its own lock, metadata first, so a concurrent reader never sees a half-deleted entry as
-    complete. Bytes are disk blocks, hard links counted once.
+    An entry that is being built or replaced (its lock is held) or used by a running process (its
+    directory is held shared, see Store.hold) is left alone. The entries to delete are locked first;
+    then what is reachable is computed again, counting everything that stays, so a root, generation or
+    entry referring to them that appeared meanwhile still keeps them. Each goes metadata first, so a
+    concurrent reader never sees a half-deleted entry as complete. Bytes are disk blocks, hard links
+    counted once.
     """
     if keep < 0:
         raise UsageError(f"--keep {keep} is negative", "pass the number of generations to keep, 0 or more")
@@ -67,31 +110,37 @@ def collect_garbage(store: Store, keep: int, dry_run: bool = False) -> GcResult:
     temporaries = store.clean_stale(dry_run=dry_run)
     removed: list[str] = list(temporaries)
     freed = sum(temporaries.values())
-    kept: list[str] = []
-    names = set()
-    for path in store.root.iterdir():
-        base = path.name.removesuffix(".json").removesuffix(".lock")
-        if ENTRY_NAME.fullmatch(base):
-            names.add(base)
+    kept: set[str] = set()
+    claims: dict[str, _Claim] = {}
+    names = _entry_names(store)
     for name in sorted(names):
         if name in live:
-            kept.append(name)
-            continue
-        output, meta = store.root / name, store.root / f"{name}.json"
-        lock = EntryLock(store.root / f"{name}.lock")
-        # A dry run must not even create lock files; it only asks whether one is held.
-        if is_locked(lock.path) if dry_run else not lock.acquire(blocking=False):
-            kept.append(name)
-            continue
-        try:
+            kept.add(name)
+        elif (claim := _claim(store, name, dry_run)) is None:
+            kept.add(name)
+        else:
+            claims[name] = claim
+    # Re-check at commit: what stays (or appeared since the first look) keeps what it refers to.
+    staying = {n for n in _entry_names(store) if n not in claims}
+    still_live = reachable(store, keep, also=staying)
+    try:
+        for name in sorted(claims):
+            if name in still_live:
+                kept.add(name)
+                continue
+            output, meta = store.root / name, store.root / f"{name}.json"
             had_entry = output.exists() or meta.exists()
             size = disk_usage(output) + disk_usage(meta)
             if not dry_run:
                 meta.unlink(missing_ok=True)
                 remove_tree(output)
-        finally:
-            lock.release(unlink=not dry_run)
-        if had_entry:
-            removed.append(name)
-            freed += size
-    return GcResult(tuple(removed), freed, tuple(kept), tuple(r.name for r in stale_roots), dry_run)
+            if had_entry:
+                removed.append(name)
+                freed += size
+    finally:
+        for name, claim in claims.items():
+            if claim.tree is not None:
+                claim.tree.release()
+            if claim.lock is not None:
+                claim.lock.release(unlink=name not in kept)
+    return GcResult(tuple(removed), freed, tuple(sorted(kept)), tuple(r.name for r in stale_roots), dry_run)

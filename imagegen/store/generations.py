@@ -83,6 +83,7 @@ def record_generation(store: Store, host: str, entry: Entry, profile_hash: str) 
     its store path and profile hash are the same.
     """
     directory = _host_dir(store, host)
+    store.ensure_root()
     directory.mkdir(parents=True, exist_ok=True)
     with EntryLock(directory / ".lock"):
         existing = history(store, host)

@@ -7,6 +7,7 @@ dictionary order, so the same inputs give the same digest in any process on any 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import os
@@ -39,6 +40,12 @@ def nix_base32(data: bytes) -> str:
 def short_digest(data: bytes) -> str:
     """The 32-character store digest: sha256 of data, truncated to 160 bits, in Nix base32."""
     return nix_base32(hashlib.sha256(data).digest()[:DIGEST_BYTES])
+
+
+def keyed_digest(key: bytes, value: Any) -> str:
+    """HMAC-SHA256 of a value's canonical JSON under key: the only form in which secret material may
+    reach a hash or a record others can read (a plain sha256 of a passphrase is one guess per hash)."""
+    return "hmac-sha256:" + hmac.new(key, canonical_json(value).encode(), hashlib.sha256).hexdigest()
 
 
 def canonical_json(value: Any) -> str:

@@ -34,8 +34,9 @@ def add_out_link(store: Store, link: Path, entry: Entry) -> Path:
     if not link.parent.is_dir():
         raise UsageError(f"{link.parent} is not a directory", "create it or choose another --out-link")
     _replace_symlink(link, entry.path)
+    store.ensure_root()
     roots = store.root / GCROOTS
-    roots.mkdir(parents=True, exist_ok=True)
+    roots.mkdir(exist_ok=True)
     # Named by the link's absolute path, so one out-link has one root however often it moves.
     readable = re.sub(r"[^A-Za-z0-9+._=-]", "_", link.name)
     _replace_symlink(roots / f"{short_digest(str(link).encode())}-{readable}", link)

@@ -2,7 +2,10 @@
 
 Layout of the store root:
 
-    <hash>-<name>/          an entry: the stage's output, read-only once complete
+    .imagegen-store         the marker: imagegen made this root (mode 0700)
+    .key                    the store's key (mode 0600), for digests of secrets in its records
+    <hash>-<name>/          an entry: the stage's output, read-only once complete (0500 when private),
+                            flock'ed shared by every process using it, exclusive by gc
     <hash>-<name>.json      its metadata; written last, so its presence marks the entry complete
     <hash>-<name>.lock      flock'ed while the entry is built, replaced or collected
     .tmp-<token>-<...>      work in progress; stale once the matching lock is free
@@ -29,8 +32,9 @@ from imagegen.store import roots as _roots
 from imagegen.store.derivation import Derivation
 from imagegen.store.entry import ENTRY_NAME, Entry
 from imagegen.store.fsutil import copy_out, disk_usage, freeze, remove_tree
-from imagegen.store.hashing import check_json
-from imagegen.store.lock import EntryLock
+from imagegen.store.hashing import check_json, keyed_digest
+from imagegen.store.lock import EntryLock, TreeHold
+from imagegen.store.private import ensure_root, store_key
 
 ENV_VAR = "IMAGEGEN_STORE"
 TMP_PREFIX = ".tmp-"
@@ -57,12 +61,33 @@ def resolve_store_root(explicit: str | os.PathLike[str] | None, environ: Mapping
 
 
 class Store:
-    """A store rooted at one directory; created on first write. No state besides the directory."""
+    """A store rooted at one directory; created on first write.
+
+    Besides the directory, a Store holds only the shared locks of the entries it handed out (see
+    hold()), which keep them from gc until the Store and those entries are gone, or the process ends.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"store {self.root} is not a directory", "pass another --store DIR")
+        self._holds: dict[str, TreeHold] = {}
+
+    def ensure_root(self) -> None:
+        """Create the root (mode 0700, marker, key) before the first write; see private.ensure_root."""
+        ensure_root(self.root)
+
+    def keyed_digest(self, value: Any) -> str:
+        """A digest of value keyed by the store's key, for secret material in the store's own records."""
+        self.ensure_root()
+        key = store_key(self.root)
+        assert key is not None
+        return keyed_digest(key, value)
+
+    def known_digest(self, value: Any) -> str | None:
+        """keyed_digest(value) if the store has a key already, else None; never writes."""
+        key = store_key(self.root)
+        return keyed_digest(key, value) if key is not None else None
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -77,18 +102,43 @@ class Store:
         return (self.root / path_name).is_dir() and (self.root / f"{path_name}.json").is_file()
 
     def lookup(self, drv: Derivation) -> Entry | None:
-        """drv's entry if it is complete, else None; never builds or waits."""
-        return Entry(self.path_of(drv)) if self.is_complete(drv.path_name) else None
+        """drv's entry if it is complete, held for this process (see hold()), else None; never builds."""
+        return self.hold(drv.path_name)
 
     def get(self, ref: str | os.PathLike[str]) -> Entry:
-        """The entry named by a path name (`<hash>-<name>`), a store path, or an out-link to one."""
+        """The entry named by a path name (`<hash>-<name>`), a store path, or an out-link to one; held."""
         text = os.fspath(ref)
-        if ENTRY_NAME.fullmatch(text) and self.is_complete(text):
-            return Entry(self.root / text)
+        if ENTRY_NAME.fullmatch(text) and (entry := self.hold(text)) is not None:
+            return entry
         path = Path(os.path.realpath(text))
-        if path.parent == Path(os.path.realpath(self.root)) and self.is_complete(path.name):
-            return Entry(self.root / path.name)
+        if path.parent == Path(os.path.realpath(self.root)) and ENTRY_NAME.fullmatch(path.name):
+            if (entry := self.hold(path.name)) is not None:
+                return entry
         raise UsageError(f"{text} is not an entry of the store {self.root}", "pass a result link or store path")
+
+    def hold(self, path_name: str, *, reused: bool = True) -> Entry | None:
+        """The complete entry path_name, with a shared lock that keeps gc from it while in use; else None.
+
+        The lock is a temporary GC root: it lasts as long as this Store or the returned Entry, at most
+        as long as the process. Waits only while gc is deleting that very entry (then returns None).
+        """
+        held = self._holds.get(path_name)
+        if held is None or not held.is_current():
+            if not self.is_complete(path_name):
+                return None
+            held = TreeHold.take(self.root / path_name, shared=True)
+            if held is None:
+                return None
+            self._holds[path_name] = held
+        if not self.is_complete(path_name):
+            return None
+        return Entry(self.root / path_name, reused=reused, hold=held)
+
+    def drop_hold(self, path_name: str) -> None:
+        """Release this Store's own hold on path_name (gc run by the process that holds it)."""
+        held = self._holds.pop(path_name, None)
+        if held is not None:
+            held.release()
 
     def entries(self) -> list[Entry]:
         """All complete entries, by path name."""
@@ -106,6 +156,7 @@ class Store:
         *,
         force: bool = False,
         on_wait: Callable[[], None] | None = None,
+        private: bool = True,
     ) -> Entry:
         """Return drv's entry, building it with builder(out_dir) only if it is not complete yet.
 
@@ -116,39 +167,54 @@ class Store:
         (on_wait is called once when it has to) and then reuses the entry.
         force rebuilds even a complete entry and swaps the new one in (e.g. to re-run tests);
         if the builder fails the old entry stays.
+        private (the default): the output may hold secrets, so only its owner may enter it (see
+        fsutil.freeze); pass False only for outputs that hold none.
+        The returned entry, and every entry drv refers to, is held (see hold()) from here on.
         """
         target = self.path_of(drv)
-        if not force and self.is_complete(drv.path_name):
-            return Entry(target, reused=True)
-        for ref in drv.references:
-            if not self.is_complete(ref):
-                raise UsageError(
-                    f"derivation {drv.name} refers to {ref}, which is not in the store {self.root}",
-                    "realise its inputs in the same store first",
-                )
-        self.root.mkdir(parents=True, exist_ok=True)
+        # The inputs are in use for as long as this build runs (and after): gc must not take them.
+        inputs = [self.hold(ref) for ref in drv.references]
+        missing = [ref for ref, held in zip(drv.references, inputs, strict=True) if held is None]
+        if missing:
+            raise UsageError(
+                f"derivation {drv.name} refers to {missing[0]}, which is not in the store {self.root}",
+                "realise its inputs in the same store first",
+            )
+        if not force and (found := self.hold(drv.path_name)) is not None:
+            return found
+        self.ensure_root()
         lock = EntryLock(self.root / f"{drv.path_name}.lock", on_wait)
         lock.acquire()
         try:
-            if not force and self.is_complete(drv.path_name):
-                return Entry(target, reused=True)
+            if not force and (found := self.hold(drv.path_name)) is not None:
+                return found
             self.clean_stale(held=drv.path_name)
             if not self.is_complete(drv.path_name):
                 # Left by a build killed between renaming the output and writing the metadata.
                 remove_tree(target)
             work = self.root / f"{TMP_PREFIX}{secrets.token_hex(_TOKEN_LEN // 2)}-{drv.path_name}"
-            work.mkdir()
+            work.mkdir(mode=0o700)
             try:
-                meta_text = self._build(drv, builder, work)
+                meta_text = self._build(drv, builder, work, private)
             except BaseException:
                 remove_tree(work)
                 raise
+            # Re-checked at commit: an entry must never name an input that is gone.
+            gone = [ref for ref, used in zip(drv.references, inputs, strict=True)
+                    if used is None or used.hold is None or not used.hold.is_current() or not self.is_complete(ref)]
+            if gone:
+                remove_tree(work)
+                raise ImagegenError(f"{gone[0]}, an input of {drv.name}, left the store while it was built")
             self._commit(target, work, meta_text)
-            return Entry(target, reused=False)
+            # Held before the build lock goes, so there is no moment gc could take the new entry.
+            self.drop_hold(drv.path_name)
+            entry = self.hold(drv.path_name, reused=False)
+            assert entry is not None, "a committed entry is complete and gc waits for the build lock"
+            return entry
         finally:
             lock.release()
 
-    def _build(self, drv: Derivation, builder: Builder, work: Path) -> str:
+    def _build(self, drv: Derivation, builder: Builder, work: Path, private: bool) -> str:
         started = time.monotonic()
         report = builder(work)
         seconds = time.monotonic() - started
@@ -165,7 +231,9 @@ class Store:
             "size": disk_usage(work),
             "report": report,
         }
-        freeze(work)
+        if not private:
+            os.chmod(work, 0o755)  # built 0700, so nobody reads a half-written output
+        freeze(work, private=private)
         return json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
     def _commit(self, target: Path, work: Path, meta_text: str) -> None:
@@ -199,8 +267,11 @@ class Store:
                 continue
             base = item.name[len(TMP_PREFIX) + _TOKEN_LEN + 1 :].removesuffix(".json")
             lock = None if base == held else EntryLock(self.root / f"{base}.lock")
-            if lock is not None and not lock.acquire(blocking=False):
-                continue  # a live build's work directory
+            try:
+                if lock is not None and not lock.acquire(blocking=False):
+                    continue  # a live build's work directory
+            except UsageError:
+                continue  # a link where its lock belongs: not ours to judge
             try:
                 removed[item.name] = disk_usage(item)
                 if not dry_run:
