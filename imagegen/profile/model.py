@@ -70,6 +70,10 @@ def check_ifname(name: str) -> str:
             f"interface name {name!r} cannot be used in network.conf variable names; "
             "use letters, digits and '_' and do not start with a digit"
         )
+    return name
+
+
+def _not_a_template(name: str) -> str:
     if name in TEMPLATE_NAMES:
         raise ValueError(
             f"interface name {name!r} is the name of a unit template ({name}@.service); "
@@ -94,6 +98,8 @@ def _check_zone(value: str) -> str:
 
 
 IfName = Annotated[str, AfterValidator(check_ifname)]
+# A device declared by the profile: checked once, where it is declared, so a bad name is one finding.
+DeviceName = Annotated[IfName, AfterValidator(_not_a_template)]
 
 
 def _check_interface_address(value: str) -> str:
@@ -439,9 +445,9 @@ class Profile(Strict):
     """The merged, validated host profile."""
 
     image: Image
-    interfaces: dict[IfName, Interface] = {}
-    bonds: dict[IfName, Bond] = {}
-    bridges: dict[IfName, Bridge] = {}
+    interfaces: dict[DeviceName, Interface] = {}
+    bonds: dict[DeviceName, Bond] = {}
+    bridges: dict[DeviceName, Bridge] = {}
     dhcp4: Dhcp4 = Dhcp4()
     dhcp6: Dhcp6 = Dhcp6()
     wireless: Wireless = Wireless()
