@@ -35,66 +35,67 @@ def have_wpa_supplicant() -> bool:
 _HEX_FIELD = re.compile(r"^(\S+(?: methods)?) - hexdump(_ascii)?\(len=(\d+)\):(.*)$")
 _INT_FIELD = re.compile(r"^(\w+)=(-?\d+) \(0x[0-9a-f]+\)$")
 _FLAG_FIELD = re.compile(r"^(\w+): (0x[0-9a-f]+)$")
-_GLOBAL = re.compile(r"^(\w+)='(.*)'$")
+_GLOBAL = re.compile(r"^(\w+)='(.*)'$|^(\w+)=(\d+)$")
+
+
+# A driver no wpa_supplicant has: it reads and dumps the whole configuration, then stops at the driver,
+# before it touches an interface or creates its control socket.
+_NO_DRIVER = "imagegen-parse-only"
 
 
 def read_wpa(conf: Path) -> WpaConfig:
-    """Run wpa_supplicant on `conf` (driver none, interface lo) until it has parsed the file, then stop it."""
-    proc = subprocess.Popen(
-        ["wpa_supplicant", "-dd", "-K", "-D", "none", "-i", "lo", "-c", str(conf)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+    """Run wpa_supplicant on `conf` and collect what its configuration parser made of it."""
+    proc = subprocess.run(
+        ["wpa_supplicant", "-dd", "-K", "-D", _NO_DRIVER, "-i", "lo", "-c", str(conf)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", timeout=30, check=False,
     )
-    assert proc.stdout is not None
     out = WpaConfig()
     current: dict[str, bytes | str] | None = None
     pending: tuple[str, int, bytearray] | None = None
     reading = False
-    try:
-        for raw in proc.stdout:
-            line = raw.rstrip("\n")
-            if pending is not None:
-                name, length, data = pending
-                if line.startswith("     ") and len(data) < length:
-                    data += bytes.fromhex(line[5:53].replace(" ", ""))
-                    if len(data) >= length:
-                        assert current is not None
-                        current[name] = bytes(data)
-                        pending = None
-                    continue
-                pending = None
-            if line.startswith("Reading configuration file"):
-                reading = True
+    for line in proc.stdout.splitlines():
+        if pending is not None:
+            name, length, data = pending
+            if line.startswith("     ") and len(data) < length:
+                data += bytes.fromhex(line[5:53].replace(" ", ""))
+                if len(data) >= length:
+                    assert current is not None
+                    current[name] = bytes(data)
+                    pending = None
                 continue
-            if not reading:
-                continue
-            if line.startswith("Failed to read or parse configuration"):
-                break
-            if line.startswith(("Add interface", "Priority group")):
-                out.loaded = True
-                break
-            if re.match(r"^Line: \d+ - start of a new network block$", line):
-                current = {}
-                out.networks.append(current)
-                continue
-            if line.startswith("Line "):
-                out.errors.append(line)
-                continue
-            if current is None:
-                m = _GLOBAL.match(line)
-                if m:
-                    out.globals[m[1]] = m[2]
-                continue
-            if m := _HEX_FIELD.match(line):
-                name, ascii_, length, rest = m[1], m[2], int(m[3]), m[4].strip()
-                if ascii_ and length:
-                    pending = (name, length, bytearray())
-                else:
-                    current[name] = bytes.fromhex(rest.replace(" ", "")) if rest else b""
-            elif m := _INT_FIELD.match(line) or _FLAG_FIELD.match(line):
-                current[m[1]] = m[2]
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+            pending = None
+        if line.startswith("Reading configuration file"):
+            reading = True
+            continue
+        if not reading:
+            continue
+        if line.startswith("Failed to read or parse configuration"):
+            break
+        if line.endswith(f"Unsupported driver '{_NO_DRIVER}'"):
+            out.loaded = True
+            break
+        if line.startswith(("Priority group", "   id=")):
+            continue
+        if re.match(r"^Line: \d+ - start of a new network block$", line):
+            current = {}
+            out.networks.append(current)
+            continue
+        if line.startswith("Line "):
+            out.errors.append(line)
+            continue
+        if current is None:
+            m = _GLOBAL.match(line)
+            if m:
+                out.globals[m[1] or m[3]] = m[2] if m[1] else m[4]
+            continue
+        if m := _HEX_FIELD.match(line):
+            name, ascii_, length, rest = m[1], m[2], int(m[3]), m[4].strip()
+            if ascii_ and length:
+                pending = (name, length, bytearray())
+            else:
+                current[name] = bytes.fromhex(rest.replace(" ", "")) if rest else b""
+        elif m := _INT_FIELD.match(line) or _FLAG_FIELD.match(line):
+            current[m[1]] = m[2]
     return out
 
 

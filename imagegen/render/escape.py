@@ -160,7 +160,7 @@ def env_comment(value: str) -> EnvText:
 
 # --- wpa_supplicant.conf --------------------------------------------------------------------------
 
-_WPA_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:/=-]*")
+_WPA_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9 _.:/=-]*")
 _WPA_NAME = re.compile(r"[a-z0-9_]+")
 
 

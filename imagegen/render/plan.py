@@ -6,6 +6,7 @@ touches the disk.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Callable
@@ -77,6 +78,9 @@ _SYNTAX: tuple[tuple[str, type[esc.Escaped]], ...] = (
 )
 
 
+_SYNTAX_BY_NAME = {syntax.__name__: syntax for _, syntax in _SYNTAX}
+
+
 class UnescapedValue(TypeError):
     """A template printed a value that was not escaped for its file: a bug in imagegen."""
 
@@ -104,8 +108,16 @@ def _finalize(syntax: type[esc.Escaped]) -> Callable[[object], object]:
 
 
 def _environment(syntax: type[esc.Escaped]) -> jinja2.Environment:
+    return _cached_environment(_template_root(), syntax.__name__)
+
+
+@functools.cache
+def _cached_environment(root: Path, syntax_name: str) -> jinja2.Environment:
+    # One per template directory and syntax for the process: Jinja keeps the compiled templates (and
+    # reloads one whose file changed), and compiling them is most of a render's time.
+    syntax = _SYNTAX_BY_NAME[syntax_name]
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(_template_root()),
+        loader=jinja2.FileSystemLoader(root),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
