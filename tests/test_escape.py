@@ -3,7 +3,9 @@ and the renderer's refusal of any value not escaped for the template's file."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -77,6 +79,24 @@ def test_unit_words_escape_specifiers_variables_and_quotes() -> None:
     assert esc.unit_exec_sh_word("/usr/bin/ip").text == "/usr/bin/ip"
     assert esc.unit_exec_sh_word("/x y/ip").text == "\\'/x y/ip\\'"
     assert esc.unit_exec_sh_word("/50%").text == "/50%%"
+
+
+def test_exec_programs_are_plain_absolute_paths() -> None:
+    assert esc.unit_exec_path("/usr/sbin/wpa_supplicant").text == "/usr/sbin/wpa_supplicant"
+    for bad in ("sh", "/my dir/sh", "/a$b", "/a%b", "/a;b"):
+        with pytest.raises(ValueError, match="Exec= program"):
+            esc.unit_exec_path(bad)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_the_escaped_words(tmp_path: Path) -> None:
+    word = esc.unit_exec_word('/my dir/$x"q\\ %i').text
+    script = esc.unit_exec_sh_word("/it's 50% \"q\" $HOME").text
+    unit = tmp_path / "t.service"
+    unit.write_text(f"[Service]\nType=oneshot\nExecStart=/bin/echo {word} -c 'echo {script}'\n")
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
 
 
 def test_unit_values_refuse_line_ends() -> None:

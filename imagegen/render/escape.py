@@ -101,8 +101,19 @@ def _unit_quoted(value: str) -> str:
     return "".join(out)
 
 
+_EXEC_PATH = re.compile(r"/[A-Za-z0-9_@+=:,./-]*")
+
+
+def unit_exec_path(value: str) -> UnitText:
+    """The program of an Exec= line. systemd substitutes no variables there and refuses special
+    characters in it, so an absolute path of plain characters is all it can be."""
+    if not _EXEC_PATH.fullmatch(value):
+        raise _refuse(value, "an Exec= program", "systemd takes an absolute path of plain characters only")
+    return UnitText(value)
+
+
 def unit_exec_word(value: str) -> UnitText:
-    """One word of a systemd Exec= command line, e.g. a binary's path or a -cf argument."""
+    """One argument on a systemd Exec= command line, e.g. the path after -cf."""
     if _SH_BARE.fullmatch(value):
         return UnitText(value.replace("%", "%%"))
     return UnitText('"' + _unit_quoted(value) + '"')

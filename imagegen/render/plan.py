@@ -217,7 +217,7 @@ def _secret_lines(loaded: LoadedProfile, index: int, net: Network, extra: list[F
 
 def _unit_context(layout: Layout) -> dict[str, Any]:
     return {
-        "bin": {tool: esc.unit_exec_word(path) for tool, path in layout.bin.items()},
+        "bin": {tool: esc.unit_exec_path(path) for tool, path in layout.bin.items()},
         "sh_bin": {tool: esc.unit_exec_sh_word(path) for tool, path in layout.bin.items()},
         "dhcp6_unit": esc.unit_value(layout.dhcp6_unit),
     }
