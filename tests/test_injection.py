@@ -93,6 +93,19 @@ def test_addresses_and_routes_reach_ip_as_declared_one_word_each(tmp_path: Path)
     ]
 
 
+def test_the_bond_options_reach_ip_link_add_one_word_each(tmp_path: Path) -> None:
+    # A bond name no machine has: master@'s script also writes the primary to /sys/class/net/NAME/.
+    name = "ziq_bond9"
+    layout, log = recording_layout(DEBIAN, tmp_path)
+    out = render(tmp_path, LAPTOP.replace("bond0", name).replace("miimon = 100", "miimon = 100\nupdelay = 200"), layout)
+    assert replay_unit(out, "master", name, log) == [
+        ["link", "add", "name", name, "type", "bond", "mode", "active-backup", "miimon", "100", "updelay", "200",
+         "downdelay", "0", "peer_notify_delay", "100", "num_grat_arp", "3", "fail_over_mac", "active",
+         "primary_reselect", "always"],
+        ["link", "set", name, "up"],
+    ]
+
+
 # --- dhclient.conf ------------------------------------------------------------------------------------
 
 def test_host_name_with_a_line_break_is_refused(tmp_path: Path) -> None:
