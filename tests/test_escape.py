@@ -113,8 +113,9 @@ def test_wpa_string_is_quoted_ascii_or_hex() -> None:
     assert esc.wpa_string('pa"ss').text == b'pa"ss'.hex()
     assert esc.wpa_string("Café").text == "Café".encode().hex()
     assert esc.wpa_string("a\nb").text == "610a62"
-    with pytest.raises(ValueError):
-        esc.wpa_string("")
+    for bad in ("", "a\0b"):
+        with pytest.raises(ValueError):
+            esc.wpa_string(bad)
 
 
 @pytest.mark.skipif(not have_wpa_supplicant(), reason="wpa_supplicant (wpasupplicant) is not installed")

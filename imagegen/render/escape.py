@@ -180,8 +180,8 @@ def wpa_string(value: str) -> WpaText:
     the UTF-8 bytes in hex, which wpa_supplicant's string fields all accept."""
     if value and all(" " <= c <= "~" and c != '"' for c in value):
         return WpaText(f'"{value}"')
-    if not value:
-        raise _refuse(value, "a wpa_supplicant string", "it is empty")
+    if not value or "\0" in value:
+        raise _refuse(value, "a wpa_supplicant string", "it is empty or holds a NUL, where its strings end")
     return WpaText(value.encode().hex())
 
 
