@@ -292,3 +292,63 @@ def test_error_names_the_layer_that_set_the_value(write_profile) -> None:
     with pytest.raises(ProfileError) as e:
         load_profiles([base, top])
     assert e.value.problems[0].startswith(f"{top}: bonds.bond0.updelay")
+
+
+# --- What the target files cannot carry (issue 11) ------------------------------------------------
+
+WIRELESS_NET = ('\n[[wireless.networks]]\nssid = {ssid}\nkey_mgmt = "WPA-EAP"\n'
+                'eap = {{ method = "PEAP", identity = {identity}, password = "pw" }}\n')
+
+
+@pytest.mark.parametrize(("ssid", "identity", "key"), [
+    ('"a\\nb"', '"alice"', "wireless.networks[0].ssid"),
+    ('"x"', '"ali\\u0000ce"', "wireless.networks[0].eap.identity"),
+    ('"x"', '"alice\\u2028"', "wireless.networks[0].eap.identity"),
+    ('"x"', '"\\u001b[31m"', "wireless.networks[0].eap.identity"),
+])
+def test_control_characters_in_text_are_refused(write_profile, ssid: str, identity: str, key: str) -> None:
+    found = one_problem(write_profile, MINIMAL + WIRELESS_NET.format(ssid=ssid, identity=identity))
+    assert f": {key}: " in found and "control character" in found
+
+
+def test_zone_ids_that_are_interface_names_pass(write_profile) -> None:
+    text = MINIMAL.replace('addresses = ["192.168.0.2/24"]',
+                           'addresses = ["192.168.0.2/24", "fe80::2%bond0/64"]\n'
+                           'routes = [{ to = "default", via = "fe80::1%bond0" }, { to = "fe80::%eth0/64" }]')
+    bond = load_profiles([write_profile(text)]).profile.bonds["bond0"]
+    assert [r.ip_route_words() for r in bond.routes] == [["to", "::/0", "via", "fe80::1%bond0"],
+                                                          ["to", "fe80::%eth0/64"]]
+
+
+@pytest.mark.parametrize(("table", "line", "fragment"), [
+    ("[dhcp4]", 'host_name = "bad name"', "dhcp4.host_name: host_name 'bad name' is not a DNS name"),
+    ("[dhcp4]", 'host_name = "-x.example"', "is not a DNS name"),
+    ("[dhcp6]", 'script = "relative/script"', "dhcp6.script: script 'relative/script' is not an absolute path"),
+    ("[dhcp6]", 'script = "/etc/../x"', "is not an absolute path"),
+    ("[wireless]", 'ctrl_interface_group = "Net Dev"', "ctrl_interface_group 'Net Dev' is not a group name"),
+])
+def test_values_a_target_cannot_carry(write_profile, table: str, line: str, fragment: str) -> None:
+    assert fragment in one_problem(write_profile, f"{MINIMAL}\n{table}\n{line}\n")
+
+
+@pytest.mark.parametrize(("table", "line"), [
+    ("[dhcp4]", 'host_name = ""'), ("[dhcp4]", 'host_name = "kiosk-1.lab.example"'),
+    ("[dhcp6]", 'script = "/etc/wide-dhcpv6/dhcp6c-script"'), ("[wireless]", 'ctrl_interface_group = "netdev"'),
+    ("[image]", 'release = "bookworm-backports"'), ("[image]", 'mirror = "https://h.example/debian/"'),
+])
+def test_values_a_target_can_carry_pass(write_profile, table: str, line: str) -> None:
+    text = MINIMAL.replace("[image]\n", f"[image]\n{line}\n") if table == "[image]" else f"{MINIMAL}\n{table}\n{line}\n"
+    load_profiles([write_profile(text)])
+
+
+def test_release_left_out_is_the_default_and_empty_is_an_error(write_profile) -> None:
+    assert load_profiles([write_profile(MINIMAL)]).profile.image.release is None
+    found = one_problem(write_profile, MINIMAL.replace("[image]\n", '[image]\nrelease = ""\n'))
+    assert "image.release: release '' is not a suite or code name" in found
+    assert "remove the key for the default" in found
+
+
+def test_a_template_name_is_fine_as_a_member_reference_only_where_declared(write_profile) -> None:
+    # The name is refused where the device is declared: one finding, not one per reference.
+    found = problems(write_profile, MINIMAL.replace("eth0", "static"))
+    assert len(found) == 1 and ": interfaces.static: " in found[0]

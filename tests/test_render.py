@@ -366,3 +366,43 @@ def test_default_distribution_is_the_hosts(tmp_path: Path) -> None:
     os_release.write_text('ID=fedora\n')
     with pytest.raises(UsageError, match="image.distribution is not set"):
         resolve_target(image, os_release)
+
+
+# --- Values escaped for their files (issue 11) --------------------------------------------------------
+
+def test_an_sae_password_that_needs_escaping_is_written_in_hex(tmp_path: Path) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text((EXAMPLES / "laptop.toml").read_text()
+                       + '\n[[wireless.networks]]\nssid = "Home3"\nkey_mgmt = "SAE"\npassphrase = "pa\\"ss#word"\n')
+    render_overlay(load_profiles([profile]), tmp_path / "out", state=STATE)
+    conf = (tmp_path / "out/etc/wpa_supplicant/wpa_supplicant.conf").read_text()
+    assert "sae_password=" + b'pa"ss#word'.hex() + "\n" in conf
+    assert "pa\"ss" not in conf
+
+
+def test_eap_files_are_named_by_network_and_key(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cert.pem").write_text(name)
+    (tmp_path / "k.key").write_text("key")
+    profile = tmp_path / "p.toml"
+    profile.write_text((EXAMPLES / "laptop.toml").read_text() + '\n[[wireless.networks]]\nssid = "W"\n'
+                       'key_mgmt = "WPA-EAP"\neap = { method = "TLS", identity = "me", ca_cert = "a/cert.pem", '
+                       'client_cert = "b/cert.pem", private_key = "k.key" }\n')
+    render_overlay(load_profiles([profile]), tmp_path / "out", state=STATE)
+    certs = tmp_path / "out/etc/wpa_supplicant/certs"
+    assert sorted(p.name for p in certs.iterdir()) == ["1-ca_cert.pem", "1-client_cert.pem", "1-private_key.key"]
+    assert stat.S_IMODE((certs / "1-private_key.key").stat().st_mode) == 0o600
+    conf = (tmp_path / "out/etc/wpa_supplicant/wpa_supplicant.conf").read_text()
+    assert 'ca_cert="/etc/wpa_supplicant/certs/1-ca_cert.pem"' in conf
+
+
+def test_routes_with_zone_ids_in_network_conf(tmp_path: Path) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text((EXAMPLES / "laptop.toml").read_text().replace(
+        'addresses = ["192.168.0.2/24"]',
+        'addresses = ["192.168.0.2/24"]\nroutes = [{ to = "default", via = "fe80::1%bond0" }, '
+        '{ to = "10.0.0.0/8", via = "192.168.0.1" }]'))
+    render_overlay(load_profiles([profile]), tmp_path / "out", state=STATE)
+    conf = (tmp_path / "out/etc/conf.d/network.conf").read_text()
+    assert "bond0ROUTES='\"to ::/0 via fe80::1%bond0\" \"to 10.0.0.0/8 via 192.168.0.1\"'\n" in conf

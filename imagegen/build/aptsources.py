@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagegen.errors import UsageError
+from imagegen.profile.model import check_mirror_url
+from imagegen.render.escape import deb822_word
 
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 APT_ETC = Path("/etc/apt")
@@ -139,37 +141,27 @@ def host_debian_mirror(apt_etc: Path = APT_ETC) -> DebianMirror:
 
 def mirror_from_url(url: str) -> DebianMirror:
     """A mirror given by the person: the archive only; the security archive cannot be guessed."""
-    if not re.match(r"^(https?|file)://", url):
-        raise UsageError(
-            f"mirror {url!r} is not a URL",
-            hint="give the archive's URL, e.g. --mirror http://HOST/debian",
-        )
+    try:
+        check_mirror_url(url)
+    except ValueError as e:
+        raise UsageError(str(e), hint="give the archive's URL, e.g. --mirror http://HOST/debian") from None
     return DebianMirror(archive=url.rstrip("/"))
 
 
 def debian_sources(mirror: DebianMirror, release: str, *, keyring: str = DEBIAN_KEYRING) -> str:
     """The deb822 list an image (or mkosi's tools tree) of `release` installs from."""
-    stanzas = [
-        "\n".join(
-            [
-                "Types: deb",
-                f"URIs: {mirror.archive}",
-                f"Suites: {release} {release}-updates",
-                "Components: main",
-                f"Signed-By: {keyring}",
-            ]
-        )
-    ]
+
+    def stanza(uri: str, suites: list[str]) -> str:
+        # Each value one word: a line break or a space in a URL would start a field or name another source.
+        return "\n".join([
+            "Types: deb",
+            f"URIs: {deb822_word(uri)}",
+            f"Suites: {' '.join(deb822_word(s).text for s in suites)}",
+            "Components: main",
+            f"Signed-By: {deb822_word(keyring)}",
+        ])
+
+    stanzas = [stanza(mirror.archive, [release, f"{release}-updates"])]
     if mirror.security is not None:
-        stanzas.append(
-            "\n".join(
-                [
-                    "Types: deb",
-                    f"URIs: {mirror.security}",
-                    f"Suites: {release}-security",
-                    "Components: main",
-                    f"Signed-By: {keyring}",
-                ]
-            )
-        )
+        stanzas.append(stanza(mirror.security, [f"{release}-security"]))
     return "\n\n".join(stanzas) + "\n"

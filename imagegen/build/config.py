@@ -8,6 +8,7 @@ from pathlib import Path
 
 import imagegen
 from imagegen.errors import UsageError
+from imagegen.profile.model import check_crypt_hash, check_mirror_url, check_release
 from imagegen.render.distro import LAYOUTS
 
 DISTRIBUTIONS = ("debian", "arch")
@@ -42,6 +43,16 @@ class BuildRequest:
             )
         if not self.overlay.is_dir():
             raise UsageError(f"overlay {self.overlay} is not a directory", hint="render the profile first")
+        # The profile's model has checked these already; a release from the building machine's
+        # os-release or a --mirror option has not, and each lands in a path, an apt source or mkosi's argv.
+        checks = (("image.release", check_release, self.release), ("image.mirror", check_mirror_url, self.mirror),
+                  ("image.root_password_hash", check_crypt_hash, self.root_password_hash))
+        for key, check, value in checks:
+            if value is not None:
+                try:
+                    check(value)
+                except ValueError as e:
+                    raise UsageError(f"{key}: {e}") from None
 
     @property
     def resolved_release(self) -> str:

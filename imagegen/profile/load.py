@@ -4,6 +4,8 @@ and validate the result, remembering which file set each value."""
 from __future__ import annotations
 
 import difflib
+import json
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +44,9 @@ class LoadedProfile:
 def format_path(path: KeyPath) -> str:
     out = ""
     for part in path:
+        if isinstance(part, str) and not re.fullmatch(r"[A-Za-z0-9_-]+", part):
+            # A key as TOML quotes it, so that a line break or a '.' inside it cannot split the message.
+            part = json.dumps(part)
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
+import unicodedata
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Distribution = Literal["debian", "arch"]
 BondMode = Literal[
@@ -21,10 +23,35 @@ FailOverMac = Literal["none", "active", "follow"]
 PrimaryReselect = Literal["always", "better", "failure"]
 KeyMgmt = Literal["WPA-PSK", "SAE", "WPA-EAP", "IEEE8021X", "NONE"]
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+
 # Names that end up as systemd instance names, /sys paths and, through the seed's network.conf
 # scheme (bond0ADDRS=...), as environment variable names that sh expands: the kernel's rules
 # alone would allow names such as "eth0.100" that the shell cannot expand.
 _IFNAME_SHELL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# The unit templates: a member's unit is a hard link named MEMBER@.service beside them, so a device
+# with one of these names would replace a template.
+TEMPLATE_NAMES = ("master", "slave", "supplicant", "dhclient", "dhclient6", "dhcp6c", "static")
+
+
+def has_control(value: str) -> bool:
+    """Control characters and the Unicode line and paragraph separators: what could end a line."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value)
+
+
+def check_text(value: str) -> str:
+    """Free text that lands in a configuration file: any characters but those that end a line."""
+    if has_control(value):
+        raise ValueError(
+            f"{value!r} contains a control character (a line break, tab, escape, ...), which no "
+            "configuration file carries as text; remove it"
+        )
+    return value
+
+
+Text = Annotated[str, AfterValidator(check_text)]
 
 
 def check_ifname(name: str) -> str:
@@ -46,7 +73,33 @@ def check_ifname(name: str) -> str:
     return name
 
 
+def _not_a_template(name: str) -> str:
+    if name in TEMPLATE_NAMES:
+        raise ValueError(
+            f"interface name {name!r} is the name of a unit template ({name}@.service); "
+            f"choose another name, e.g. {name + '0'!r}"
+        )
+    return name
+
+
+def _check_zone(value: str) -> str:
+    """An IPv6 zone id must be an interface name: ipaddress accepts any text after '%'."""
+    address = value.split("/", 1)[0]
+    if "%" in address:
+        zone = address.split("%", 1)[1]
+        try:
+            check_ifname(zone)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} has the zone id {zone!r}, which is not an interface name; write the interface "
+                "after '%' (letters, digits and '_'), e.g. fe80::1%bond0"
+            ) from None
+    return value
+
+
 IfName = Annotated[str, AfterValidator(check_ifname)]
+# A device declared by the profile: checked once, where it is declared, so a bad name is one finding.
+DeviceName = Annotated[IfName, AfterValidator(_not_a_template)]
 
 
 def _check_interface_address(value: str) -> str:
@@ -56,7 +109,7 @@ def _check_interface_address(value: str) -> str:
         ipaddress.ip_interface(value)
     except ValueError as e:
         raise ValueError(f"{value!r} is not a valid IPv4 or IPv6 address with prefix ({e})") from None
-    return value
+    return _check_zone(value)
 
 
 def _check_network(value: str) -> str:
@@ -68,7 +121,7 @@ def _check_network(value: str) -> str:
         raise ValueError(
             f"route destination {value!r} is not 'default' or a network in CIDR form with host bits zero ({e})"
         ) from None
-    return value
+    return _check_zone(value)
 
 
 def _check_ip(value: str) -> str:
@@ -76,7 +129,7 @@ def _check_ip(value: str) -> str:
         ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
-    return value
+    return _check_zone(value)
 
 
 InterfaceAddress = Annotated[str, AfterValidator(_check_interface_address)]
@@ -102,6 +155,9 @@ class Route(Strict):
 
     def ip_route_args(self) -> str:
         """The words `ip route replace ... dev IF` takes, e.g. 'to default via 192.168.0.1'."""
+        return " ".join(self.ip_route_words())
+
+    def ip_route_words(self) -> list[str]:
         to = self.to
         if to == "default" and self.family() == 6:
             to = "::/0"
@@ -110,7 +166,7 @@ class Route(Strict):
             words += ["via", self.via]
         if self.metric is not None:
             words += ["metric", str(self.metric)]
-        return " ".join(words)
+        return words
 
 
 class Addressing(Strict):
@@ -159,6 +215,9 @@ class Bond(Addressing):
 
     def ip_link_options(self) -> str:
         """The words `ip link add NAME type bond ...` takes to create this bond fully configured."""
+        return " ".join(self.ip_link_words())
+
+    def ip_link_words(self) -> list[str]:
         words = ["mode", self.mode, "miimon", str(self.miimon)]
         if self.miimon:
             words += ["updelay", str(self.updelay), "downdelay", str(self.downdelay)]
@@ -169,7 +228,7 @@ class Bond(Addressing):
             words += ["fail_over_mac", self.fail_over_mac]
         if self.primary is not None:
             words += ["primary_reselect", self.primary_reselect]
-        return " ".join(words)
+        return words
 
 
 class Bridge(Addressing):
@@ -177,6 +236,15 @@ class Bridge(Addressing):
 
     members: list[IfName] = Field(min_length=1)
     stp: bool = False
+
+
+def _check_dhcp_host_name(value: str) -> str:
+    if value and not _DNS_NAME.fullmatch(value):
+        raise ValueError(
+            f"host_name {value!r} is not a DNS name; use labels of letters, digits and inner '-' "
+            "separated by '.', or \"\" to send none"
+        )
+    return value
 
 
 class Dhcp4(Strict):
@@ -187,7 +255,7 @@ class Dhcp4(Strict):
     timeout: Annotated[int, Field(ge=1)] = 10
     retry: Annotated[int, Field(ge=1)] = 20
     # None: the image's hostname. "" sends none.
-    host_name: str | None = None
+    host_name: Annotated[str, AfterValidator(_check_dhcp_host_name)] | None = None
     # "duid": RFC 4361 identifier built from the host's DUID (the same one dhcp6c uses);
     # "mac": none sent, the server keys on the (changing, with fail_over_mac=active) MAC.
     client_identifier: Literal["duid", "mac"] = "duid"
@@ -208,6 +276,16 @@ DHCP6_OPTIONS = ("domain-name-servers", "domain-name", "ntp-servers", "sip-serve
                  "bcmcs-server-address", "bcmcs-domain-name", "refresh-time")
 
 
+def _check_script_path(value: str) -> str:
+    # dhcp6c's strings know no escapes; a path of these characters needs none anywhere.
+    if not re.fullmatch(r"(/[A-Za-z0-9_.+-]+)+", value) or "/../" in value + "/":
+        raise ValueError(
+            f"script {value!r} is not an absolute path of letters, digits and _.+-; "
+            "e.g. /etc/wide-dhcpv6/dhcp6c-script"
+        )
+    return value
+
+
 class Dhcp6(Strict):
     """Host-wide WIDE dhcp6c settings (the seed's dhcp6c.conf 'profile default')."""
 
@@ -216,7 +294,7 @@ class Dhcp6(Strict):
     request: list[Literal[DHCP6_OPTIONS]] = ["domain-name-servers", "domain-name", "ntp-servers"]  # type: ignore[valid-type]
     prefix_delegation: list[PrefixDelegation] = []
     # A dhcp6c-script to run on replies (Debian ships /etc/wide-dhcpv6/dhcp6c-script for resolv.conf).
-    script: str | None = None
+    script: Annotated[str, AfterValidator(_check_script_path)] | None = None
 
 
 def _check_country(value: str) -> str:
@@ -229,7 +307,7 @@ def _check_ssid(value: str) -> str:
     n = len(value.encode())
     if not 1 <= n <= 32:
         raise ValueError(f"SSID {value!r} is {n} bytes (UTF-8); an SSID has 1 to 32 bytes")
-    return value
+    return check_text(value)
 
 
 def _check_passphrase(value: str) -> str:
@@ -253,15 +331,15 @@ class Eap(Strict):
     """802.1X credentials for key_mgmt WPA-EAP or IEEE8021X. Files are copied into the image."""
 
     method: Literal["PEAP", "TTLS", "TLS", "PWD"]
-    identity: str = Field(min_length=1)
-    anonymous_identity: str | None = None
-    password: str | None = None
-    password_file: str | None = None
-    phase2: str | None = None
-    ca_cert: str | None = None
-    client_cert: str | None = None
-    private_key: str | None = None
-    private_key_password: str | None = None
+    identity: Annotated[Text, Field(min_length=1)]
+    anonymous_identity: Annotated[Text, Field(min_length=1)] | None = None
+    password: Annotated[Text, Field(min_length=1)] | None = None
+    password_file: Text | None = None
+    phase2: Annotated[Text, Field(min_length=1)] | None = None
+    ca_cert: Text | None = None
+    client_cert: Text | None = None
+    private_key: Text | None = None
+    private_key_password: Annotated[Text, Field(min_length=1)] | None = None
 
 
 class Network(Strict):
@@ -276,15 +354,25 @@ class Network(Strict):
     passphrase: Annotated[str, AfterValidator(_check_passphrase)] | None = None
     psk: Annotated[str, AfterValidator(_check_psk)] | None = None
     # A file holding a passphrase or a 64-hex PSK, relative to the profile that names it.
-    psk_file: str | None = None
+    psk_file: Text | None = None
     eap: Eap | None = None
     hidden: bool = False
+
+
+def _check_group(value: str) -> str:
+    # Debian's adduser rule for group names; wpa_supplicant takes the global value unquoted.
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+        raise ValueError(
+            f"ctrl_interface_group {value!r} is not a group name; use up to 32 lower-case letters, digits, "
+            "'_' and '-', starting with a letter or '_' (e.g. netdev)"
+        )
+    return value
 
 
 class Wireless(Strict):
     country: Annotated[str, AfterValidator(_check_country)] = "00"
     # None: the distribution's group for network administration (Debian: netdev, Arch: wheel).
-    ctrl_interface_group: str | None = None
+    ctrl_interface_group: Annotated[str, AfterValidator(_check_group)] | None = None
     # Disable the legacy 802.11b rates, as the seed's supplicant unit does.
     disable_legacy_rates: bool = True
     networks: list[Network] = []
@@ -296,32 +384,70 @@ def _check_hostname(value: str) -> str:
     return value
 
 
+def check_release(value: str) -> str:
+    """A suite or code name: it lands in apt's Suites: field and in the name of the mkosi cache."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]{0,63}", value) or ".." in value:
+        raise ValueError(
+            f"release {value!r} is not a suite or code name; use lower-case letters, digits and .+- "
+            "(e.g. trixie), or remove the key for the default"
+        )
+    return value
+
+
+# RFC 3986's characters: anything else (white space, quotes, '<>\\^`{|}') would be read by apt or
+# mkosi as the end of the URL or be another syntax's metacharacter.
+_URL_CHARS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
+
+
+def check_mirror_url(value: str) -> str:
+    try:
+        parts = urlsplit(value) if _URL_CHARS.fullmatch(value) else None
+    except ValueError:  # e.g. an unclosed '[' of an IPv6 host
+        parts = None
+    ok = parts is not None and not parts.query and not parts.fragment and (
+        (parts.scheme in ("http", "https") and bool(parts.hostname) and (not parts.path or parts.path[0] == "/"))
+        or (parts.scheme == "file" and not parts.netloc and parts.path.startswith("/"))
+    )
+    if not ok:
+        raise ValueError(
+            f"mirror {value!r} is not an http://, https:// or file:/// URL without white space, query or "
+            "fragment; e.g. http://HOST/debian"
+        )
+    return value
+
+
+# crypt(3): $id$[params$]salt$hash over crypt's alphabet ./0-9A-Za-z; the parameters of yescrypt
+# (j9T) and sha-crypt (rounds=5000) add '=' and ','.
+_CRYPT = re.compile(r"\$[0-9a-z]{1,8}\$(?:[./0-9A-Za-z=,]+\$)?[./0-9A-Za-z]+\$[./0-9A-Za-z]+")
+
+
+def check_crypt_hash(value: str) -> str:
+    if not _CRYPT.fullmatch(value):
+        raise ValueError(
+            "root_password_hash is not a crypt(3) hash ($id$[params$]salt$hash of letters, digits, '.' and '/'); "
+            "paste what 'mkpasswd -m yescrypt' prints, not a password"
+        )
+    return value
+
+
 class Image(Strict):
     hostname: Annotated[str, AfterValidator(_check_hostname)]
     # None: the distribution of the machine that builds, as mkosi does.
     distribution: Distribution | None = None
-    release: str | None = None
-    mirror: str | None = None
+    # None: the distribution's default (or the building machine's release).
+    release: Annotated[str, AfterValidator(check_release)] | None = None
+    mirror: Annotated[str, AfterValidator(check_mirror_url)] | None = None
     # A crypt(3) hash as `mkpasswd` prints it; None locks root (log in through the console is then impossible).
-    root_password_hash: str | None = None
-
-    @field_validator("root_password_hash")
-    @classmethod
-    def _hash_not_plain(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("$"):
-            raise ValueError(
-                "root_password_hash must be a crypt(3) hash such as 'mkpasswd -m yescrypt' prints, not a password"
-            )
-        return value
+    root_password_hash: Annotated[str, AfterValidator(check_crypt_hash)] | None = None
 
 
 class Profile(Strict):
     """The merged, validated host profile."""
 
     image: Image
-    interfaces: dict[IfName, Interface] = {}
-    bonds: dict[IfName, Bond] = {}
-    bridges: dict[IfName, Bridge] = {}
+    interfaces: dict[DeviceName, Interface] = {}
+    bonds: dict[DeviceName, Bond] = {}
+    bridges: dict[DeviceName, Bridge] = {}
     dhcp4: Dhcp4 = Dhcp4()
     dhcp6: Dhcp6 = Dhcp6()
     wireless: Wireless = Wireless()
