@@ -16,10 +16,12 @@ ENTRY_NAME = re.compile(rf"[{BASE32_ALPHABET}]{{32}}-[A-Za-z0-9+_?=-][A-Za-z0-9+
 
 @dataclass(frozen=True)
 class Entry:
-    """A complete store entry. `reused` says whether realise() found it instead of building it."""
+    """A complete store entry. `reused` says whether realise() found it instead of building it,
+    `substituted` the cache it was fetched from instead of built (None: built here or found)."""
 
     path: Path
     reused: bool = field(default=True, compare=False)
+    substituted: str | None = field(default=None, compare=False)
 
     @property
     def path_name(self) -> str:

@@ -31,6 +31,7 @@ from imagegen.store.entry import ENTRY_NAME, Entry
 from imagegen.store.fsutil import copy_out, disk_usage, freeze, remove_tree
 from imagegen.store.hashing import check_json
 from imagegen.store.lock import EntryLock
+from imagegen.store.substitution import Substituter
 
 ENV_VAR = "IMAGEGEN_STORE"
 TMP_PREFIX = ".tmp-"
@@ -57,10 +58,14 @@ def resolve_store_root(explicit: str | os.PathLike[str] | None, environ: Mapping
 
 
 class Store:
-    """A store rooted at one directory; created on first write. No state besides the directory."""
+    """A store rooted at one directory; created on first write. No state besides the directory.
 
-    def __init__(self, root: Path) -> None:
+    substituter: where realise() looks for an entry before building it (a binary cache).
+    """
+
+    def __init__(self, root: Path, substituter: Substituter | None = None) -> None:
         self.root = Path(root).absolute()
+        self.substituter = substituter
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"store {self.root} is not a directory", "pass another --store DIR")
 
@@ -116,16 +121,31 @@ class Store:
         (on_wait is called once when it has to) and then reuses the entry.
         force rebuilds even a complete entry and swaps the new one in (e.g. to re-run tests);
         if the builder fails the old entry stays.
+        The substituter, if any, is asked before the builder runs (never with force); what it brings
+        is committed like a build, its origin recorded as the metadata's substituted_from.
         """
+        entry = self._realise(drv, builder, force, on_wait)
+        assert entry is not None
+        return entry
+
+    def substitute(self, drv: Derivation) -> Entry | None:
+        """drv's entry if it is complete or the substituter supplies it; never builds.
+
+        A substituted entry may arrive without the entries it refers to (a verdict without its image)."""
+        if self.is_complete(drv.path_name):
+            return Entry(self.path_of(drv), reused=True)
+        return self._realise(drv, None, False, None) if self.substituter is not None else None
+
+    def _realise(
+        self, drv: Derivation, builder: Builder | None, force: bool, on_wait: Callable[[], None] | None
+    ) -> Entry | None:
         target = self.path_of(drv)
         if not force and self.is_complete(drv.path_name):
             return Entry(target, reused=True)
-        for ref in drv.references:
-            if not self.is_complete(ref):
-                raise UsageError(
-                    f"derivation {drv.name} refers to {ref}, which is not in the store {self.root}",
-                    "realise its inputs in the same store first",
-                )
+        substituter = None if force else self.substituter
+        missing = [ref for ref in drv.references if not self.is_complete(ref)]
+        if missing and substituter is None:
+            self._refuse_missing(drv, missing)
         self.root.mkdir(parents=True, exist_ok=True)
         lock = EntryLock(self.root / f"{drv.path_name}.lock", on_wait)
         lock.acquire()
@@ -139,16 +159,32 @@ class Store:
             work = self.root / f"{TMP_PREFIX}{secrets.token_hex(_TOKEN_LEN // 2)}-{drv.path_name}"
             work.mkdir()
             try:
-                meta_text = self._build(drv, builder, work)
+                got = substituter.substitute(drv, work) if substituter is not None else None
+                if got is not None:
+                    report = got.report
+                    meta_text = self._build(drv, lambda _out: report, work, substituted=got.origin)
+                elif builder is None:
+                    remove_tree(work)
+                    return None
+                else:
+                    if missing:
+                        self._refuse_missing(drv, missing)
+                    meta_text = self._build(drv, builder, work)
             except BaseException:
                 remove_tree(work)
                 raise
             self._commit(target, work, meta_text)
-            return Entry(target, reused=False)
+            return Entry(target, reused=False, substituted=got.origin if got is not None else None)
         finally:
             lock.release()
 
-    def _build(self, drv: Derivation, builder: Builder, work: Path) -> str:
+    def _refuse_missing(self, drv: Derivation, missing: list[str]) -> None:
+        raise UsageError(
+            f"derivation {drv.name} refers to {missing[0]}, which is not in the store {self.root}",
+            "realise its inputs in the same store first",
+        )
+
+    def _build(self, drv: Derivation, builder: Builder, work: Path, substituted: str | None = None) -> str:
         started = time.monotonic()
         report = builder(work)
         seconds = time.monotonic() - started
@@ -165,6 +201,8 @@ class Store:
             "size": disk_usage(work),
             "report": report,
         }
+        if substituted is not None:
+            meta["substituted_from"] = substituted
         freeze(work)
         return json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
