@@ -15,9 +15,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from imagegen.cache.command import SubstituteOnlyOpt, SubstituterOpt, substituter
 from imagegen.errors import UsageError
 from imagegen.pipeline.derivations import profile_hash, verdict_derivation
-from imagegen.pipeline.stages import open_store, realise_image
+from imagegen.pipeline.stages import open_store, planned_image, realise_image
 from imagegen.pipeline.verdicts import ARTIFACTS, attach_verdict, realise_verdict
 from imagegen.profile import LoadedProfile, load_profiles
 from imagegen.render import resolve_target
@@ -100,6 +101,8 @@ def test(
     repeat: Annotated[int, typer.Option("--repeat", min=1, help="run the scenarios N times, each on a fresh "
                                         "boot, and report how often each passed (implies --rerun: a stored "
                                         "verdict is no run)")] = 1,
+    substituters: SubstituterOpt = None,
+    substitute_only: SubstituteOnlyOpt = False,
 ) -> None:
     """Boot the profile's lab image under QEMU and prove its network: failover, failback, hot-plug, ...
 
@@ -117,13 +120,25 @@ def test(
     loaded = load_profiles(profiles)
     plan = plan_lab(loaded.profile)
     dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit
-    st = open_store(store)
-    files, image_entry = lab_image(loaded, image, console, st)
+    st = open_store(store, substituter(substituters, substitute_only, console))
+    hostname = loaded.profile.image.hostname
+    chosen = tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (scenario or BY_NAME))
+    # With a cache to ask, the verdict is looked for before the image: a hit needs no image at all.
+    asks_first = st.substituter is not None and image is None and not (keep or rerun or repeat > 1)
+    planned = planned_image(st, loaded, lab=True) if asks_first else None
+    files: ImageFiles | None
+    image_entry: Entry | None
+    if planned is not None and st.substitute(verdict_derivation(
+            planned, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan, dhcp6_unit=dhcp6_unit)):
+        console.print(f"lab image: not needed ({planned.path_name} has a verdict)")
+        files, image_entry = None, planned
+    else:
+        files, image_entry = lab_image(loaded, image, console, st)
     report = ConsoleReport(console)
     label = " ".join(str(p) for p in profiles)
-    hostname = loaded.profile.image.hostname
 
     def run(evidence: Path) -> RunResult:
+        assert files is not None
         report.step("choosing the accelerator (a short KVM boot)…")
         choice = choose_accel(request, files.kernel)
         report.note(f"accelerator: {choice.reason}")
@@ -137,7 +152,6 @@ def test(
             # file a verdict under: both run as they are, outside the store.
             evidence = run_dir or artifacts or default_artifacts_dir(hostname)
             return run(evidence), evidence, None
-        chosen = tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (scenario or BY_NAME))
         drv = verdict_derivation(image_entry, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan,
                                  dhcp6_unit=dhcp6_unit)
         entry, result = realise_verdict(st, drv, run, rerun=again)
