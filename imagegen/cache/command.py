@@ -35,7 +35,7 @@ def substituter(urls: list[str] | None, only: bool, console: Console) -> CacheSu
     if not config.substituters and not only:
         return None
     return CacheSubstituter(config.substituters, config.trusted_keys,
-                            lambda line: console.print(line, markup=False, highlight=False), only)
+                            lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True), only)
 
 
 def push(
@@ -58,7 +58,7 @@ def push(
         raise UsageError("push: no key to sign with", "pass --key FILE (imagegen key generate NAME makes one)")
     secret = read_secret_key(config.secret_key_file)
     st = open_store(store)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     results = push_entries(st, resolve_refs(st, refs), to, secret, include_secrets=include_secrets,
                            say=lambda line: console.print(line, markup=False))
     counts = {o: sum(r.outcome == o for r in results) for o in ("pushed", "present", "refused")}
