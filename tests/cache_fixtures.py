@@ -188,6 +188,35 @@ http {{
                 proc.wait()
 
 
+@pytest.fixture
+def busy_server() -> Iterator[tuple[str, list[int]]]:
+    """An HTTP server on 127.0.0.1 whose GETs answer 503 twice, then 200 with a body; the codes sent are listed."""
+    sent: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            code = 503 if len(sent) < 2 else 200
+            sent.append(code)
+            body = b"Format: imagegen-cache-1\n" if code == 200 else b""
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", sent
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @dataclass(frozen=True)
 class DyingServer:
     url: str

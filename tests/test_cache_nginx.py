@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from cache_fixtures import (
     Nginx,
+    busy_server,
     dying_server,
     entry_of,
+    free_port,
     key,
     make_chain,
     nginx,
@@ -26,7 +28,7 @@ from imagegen.cache.entryinfo import EntryInfo, info_name
 from imagegen.cache.push import push
 from imagegen.cache.signing import SecretKey
 from imagegen.cache.substitute import CacheSubstituter
-from imagegen.cache.transport import transport_for
+from imagegen.cache.transport import CacheError, Retry, transport_for
 from imagegen.errors import ImagegenError
 from imagegen.store import Derivation, Store
 from imagegen.store.hashing import tree_digest
@@ -177,3 +179,19 @@ def test_concurrent_pushes_leave_one_intact_copy(tmp_path: Path, nginx: Nginx, k
     for drv in chain.derivations():
         entry = b.realise(drv, lambda out: pytest.fail("built"))
         assert tree_digest(entry.path) == tree_digest(entry_of(a, drv).path)
+
+
+def test_a_busy_server_is_asked_again_and_a_dead_one_given_up_on(busy_server, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                 key: SecretKey) -> None:
+    url, sent = busy_server
+    assert transport_for(url).read("imagegen-cache-info", 1024) == b"Format: imagegen-cache-1\n"
+    assert sent == [503, 503, 200], "retried with back-off until it answered"
+    dead = f"http://127.0.0.1:{free_port()}/cache"
+    quick = Retry(attempts=3, backoff=0.01)
+    with pytest.raises(CacheError, match=r"cannot connect .*\(3 attempts\)"):
+        transport_for(dead, quick).exists("x.entryinfo")
+    lines: list[str] = []
+    b = Store(tmp_path / "b", CacheSubstituter((dead,), (key.public(),), lines.append, retry=quick))
+    calls: list[Path] = []
+    b.realise(Derivation("laptop1-overlay", "render", {"tag": "1"}), built_locally(calls))
+    assert len(calls) == 1 and len(lines) == 1 and lines[0].startswith(f"cache {dead}: skipped: ")

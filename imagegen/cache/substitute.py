@@ -12,14 +12,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from imagegen.cache.archive import ArchiveError, unpack
 from imagegen.cache.entryinfo import MAX_BYTES, EntryInfo, InfoError, info_name
 from imagegen.cache.signing import PublicKey, check_signatures
-from imagegen.cache.transport import CacheError, transport_for
+from imagegen.cache.transport import CacheError, DirectoryTransport, HttpTransport, Retry, transport_for
 from imagegen.errors import ImagegenError
 from imagegen.store.derivation import Derivation
 from imagegen.store.fsutil import remove_tree
@@ -63,6 +63,9 @@ class CacheSubstituter:
     trusted_keys: tuple[PublicKey, ...]
     say: Callable[[str], None]
     only: bool = False  # --substitute-only: a costly stage that no cache has is an error
+    retry: Retry = Retry()
+    _transports: dict[str, HttpTransport | DirectoryTransport] = field(default_factory=dict, repr=False,
+                                                                       compare=False)
 
     def substitute(self, drv: Derivation, out: Path) -> Substituted | None:
         fetched = self.fetch(drv, out)
@@ -96,7 +99,9 @@ class CacheSubstituter:
         return None
 
     def _fetch(self, url: str, drv: Derivation, out: Path) -> EntryInfo | None:
-        transport = transport_for(url)
+        if url not in self._transports:
+            self._transports[url] = transport_for(url, self.retry)
+        transport = self._transports[url]
         data = transport.read(info_name(drv.path_name), MAX_BYTES)
         if data is None:
             return None

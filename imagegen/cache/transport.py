@@ -16,7 +16,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol, TypeVar
 
@@ -29,8 +29,13 @@ T = TypeVar("T")
 # Seconds: connecting, and waiting for the next bytes of an answer or the server taking ours.
 CONNECT_TIMEOUT = 10.0
 IO_TIMEOUT = 60.0
-ATTEMPTS = 4
-BACKOFF = 0.5  # seconds before the second attempt; doubled for each one after
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: int = 4
+    backoff: float = 0.5  # seconds before the second attempt; doubled for each one after
+
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _CHUNK = 1 << 20
 
@@ -48,25 +53,25 @@ class Transport(Protocol):
     def write(self, name: str, source: Path | bytes) -> None: ...
 
 
-def transport_for(url: str) -> HttpTransport | DirectoryTransport:
+def transport_for(url: str, retry: Retry = Retry()) -> HttpTransport | DirectoryTransport:
     """The transport for a cache URL: http://, https:// or file:// (a directory)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme in ("http", "https") and parts.netloc:
-        return HttpTransport(url.rstrip("/"))
+        return HttpTransport(url.rstrip("/"), retry)
     if parts.scheme == "file" and parts.path and parts.netloc in ("", "localhost"):
         return DirectoryTransport(url.rstrip("/"), Path(urllib.parse.unquote(parts.path)))
     raise UsageError(f"cache URL {url!r} is not http://, https:// or file:///DIR",
                      "write e.g. https://cache.example.org/imagegen or file:///srv/imagegen-cache")
 
 
-def _retrying(url: str, call: Callable[[], T]) -> T:
-    delay = BACKOFF
-    for attempt in range(1, ATTEMPTS + 1):
+def _retrying(url: str, retry: Retry, call: Callable[[], T]) -> T:
+    delay = retry.backoff
+    for attempt in range(1, retry.attempts + 1):
         try:
             return call()
         except (httpx.TransportError, _Retry) as e:
-            if attempt == ATTEMPTS:
-                raise CacheError(f"{url}: {_reason(e)} ({ATTEMPTS} attempts)") from e
+            if attempt == retry.attempts:
+                raise CacheError(f"{url}: {_reason(e)} ({retry.attempts} attempts)") from e
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
@@ -87,10 +92,15 @@ def _reason(e: BaseException) -> str:
 @dataclass
 class HttpTransport:
     url: str
+    retry: Retry = Retry()
+    _session: httpx.Client | None = field(default=None, repr=False, compare=False)
 
     def _client(self) -> httpx.Client:
-        timeout = httpx.Timeout(IO_TIMEOUT, connect=CONNECT_TIMEOUT)
-        return httpx.Client(timeout=timeout, follow_redirects=True, trust_env=True)
+        # One connection pool per cache: a substitution is a handful of requests to one server.
+        if self._session is None:
+            timeout = httpx.Timeout(IO_TIMEOUT, connect=CONNECT_TIMEOUT)
+            self._session = httpx.Client(timeout=timeout, follow_redirects=True, trust_env=True)
+        return self._session
 
     def _check(self, response: httpx.Response, name: str) -> None:
         if response.status_code in _RETRY_STATUS:
@@ -100,18 +110,17 @@ class HttpTransport:
 
     def exists(self, name: str) -> bool:
         def head() -> bool:
-            with self._client() as client:
-                response = client.head(f"{self.url}/{name}")
+            response = self._client().head(f"{self.url}/{name}")
             if response.status_code == 404:
                 return False
             self._check(response, name)
             return True
-        return _retrying(f"{self.url}/{name}", head)
+        return _retrying(f"{self.url}/{name}", self.retry, head)
 
     def read(self, name: str, limit: int) -> bytes | None:
         """A small file, or None if the cache has none by that name."""
         def get() -> bytes | None:
-            with self._client() as client, client.stream("GET", f"{self.url}/{name}") as response:
+            with self._client().stream("GET", f"{self.url}/{name}") as response:
                 if response.status_code == 404:
                     return None
                 self._check(response, name)
@@ -121,37 +130,39 @@ class HttpTransport:
                     if len(data) > limit:
                         raise CacheError(f"{self.url}/{name}: larger than {limit} bytes")
                 return data
-        return _retrying(f"{self.url}/{name}", get)
+        return _retrying(f"{self.url}/{name}", self.retry, get)
 
     @contextmanager
     def open(self, name: str) -> Iterator[BinaryIO]:
         """A stream of a file's bytes; raises CacheError if it is missing or breaks off."""
-        with self._client() as client:
-            def start() -> httpx.Response:
-                response = client.send(client.build_request("GET", f"{self.url}/{name}"), stream=True)
-                if response.status_code >= 400:
-                    response.close()
-                    if response.status_code == 404:
-                        raise CacheError(f"{self.url}/{name}: not found (HTTP 404)")
-                    self._check(response, name)
-                return response
-            response = _retrying(f"{self.url}/{name}", start)
-            try:
-                yield _ResponseReader(self.url, name, response.iter_bytes(_CHUNK))  # type: ignore[misc]
-            finally:
+        client = self._client()
+
+        def start() -> httpx.Response:
+            response = client.send(client.build_request("GET", f"{self.url}/{name}"), stream=True)
+            if response.status_code >= 400:
                 response.close()
+                if response.status_code == 404:
+                    raise CacheError(f"{self.url}/{name}: not found (HTTP 404)")
+                self._check(response, name)
+            return response
+
+        response = _retrying(f"{self.url}/{name}", self.retry, start)
+        try:
+            yield _ResponseReader(self.url, name, response.iter_bytes(_CHUNK))  # type: ignore[misc]
+        finally:
+            response.close()
 
     def write(self, name: str, source: Path | bytes) -> None:
         def put() -> None:
-            with self._client() as client:
-                if isinstance(source, bytes):
-                    response = client.put(f"{self.url}/{name}", content=source)
-                else:
-                    with source.open("rb") as f:
-                        response = client.put(f"{self.url}/{name}", content=_file_chunks(f),
-                                              headers={"Content-Length": str(source.stat().st_size)})
+            client = self._client()
+            if isinstance(source, bytes):
+                response = client.put(f"{self.url}/{name}", content=source)
+            else:
+                with source.open("rb") as f:
+                    response = client.put(f"{self.url}/{name}", content=_file_chunks(f),
+                                          headers={"Content-Length": str(source.stat().st_size)})
             self._check(response, name)
-        _retrying(f"{self.url}/{name}", put)
+        _retrying(f"{self.url}/{name}", self.retry, put)
 
 
 def _file_chunks(f: BinaryIO) -> Iterator[bytes]:
