@@ -225,6 +225,10 @@ def test_config_file_and_environment(tmp_path: Path, key: SecretKey) -> None:
     config.write_text('substituters = ["ftp://nope"]\n')
     with pytest.raises(UsageError, match=r"cache.toml: substituters: cache URL 'ftp://nope'"):
         load_config(environ)
+    config.write_text('substituters = ["https://ci:hunter2@cache.example/c"]\n')
+    with pytest.raises(UsageError, match="netrc") as refused:
+        load_config(environ)
+    assert "hunter2" not in str(refused.value)
     config.write_text('substituter = ["file:///x"]\n')
     with pytest.raises(UsageError, match="unknown key substituter"):
         load_config(environ)

@@ -56,6 +56,10 @@ class Transport(Protocol):
 def transport_for(url: str, retry: Retry = Retry()) -> HttpTransport | DirectoryTransport:
     """The transport for a cache URL: http://, https:// or file:// (a directory)."""
     parts = urllib.parse.urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # URLs are printed (every refusal names one); a password in one would land in CI logs.
+        raise UsageError(f"cache URL {parts.scheme}://…@{parts.hostname}: credentials in a URL would be printed",
+                         f"put them in ~/.netrc (machine {parts.hostname} login USER password PASS)")
     if parts.scheme in ("http", "https") and parts.netloc:
         return HttpTransport(url.rstrip("/"), retry)
     if parts.scheme == "file" and parts.path and parts.netloc in ("", "localhost"):
