@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -135,10 +136,17 @@ class Nginx:
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[Nginx]:
     """nginx on 127.0.0.1 with WebDAV PUT into a temporary root, stopped at the end of the test."""
-    binary = nginx_binary()
-    if binary is None:
+    if nginx_binary() is None:
         pytest.skip(f"nginx is not installed (apt-get install {NGINX_PACKAGE})")
-    base = tmp_path / "nginx"
+    with serve_nginx(tmp_path / "nginx") as server:
+        yield server
+
+
+@contextmanager
+def serve_nginx(base: Path) -> Iterator[Nginx]:
+    """Start nginx on a free port of 127.0.0.1, its configuration, logs and files under base; stop it after."""
+    binary = nginx_binary()
+    assert binary is not None, f"nginx is not installed (apt-get install {NGINX_PACKAGE})"
     root = base / "root"
     for sub in ("root", "body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
         (base / sub).mkdir(parents=True)
@@ -174,7 +182,7 @@ http {{
 }}
 """)
     proc = subprocess.Popen([binary, "-p", str(base), "-c", str(conf), "-e", str(base / "logs/error.log")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_for_port(port, proc)
         yield Nginx(f"http://127.0.0.1:{port}/cache", root / "cache")
