@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from imagegen.errors import UsageError
 
@@ -72,8 +72,6 @@ class SecretKey:
 
     @classmethod
     def generate(cls, name: str) -> SecretKey:
-        from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
-
         key = Ed25519PrivateKey.generate()
         seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         return cls(check_key_name(name), seed)

@@ -19,7 +19,7 @@ from typing import BinaryIO
 from imagegen.cache.archive import ArchiveError, unpack
 from imagegen.cache.entryinfo import MAX_BYTES, EntryInfo, InfoError, info_name
 from imagegen.cache.signing import PublicKey, check_signatures
-from imagegen.cache.transport import CacheError, DirectoryTransport, HttpTransport, Retry, transport_for
+from imagegen.cache.transport import CacheError, Retry, Transport, transport_for
 from imagegen.errors import ImagegenError
 from imagegen.store.derivation import Derivation
 from imagegen.store.fsutil import remove_tree
@@ -64,8 +64,7 @@ class CacheSubstituter:
     say: Callable[[str], None]
     only: bool = False  # --substitute-only: a costly stage that no cache has is an error
     retry: Retry = Retry()
-    _transports: dict[str, HttpTransport | DirectoryTransport] = field(default_factory=dict, repr=False,
-                                                                       compare=False)
+    _transports: dict[str, Transport] = field(default_factory=dict, repr=False, compare=False)
 
     def substitute(self, drv: Derivation, out: Path) -> Substituted | None:
         fetched = self.fetch(drv, out)

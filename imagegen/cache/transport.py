@@ -53,7 +53,7 @@ class Transport(Protocol):
     def write(self, name: str, source: Path | bytes) -> None: ...
 
 
-def transport_for(url: str, retry: Retry = Retry()) -> HttpTransport | DirectoryTransport:
+def transport_for(url: str, retry: Retry = Retry()) -> Transport:
     """The transport for a cache URL: http://, https:// or file:// (a directory)."""
     parts = urllib.parse.urlsplit(url)
     if parts.username is not None or parts.password is not None:
@@ -180,24 +180,33 @@ class _ResponseReader:
     def __init__(self, url: str, name: str, chunks: Iterator[bytes]) -> None:
         self.where = f"{url}/{name}"
         self.chunks = chunks
-        self.buffer = b""
+        self.chunk = b""
+        self.offset = 0
         self.count = 0
 
+    def _next(self) -> bool:
+        try:
+            self.chunk = next(self.chunks)
+        except StopIteration:
+            return False
+        except httpx.HTTPError as e:
+            raise CacheError(f"{self.where}: the download broke off after {self.count} bytes ({_reason(e)})") from e
+        self.offset = 0
+        self.count += len(self.chunk)
+        return True
+
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self.buffer) < size:
-            try:
-                chunk = next(self.chunks)
-            except StopIteration:
+        parts = []
+        wanted = size if size >= 0 else float("inf")
+        got = 0
+        while got < wanted:
+            if self.offset >= len(self.chunk) and not self._next():
                 break
-            except httpx.HTTPError as e:
-                raise CacheError(f"{self.where}: the download broke off after {self.count} bytes ({_reason(e)})") from e
-            self.count += len(chunk)
-            self.buffer += chunk
-        if size < 0:
-            data, self.buffer = self.buffer, b""
-        else:
-            data, self.buffer = self.buffer[:size], self.buffer[size:]
-        return data
+            take = int(min(wanted - got, len(self.chunk) - self.offset))
+            parts.append(self.chunk[self.offset : self.offset + take])
+            self.offset += take
+            got += take
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 @dataclass
