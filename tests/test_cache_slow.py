@@ -64,4 +64,4 @@ def test_second_runner_gets_image_and_verdict_from_the_cache(tmp_path: Path, ngi
     assert "substituted" in built.stdout
     image_a = Path(verdict_a["image_path"])
     assert (tmp_path / "result-b").resolve().name == image_a.name
-    assert tree_digest(tmp_path / "result-b") == tree_digest(image_a), "the same image, verified"
+    assert tree_digest((tmp_path / "result-b").resolve()) == tree_digest(image_a), "the same image, verified"
