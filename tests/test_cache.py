@@ -332,3 +332,15 @@ def test_push_without_a_key_says_how_to_make_one(work: Path, fake_mkosi: FakeMko
     result = runner.invoke(app, ["push", "result-laptop", "--to", f"file://{work}/cache"])
     assert result.exit_code == 2 and "imagegen key generate" in result.output
     assert not (work / "cache").exists()
+
+
+def test_force_never_substitutes(tmp_path: Path, key: SecretKey) -> None:
+    a = Store(tmp_path / "a")
+    chain = make_chain(a)
+    url = f"file://{tmp_path}/cache"
+    push(a, [entry_of(a, chain.overlay)], url, key, include_secrets=True, say=lambda _: None)
+    b = Store(tmp_path / "b", substituter(url, key))
+    assert b.realise(chain.overlay, never).substituted == url
+    built: list[Path] = []
+    again = b.realise(chain.overlay, lambda out: built.append(out) or {"entries": 0}, force=True)
+    assert built and again.substituted is None, "--refresh and --rerun ask for new work"
