@@ -344,3 +344,17 @@ def test_force_never_substitutes(tmp_path: Path, key: SecretKey) -> None:
     built: list[Path] = []
     again = b.realise(chain.overlay, lambda out: built.append(out) or {"entries": 0}, force=True)
     assert built and again.substituted is None, "--refresh and --rerun ask for new work"
+
+
+def test_an_archive_without_its_metadata_is_not_present(tmp_path: Path, key: SecretKey) -> None:
+    a = Store(tmp_path / "a")
+    chain = make_chain(a)
+    url = f"file://{tmp_path}/cache"
+    push(a, [entry_of(a, chain.overlay)], url, key, include_secrets=True, say=lambda _: None)
+    # A push killed between the archive and the metadata.
+    (tmp_path / "cache" / info_name(chain.overlay.path_name)).unlink()
+    b = Store(tmp_path / "b", substituter(url, key))
+    assert b.substitute(chain.overlay) is None and nothing_added(b)
+    again = push(a, [entry_of(a, chain.overlay)], url, key, include_secrets=True, say=lambda _: None)
+    assert [r.outcome for r in again] == ["pushed"] and len(list((tmp_path / "cache/archive").iterdir())) == 1
+    assert b.substitute(chain.overlay) is not None
