@@ -16,6 +16,7 @@ from rich.console import Console
 
 from imagegen import __version__
 from imagegen.build import command as build_command
+from imagegen.cache import command as cache_command
 from imagegen.errors import ImagegenError
 from imagegen.pipeline import command as store_command
 from imagegen.profile import load_profiles
@@ -150,3 +151,5 @@ app.command("vm")(reports_errors(scenarios_command.vm))
 app.command("history")(reports_errors(store_command.history))
 app.command("gc")(reports_errors(store_command.gc))
 app.command("diff")(reports_errors(store_command.diff))
+# The binary cache's commands (push, key, cache) live in imagegen/cache/command.py.
+cache_command.register(app, reports_errors)

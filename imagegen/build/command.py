@@ -17,8 +17,10 @@ from imagegen.build.aptsources import mirror_from_url
 from imagegen.build.doctor import host_checks
 from imagegen.build.hostsetup import setup_host
 from imagegen.build.mkosi import BuildResult
+from imagegen.cache.command import SubstituteOnlyOpt, SubstituterOpt, substituter
 from imagegen.pipeline.stages import ImageBuild, default_link_name, open_store, realise_image
 from imagegen.profile import load_profiles
+from imagegen.store.substitution import Substituter
 
 
 def setup(
@@ -74,17 +76,23 @@ def build(
                                                "else ~/.cache/imagegen/store)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the store paths and the manifest as JSON "
                                           "on stdout")] = False,
+    substituters: SubstituterOpt = None,
+    substitute_only: SubstituteOnlyOpt = False,
 ) -> None:
     """Render the profile and build a bootable disk image with mkosi into the store (image.raw, vmlinuz,
     initrd, manifest); an unchanged profile is a no-op that names the stored image."""
     started = time.monotonic()
     hostname = load_profiles(profiles).profile.image.hostname
     link = out_link or out or default_link_name(hostname, lab)
+    console = Console(stderr=True)
     built = build_into_store(profiles, link=link, lab=lab, mirror=mirror, cache_root=cache_dir, state_file=state,
-                             refresh=refresh, store=store)
+                             refresh=refresh, store=store, console=console,
+                             substituter=substituter(substituters, substitute_only, console))
     m = built.manifest
     say = typer.echo if not as_json else (lambda text: typer.echo(text, err=True))
-    if built.reused:
+    if built.entry.substituted:
+        say(f"substituted {built.entry.path} from {built.entry.substituted} ({time.monotonic() - started:.1f} s)")
+    elif built.reused:
         say(f"reused {built.entry.path} (unchanged inputs; {time.monotonic() - started:.2f} s)")
     else:
         say(f"built {built.entry.path} in {time.monotonic() - started:.0f} s "
@@ -118,10 +126,12 @@ def build_into_store(
     store: Path | None = None,
     record: bool = True,
     console: Console | None = None,
+    substituter: Substituter | None = None,
 ) -> ImageBuild:
     """Load, render and build through the store: the whole `imagegen build` without the printing."""
-    return realise_image(open_store(store), load_profiles(profiles), lab=lab, mirror=mirror, cache_root=cache_root,
-                         state_file=state_file, refresh=refresh, link=link, record=record, console=console)
+    return realise_image(open_store(store, substituter), load_profiles(profiles), lab=lab, mirror=mirror,
+                         cache_root=cache_root, state_file=state_file, refresh=refresh, link=link, record=record,
+                         console=console)
 
 
 def build_profile(

@@ -22,14 +22,16 @@ from imagegen.pipeline.derivations import build_derivation, profile_hash, render
 from imagegen.profile import HostState, LoadedProfile
 from imagegen.render import host_state_for, plan_overlay, resolve_target
 from imagegen.render.write import write_tree
-from imagegen.store import Entry, Generation, PackageDiff, Store, diff_packages, resolve_store_root
+from imagegen.store import Derivation, Entry, Generation, PackageDiff, Store, diff_packages, resolve_store_root
 from imagegen.store.fsutil import remove_tree
+from imagegen.store.substitution import Substituter
 from imagegen.vm.lab import render_lab_overlay
 
 
-def open_store(option: Path | None) -> Store:
-    """The store named by --store, else $IMAGEGEN_STORE, else the user's cache directory."""
-    return Store(resolve_store_root(option, os.environ))
+def open_store(option: Path | None, substituter: Substituter | None = None) -> Store:
+    """The store named by --store, else $IMAGEGEN_STORE, else the user's cache directory; substituter:
+    where it looks for an entry before building one (imagegen.cache)."""
+    return Store(resolve_store_root(option, os.environ), substituter)
 
 
 def realise_overlay(store: Store, loaded: LoadedProfile, *, lab: bool = False,
@@ -49,6 +51,26 @@ def realise_overlay(store: Store, loaded: LoadedProfile, *, lab: bool = False,
         return {"entries": len(plan.entries) + len(written)}
 
     return store.realise(drv, render)
+
+
+def image_derivation(loaded: LoadedProfile, overlay: Entry, *, lab: bool, state: HostState) -> Derivation:
+    """The build stage's derivation of a profile over its overlay entry (which need not exist yet);
+    state: the host's, whose hash key keys the root password hash's digest."""
+    image = loaded.profile.image
+    target = resolve_target(image)
+    return build_derivation(overlay, distribution=target.distribution, release=target.release, lab=lab,
+                            hostname=image.hostname, root_password_hash=image.root_password_hash,
+                            mkosi=mkosi_version(), state=state)
+
+
+def planned_image(store: Store, loaded: LoadedProfile, *, lab: bool = False,
+                  state_file: Path | None = None) -> Entry:
+    """Where the profile's image entry is (or would be) in store, computed without rendering or building:
+    enough to ask a cache for its verdict, which then needs no image at all."""
+    state = host_state_for(loaded, state_file)
+    target = resolve_target(loaded.profile.image)
+    overlay = Entry(store.path_of(render_derivation(loaded, state, lab=lab, target=target)))
+    return Entry(store.path_of(image_derivation(loaded, overlay, lab=lab, state=state)))
 
 
 @dataclass(frozen=True)
@@ -139,12 +161,7 @@ def realise_image(
     state = host_state_for(loaded, state_file)
     overlay = realise_overlay(store, loaded, lab=lab, state=state)
     request_release = target.release
-    drv = build_derivation(
-        overlay, distribution=distribution,
-        release=request_release,
-        lab=lab, hostname=image.hostname, root_password_hash=image.root_password_hash, mkosi=mkosi_version(),
-        state=state,
-    )
+    drv = image_derivation(loaded, overlay, lab=lab, state=state)
     phash = profile_hash(loaded, state)
     previous = store.lookup(drv) if refresh else None
     old_manifest = json.loads((previous.path / MANIFEST_NAME).read_text()) if previous else None

@@ -15,12 +15,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from imagegen.cache.command import SubstituteOnlyOpt, SubstituterOpt, substituter
 from imagegen.errors import UsageError
 from imagegen.pipeline.derivations import profile_hash, verdict_derivation
-from imagegen.pipeline.stages import open_store, realise_image
+from imagegen.pipeline.stages import open_store, planned_image, realise_image
 from imagegen.pipeline.verdicts import ARTIFACTS, attach_verdict, realise_verdict
 from imagegen.profile import LoadedProfile, load_profiles
-from imagegen.render import resolve_target
+from imagegen.render import host_state_for, resolve_target
 from imagegen.report.artifacts import default_artifacts_dir
 from imagegen.report.console import ConsoleReport
 from imagegen.report.jsonout import write_json
@@ -100,6 +101,8 @@ def test(
     repeat: Annotated[int, typer.Option("--repeat", min=1, help="run the scenarios N times, each on a fresh "
                                         "boot, and report how often each passed (implies --rerun: a stored "
                                         "verdict is no run)")] = 1,
+    substituters: SubstituterOpt = None,
+    substitute_only: SubstituteOnlyOpt = False,
 ) -> None:
     """Boot the profile's lab image under QEMU and prove its network: failover, failback, hot-plug, ...
 
@@ -117,13 +120,28 @@ def test(
     loaded = load_profiles(profiles)
     plan = plan_lab(loaded.profile)
     dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit
-    st = open_store(store)
-    files, image_entry = lab_image(loaded, image, console, st)
+    # The host's hash key keys the lab AP's passphrase in the verdict's hash.
+    state = host_state_for(loaded)
+    st = open_store(store, substituter(substituters, substitute_only, console))
+    hostname = loaded.profile.image.hostname
+    chosen = tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (scenario or BY_NAME))
+    # With a cache to ask, the verdict is looked for before the image: a hit needs no image at all.
+    asks_first = st.substituter is not None and image is None and not (keep or rerun or repeat > 1)
+    planned = planned_image(st, loaded, lab=True) if asks_first else None
+    files: ImageFiles | None
+    image_entry: Entry | None
+    if planned is not None and st.substitute(verdict_derivation(
+            planned, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan, dhcp6_unit=dhcp6_unit,
+            state=state)):
+        console.print(f"lab image: not needed ({planned.path_name} has a verdict)")
+        files, image_entry = None, planned
+    else:
+        files, image_entry = lab_image(loaded, image, console, st)
     report = ConsoleReport(console)
     label = " ".join(str(p) for p in profiles)
-    hostname = loaded.profile.image.hostname
 
     def run(evidence: Path) -> RunResult:
+        assert files is not None
         report.step("choosing the accelerator (a short KVM boot)…")
         choice = choose_accel(request, files.kernel)
         report.note(f"accelerator: {choice.reason}")
@@ -137,12 +155,11 @@ def test(
             # file a verdict under: both run as they are, outside the store.
             evidence = run_dir or artifacts or default_artifacts_dir(hostname)
             return run(evidence), evidence, None
-        chosen = tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (scenario or BY_NAME))
         drv = verdict_derivation(image_entry, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan,
-                                 dhcp6_unit=dhcp6_unit)
+                                 dhcp6_unit=dhcp6_unit, state=state)
         entry, result = realise_verdict(st, drv, run, rerun=again)
         console.print(f"verdict: {'reused' if entry.reused else 'stored'} {entry.path}")
-        attach_verdict(st, hostname, image_entry, profile_hash(loaded), entry, result)
+        attach_verdict(st, hostname, image_entry, profile_hash(loaded, state), entry, result)
         evidence = entry.path / ARTIFACTS
         # The next run replaces the store's verdict: a repeated run keeps its own copy of the evidence.
         keep_at = run_dir or artifacts
@@ -200,7 +217,8 @@ def vm(
     console = Console(stderr=True)
     loaded = load_profiles(profiles)
     plan_lab(loaded.profile)
-    files, _ = lab_image(loaded, image, console, open_store(store))
+    # The entry is kept for as long as the VM runs: its hold keeps gc from the image being booted.
+    files, booted = lab_image(loaded, image, console, open_store(store))
     choice = choose_accel(_accel_request(accel), files.kernel)
     console.print(f"accelerator: {choice.reason}")
     machine = Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi)

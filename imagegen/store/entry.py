@@ -17,7 +17,8 @@ ENTRY_NAME = re.compile(rf"[{BASE32_ALPHABET}]{{32}}-[A-Za-z0-9+_?=-][A-Za-z0-9+
 
 @dataclass(frozen=True)
 class Entry:
-    """A complete store entry. `reused` says whether realise() found it instead of building it.
+    """A complete store entry. `reused` says whether realise() found it instead of building it,
+    `substituted` the cache it was fetched from instead of built (None: built here or found).
 
     `hold` is the shared lock that keeps gc away from the entry while this process uses it (see
     lock.TreeHold); it lives as long as the Entry or the Store that handed it out.
@@ -25,6 +26,7 @@ class Entry:
 
     path: Path
     reused: bool = field(default=True, compare=False)
+    substituted: str | None = field(default=None, compare=False)
     hold: TreeHold | None = field(default=None, compare=False, repr=False)
 
     @property

@@ -21,6 +21,7 @@ import pwd
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from imagegen.store.fsutil import copy_out, disk_usage, freeze, remove_tree
 from imagegen.store.hashing import check_json, keyed_digest
 from imagegen.store.lock import EntryLock, TreeHold
 from imagegen.store.private import ensure_root, store_key
+from imagegen.store.substitution import Substituter
 
 ENV_VAR = "IMAGEGEN_STORE"
 TMP_PREFIX = ".tmp-"
@@ -65,10 +67,13 @@ class Store:
 
     Besides the directory, a Store holds only the shared locks of the entries it handed out (see
     hold()), which keep them from gc until the Store and those entries are gone, or the process ends.
+
+    substituter: where realise() looks for an entry before building it (a binary cache).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, substituter: Substituter | None = None) -> None:
         self.root = Path(root).absolute()
+        self.substituter = substituter
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"store {self.root} is not a directory", "pass another --store DIR")
         self._holds: dict[str, TreeHold] = {}
@@ -170,16 +175,32 @@ class Store:
         private (the default): the output may hold secrets, so only its owner may enter it (see
         fsutil.freeze); pass False only for outputs that hold none.
         The returned entry, and every entry drv refers to, is held (see hold()) from here on.
+        The substituter, if any, is asked before the builder runs (never with force); what it brings
+        is committed like a build, its origin recorded as the metadata's substituted_from.
         """
+        entry = self._realise(drv, builder, force, on_wait, private)
+        assert entry is not None
+        return entry
+
+    def substitute(self, drv: Derivation) -> Entry | None:
+        """drv's entry if it is complete or the substituter supplies it; never builds.
+
+        A substituted entry may arrive without the entries it refers to (a verdict without its image)."""
+        if (found := self.hold(drv.path_name)) is not None:
+            return found
+        return self._realise(drv, None, False, None, True) if self.substituter is not None else None
+
+    def _realise(
+        self, drv: Derivation, builder: Builder | None, force: bool, on_wait: Callable[[], None] | None,
+        private: bool,
+    ) -> Entry | None:
         target = self.path_of(drv)
         # The inputs are in use for as long as this build runs (and after): gc must not take them.
         inputs = [self.hold(ref) for ref in drv.references]
         missing = [ref for ref, held in zip(drv.references, inputs, strict=True) if held is None]
-        if missing:
-            raise UsageError(
-                f"derivation {drv.name} refers to {missing[0]}, which is not in the store {self.root}",
-                "realise its inputs in the same store first",
-            )
+        substituter = None if force else self.substituter
+        if missing and substituter is None:
+            self._refuse_missing(drv, missing)
         if not force and (found := self.hold(drv.path_name)) is not None:
             return found
         self.ensure_root()
@@ -195,13 +216,25 @@ class Store:
             work = self.root / f"{TMP_PREFIX}{secrets.token_hex(_TOKEN_LEN // 2)}-{drv.path_name}"
             work.mkdir(mode=0o700)
             try:
-                meta_text = self._build(drv, builder, work, private)
+                got = substituter.substitute(drv, work) if substituter is not None else None
+                if got is not None:
+                    report = got.report
+                    meta_text = self._build(drv, lambda _out: report, work, private, substituted=got.origin)
+                elif builder is None:
+                    remove_tree(work)
+                    return None
+                else:
+                    if missing:
+                        self._refuse_missing(drv, missing)
+                    meta_text = self._build(drv, builder, work, private)
             except BaseException:
                 remove_tree(work)
                 raise
-            # Re-checked at commit: an entry must never name an input that is gone.
+            # Re-checked at commit: an entry must never name an input that is gone. (A substituted
+            # entry may name inputs this store never had: a verdict without its image.)
             gone = [ref for ref, used in zip(drv.references, inputs, strict=True)
-                    if used is None or used.hold is None or not used.hold.is_current() or not self.is_complete(ref)]
+                    if used is not None and (used.hold is None or not used.hold.is_current()
+                                             or not self.is_complete(ref))]
             if gone:
                 remove_tree(work)
                 raise ImagegenError(f"{gone[0]}, an input of {drv.name}, left the store while it was built")
@@ -210,11 +243,19 @@ class Store:
             self.drop_hold(drv.path_name)
             entry = self.hold(drv.path_name, reused=False)
             assert entry is not None, "a committed entry is complete and gc waits for the build lock"
-            return entry
+            return replace(entry, substituted=got.origin) if got is not None else entry
         finally:
             lock.release()
 
-    def _build(self, drv: Derivation, builder: Builder, work: Path, private: bool) -> str:
+    def _refuse_missing(self, drv: Derivation, missing: list[str]) -> None:
+        raise UsageError(
+            f"derivation {drv.name} refers to {missing[0]}, which is not in the store {self.root}",
+            "realise its inputs in the same store first",
+        )
+
+    def _build(
+        self, drv: Derivation, builder: Builder, work: Path, private: bool, substituted: str | None = None
+    ) -> str:
         started = time.monotonic()
         report = builder(work)
         seconds = time.monotonic() - started
@@ -231,6 +272,8 @@ class Store:
             "size": disk_usage(work),
             "report": report,
         }
+        if substituted is not None:
+            meta["substituted_from"] = substituted
         if not private:
             os.chmod(work, 0o755)  # built 0700, so nobody reads a half-written output
         freeze(work, private=private)
