@@ -5,7 +5,8 @@ render: the merged profile in canonical form (with defaults, so spelling a defau
         (DUID, dhcp6c key), the lab flag with the lab's templates, and imagegen's version.
 build:  the overlay entry, mkosi.conf.d (and overlays/lab for the lab variant), the mkosi version,
         distribution and release, the lab flag, the host name and root password hash that mkosi is given,
-        and imagegen's version. Not the mirror: a mirror serves the same archive, and where the packages
+        the profile's packages, locale, keymap, time zone and kernel command line words, and imagegen's
+        version. Not the mirror: a mirror serves the same archive, and where the packages
         were fetched from does not change what is installed; the manifest records the exact versions,
         and `--refresh` resolves the packages anew when the archive has moved.
 test:   the image entry, the scenario set, the scenario parameters (boot mode, the lab the profile
@@ -27,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import imagegen
-from imagegen.build.config import repo_root
+from imagegen.build.config import ImageContent, repo_root
 from imagegen.profile import HostState, LoadedProfile
+from imagegen.render.system import named_files
 from imagegen.store import Derivation, Entry, FileTree, canonical_json
 
 PACKAGE = Path(imagegen.__file__).resolve().parent
@@ -87,6 +89,11 @@ def profile_files(loaded: LoadedProfile) -> dict[str, str]:
             except OSError:
                 content = "unreadable"  # rendering reports it, naming the field
             found[".".join(map(str, key))] = content
+    for key, path in named_files(loaded).items():
+        try:
+            found[".".join(map(str, key))] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            found[".".join(map(str, key))] = "unreadable"
     return found
 
 
@@ -115,6 +122,7 @@ def render_derivation(
 def build_derivation(
     overlay: Entry, *, distribution: str, release: str, lab: bool, hostname: str,
     root_password_hash: str | None, mkosi: str, conf_dir: Path | None = None, lab_tree: Path | None = None,
+    content: ImageContent | None = None,
 ) -> Derivation:
     root = repo_root()
     conf_dir = conf_dir or root / "mkosi.conf.d"
@@ -127,6 +135,7 @@ def build_derivation(
         "lab": lab,
         "hostname": hostname,
         "root_password_hash": digest(root_password_hash) if root_password_hash else None,
+        "content": (content or ImageContent()).inputs(),
         "imagegen": imagegen_version(BUILD_CODE),
     }
     if lab:

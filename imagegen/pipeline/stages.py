@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 
 from imagegen.build.aptsources import mirror_from_url
-from imagegen.build.config import BuildRequest
+from imagegen.build.config import BuildRequest, image_content
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest
 from imagegen.build.mkosi import OUTPUTS, BuildResult, build_image, mkosi_version
 from imagegen.errors import UsageError
@@ -138,6 +138,7 @@ def realise_image(
         overlay, distribution=distribution,
         release=request_release,
         lab=lab, hostname=image.hostname, root_password_hash=image.root_password_hash, mkosi=mkosi_version(),
+        content=image_content(loaded),
     )
     phash = profile_hash(loaded)
     previous = store.lookup(drv) if refresh else None
@@ -151,7 +152,7 @@ def realise_image(
             request = BuildRequest(
                 overlay=copy, out_dir=store.path_of(drv), distribution=distribution, release=request_release,
                 mirror=mirror, lab=lab, hostname=image.hostname, root_password_hash=image.root_password_hash,
-                profile_hash=phash, cache_root=cache_root,
+                profile_hash=phash, cache_root=cache_root, content=image_content(loaded),
             )
             result = build_image(request, console=console, into=work, refresh=refresh)
         m = result.manifest

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagegen.build.config import image_content
 from imagegen.build.manifest import MANIFEST_NAME
 from imagegen.build.mkosi import mkosi_version
 from imagegen.errors import UsageError
@@ -104,7 +105,7 @@ def _from_profile(store: Store, files: list[Path], label: str) -> System:
     target = resolve_target(image)
     drv = build_derivation(overlay, distribution=target.distribution, release=target.release, lab=False,
                            hostname=image.hostname, root_password_hash=image.root_password_hash,
-                           mkosi=mkosi_version())
+                           mkosi=mkosi_version(), content=image_content(loaded))
     built = store.lookup(drv)
     phash = profile_hash(loaded)
     verdict: Mapping[str, Any] | Path | None = None
