@@ -201,7 +201,9 @@ def plan_system(loaded: LoadedProfile, target: Target, rendered: Iterable[Entry]
                     f"{loaded.origin(key)}: {format_path(key)}: {path} is in the way of /{other}, which {what} writes",
                     hint="choose another path, or change the section that renders that file",
                 )
-        own[rel] = f"files.{path}"
+        # A declared directory may hold other files entries.
+        if spec.type != "directory":
+            own[rel] = f"files.{path}"
         if spec.type == "file":
             content = (spec.content.encode() if spec.content is not None
                        else _read(loaded, key + ("source",), files[key + ("source",)]))
