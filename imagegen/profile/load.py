@@ -5,6 +5,7 @@ file set each value (and each element of a merged list)."""
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ class LoadedProfile:
 def format_path(path: KeyPath) -> str:
     out = ""
     for part in path:
+        if isinstance(part, str) and not re.fullmatch(r"[A-Za-z0-9_-]+", part):
+            part = f'"{part}"'  # a unit name or a path, as TOML quotes the key
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 
