@@ -78,7 +78,8 @@ def test_ssh_keys_are_checked_down_to_the_blob(ssh_key: str) -> None:
 def test_unit_names_follow_the_systemd_grammar() -> None:
     for good in ("ssh.service", "getty@tty1.service", "getty@.service", "dev-sda1.swap", "a:b_c.d-e.timer"):
         assert check_unit_name(good) == good
-    for bad in ("ssh", "ssh.servic", "a b.service", "x.service/..", "@.service", "x@y@z.service", "a" * 256 + ".service"):
+    for bad in ("ssh", "ssh.servic", "a b.service", "x.service/..", "@.service", "x@y@z.service",
+                "a" * 256 + ".service"):
         with pytest.raises(ValueError):
             check_unit_name(bad)
 
