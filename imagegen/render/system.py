@@ -115,7 +115,11 @@ def _authorized_keys(loaded: LoadedProfile, name: str, files: dict[KeyPath, Path
                 keys.append(check_ssh_public_key(line))
             except ValueError as e:
                 raise UsageError(f"{loaded.origin(key)}: {format_path(key)}: {files[key]} line {number}: {e}") from None
-    return list(dict.fromkeys(keys))
+    # One line per key: the same key with another comment is still the same key.
+    first: dict[tuple[str, ...], str] = {}
+    for line in keys:
+        first.setdefault(tuple(line.split()[:2]), line)
+    return list(first.values())
 
 
 def plan_system(loaded: LoadedProfile, target: Target, rendered: Iterable[Entry]) -> list[Entry]:
