@@ -18,7 +18,7 @@ from imagegen import __version__
 from imagegen.build import command as build_command
 from imagegen.errors import ImagegenError
 from imagegen.pipeline import command as store_command
-from imagegen.profile import load_profiles
+from imagegen.profile import Profile, load_profiles
 from imagegen.profile.show import show_profile
 from imagegen.render import host_state_for, render_overlay, resolve_target
 from imagegen.render.verify import verify_units
@@ -134,6 +134,13 @@ def show(
         print()
         return
     sys.stdout.write(show_profile(loaded))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a host profile (every option with its description, default and example)."""
+    json.dump(Profile.model_json_schema(), sys.stdout, indent=2)
+    print()
 
 
 # The build stage's commands live in imagegen/build/command.py.

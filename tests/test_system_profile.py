@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -220,3 +221,16 @@ def test_every_system_option_is_described_with_example_and_merge_rule(model) -> 
         body, rule = split_description(info, (name,))
         assert body and rule and "Merge" not in body
         assert f".{name}`\n\n{body}\n" in text, f"{model.__name__}.{name} is not in the reference"
+
+
+def test_schema_command_prints_a_schema_the_examples_satisfy() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.stdout)
+    assert "users" in schema["properties"] and "User" in schema["$defs"]
+    for files in (["laptop.toml"], ["base.toml", "kiosk.toml"]):
+        merged = load_profiles([EXAMPLES / f for f in files]).merged
+        jsonschema.validate(merged, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"image": {"hostname": "h"}, "users": {"a": {"uid": 5}}}, schema)
