@@ -201,5 +201,6 @@ def test_the_profile_s_packages_users_services_and_files_are_in_the_image(root: 
     assert (stat.S_IMODE(keys.stat().st_mode), keys.stat().st_uid, keys.stat().st_gid) == (0o600, 1000, 1000)
     assert keys.read_text().startswith("ssh-ed25519 ")
     assert os.readlink(root / UNITS / "multi-user.target.wants/ssh.service").endswith("/ssh.service")
+    assert not (root / UNITS / "sockets.target.wants/ssh.socket").exists()
     assert "PasswordAuthentication no" in (root / "etc/ssh/sshd_config.d/10-key-only.conf").read_text()
     assert os.readlink(root / "etc/localtime").endswith("zoneinfo/Europe/Berlin")

@@ -112,7 +112,7 @@ def test_users_become_sysusers_lines_with_homes_owned_by_tmpfiles(full: Path, tm
     out = render(full, tmp_path / "out")
     assert (out / "usr/lib/sysusers.d/imagegen.conf").read_text().splitlines()[1:] == [
         "g ops 1500",
-        'u alice 1000:1000 "Alice A" /home/alice /bin/bash',
+        'u alice 1000 "Alice A" /home/alice /bin/bash',
         "m alice ops",
         "m alice audio",
         "m alice sudo",
@@ -120,9 +120,11 @@ def test_users_become_sysusers_lines_with_homes_owned_by_tmpfiles(full: Path, tm
     tmpfiles = (out / "usr/lib/tmpfiles.d/imagegen.conf").read_text().splitlines()[1:]
     assert tmpfiles == [
         "d /home/alice 0700 alice alice -",
+        "Z /home/alice - alice alice -",
         "d /home/alice/.ssh 0700 alice alice -",
         "z /home/alice/.ssh/authorized_keys 0600 alice alice -",
         "d /srv/page 0750 alice ops -",
+        "Z /srv/page - alice ops -",
         "z /srv/page/index.html 0644 alice root -",
     ]
     keys = out / "home/alice/.ssh/authorized_keys"
@@ -349,6 +351,53 @@ def test_diff_shows_user_service_and_file_changes(full: Path, tmp_path: Path) ->
                                                                                    'content = "bye\\n"'))
     diff = diff_trees(a, render(full, tmp_path / "b"))
     assert set(diff.paths) == {"usr/lib/sysusers.d/imagegen.conf", "etc/motd"}
-    assert "+u alice 1005:1005" in str(diff)
+    assert "+u alice 1005 " in str(diff)
     # The password hashes stay masked like every private file.
     assert "$y$" not in str(diff)
+
+
+def test_systemd_makes_the_users_and_owners_from_the_rendered_files(tmp_path: Path) -> None:
+    """The host's systemd-sysusers and systemd-tmpfiles, as mkosi runs them on the image (--root)."""
+    if not (shutil.which("systemd-sysusers") and shutil.which("systemd-tmpfiles")):
+        pytest.skip("systemd-sysusers or systemd-tmpfiles is not installed")
+    if os.geteuid() != 0:
+        pytest.skip("changing owners needs root")
+    root = render(EXAMPLES / "laptop.toml", tmp_path / "root")
+    # What base-passwd gives every Debian image before sysusers runs.
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc/group").write_text("root:x:0:\nsudo:x:27:\n")
+    (root / "etc/shadow").write_text("root:*:20000:0:99999:7:::\n")
+    proc = subprocess.run(["systemd-sysusers", f"--root={root}"], capture_output=True, text=True)
+    assert "Failed" not in proc.stderr, proc.stderr
+    assert "alice:x:1000:1000:Alice:/home/alice:/bin/bash" in (root / "etc/passwd").read_text().splitlines()
+    assert "sudo:x:27:alice" in (root / "etc/group").read_text().splitlines()
+    # Only imagegen.conf is in this root's tmpfiles.d.
+    proc = subprocess.run(["systemd-tmpfiles", f"--root={root}", "--create"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for rel, mode in (("home/alice", 0o700), ("home/alice/.ssh", 0o700), ("home/alice/.ssh/authorized_keys", 0o600)):
+        st = (root / rel).stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, 1000, 1000), rel
+    # Again at boot: the owners it set do not trip its own unsafe-transition check.
+    proc = subprocess.run(["systemd-tmpfiles", f"--root={root}", "--create", "--boot"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_tmpfiles_owns_a_user_directory_and_what_is_below_it(write_profile, tmp_path: Path) -> None:
+    if not (shutil.which("systemd-sysusers") and shutil.which("systemd-tmpfiles")) or os.geteuid() != 0:
+        pytest.skip("needs systemd-sysusers, systemd-tmpfiles and root")
+    (tmp_path / "page.html").write_text("<p>hi</p>\n")
+    path = write_profile(HEAD + '[users.kiosk]\nuid = 1001\n[files."/srv/page"]\ntype = "directory"\n'
+                         'owner = "kiosk"\nmode = "0750"\n[files."/srv/page/index.html"]\nsource = "page.html"\n'
+                         'owner = "kiosk"\n[files."/srv/page/plain"]\ncontent = "x"\n')
+    root = render(path, tmp_path / "root")
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc/group").write_text("root:x:0:\n")
+    subprocess.run(["systemd-sysusers", f"--root={root}"], check=True, capture_output=True)
+    proc = subprocess.run(["systemd-tmpfiles", f"--root={root}", "--create"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    owners = {rel: ((root / rel).stat().st_uid, stat.S_IMODE((root / rel).stat().st_mode))
+              for rel in ("srv/page", "srv/page/index.html", "srv/page/plain")}
+    # An entry below a user's directory that names no owner of its own is the directory owner's.
+    assert owners == {"srv/page": (1001, 0o750), "srv/page/index.html": (1001, 0o644),
+                      "srv/page/plain": (1001, 0o644)}

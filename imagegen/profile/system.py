@@ -361,7 +361,9 @@ class FileSpec(_Section):
     owner: AccountName = Field(
         default="root",
         description="The owner, by name (a user of the profile or of the image), set when the image is "
-        "built through a tmpfiles.d line. " + REPLACES,
+        "built and at every boot through a tmpfiles.d line. A directory owned by someone other than root "
+        "passes its owner and group on to everything below it, except entries that name another owner or "
+        "group. " + REPLACES,
         examples=["kiosk"],
     )
     group: AccountName = Field(

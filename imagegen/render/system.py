@@ -137,10 +137,16 @@ def plan_system(loaded: LoadedProfile, target: Target, rendered: Iterable[Entry]
     for name, user in sorted(profile.users.items()):
         home = f"/home/{name}"
         gecos = f'"{user.description}"' if user.description else "-"
-        sysusers.append(f"u {name} {user.uid}:{user.uid} {gecos} {home} {user.shell}")
+        # A bare number: sysusers makes the user's own group with the same number ("UID:GID" would
+        # need the group to exist already, and the build stops with "please create GID").
+        sysusers.append(f"u {name} {user.uid} {gecos} {home} {user.shell}")
         for member_of in dict.fromkeys([*user.groups, *([admin] if user.admin else [])]):
             sysusers.append(f"m {name} {member_of}")
+        # The home and all the overlay puts in it belong to the user. systemd-tmpfiles refuses to
+        # chown a root-owned file below a directory a user owns ("unsafe path transition"), so the
+        # recursive Z comes first and every line after it finds the user's own files.
         tmpfiles.append(f"d {home} 0700 {name} {name} -")
+        tmpfiles.append(f"Z {home} - {name} {name} -")
         keys = _authorized_keys(loaded, name, files)
         if keys:
             tmpfiles.append(f"d {home}/.ssh 0700 {name} {name} -")
@@ -216,6 +222,9 @@ def plan_system(loaded: LoadedProfile, target: Target, rendered: Iterable[Entry]
                 tmpfiles.append(f"z {_tmpfiles_path(path)} {spec.file_mode():04o} {spec.owner} {spec.group} -")
         elif spec.type == "directory":
             tmpfiles.append(f"d {_tmpfiles_path(path)} {spec.file_mode():04o} {spec.owner} {spec.group} -")
+            if (spec.owner, spec.group) != ("root", "root"):
+                # What the image puts below it is the owner's too, unless an entry below says otherwise.
+                tmpfiles.append(f"Z {_tmpfiles_path(path)} - {spec.owner} {spec.group} -")
         else:
             assert spec.target is not None
             entries.append(Symlink(rel, spec.target))
