@@ -276,8 +276,10 @@ class Service(_Section):
     enable: bool | None = Field(
         default=None,
         description="true: enabled (an `enable` preset line, applied by `systemctl preset-all` when the "
-        "image is built); false: disabled. None: as the unit's package and imagegen's presets decide. "
-        + REPLACES,
+        "image is built; for an instance such as getty@tty2.service, on its template's line); false: "
+        "disabled (an instance is then left out of its template's line). None: as the unit's package and "
+        "imagegen's presets decide. imagegen's own network units follow the network sections, whose "
+        "preset file is read first. " + REPLACES,
         examples=[True],
     )
     mask: bool = Field(
