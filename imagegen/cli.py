@@ -19,7 +19,7 @@ from imagegen.build import command as build_command
 from imagegen.cache import command as cache_command
 from imagegen.errors import ImagegenError
 from imagegen.pipeline import command as store_command
-from imagegen.profile import load_profiles
+from imagegen.profile import Profile, load_profiles
 from imagegen.profile.show import mask_secrets, show_profile
 from imagegen.render import host_state_for, render_overlay, resolve_target
 from imagegen.render.verify import verify_units
@@ -138,6 +138,13 @@ def show(
         print()
         return
     sys.stdout.write(show_profile(loaded, show_secrets=show_secrets))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a host profile (every option with its description, default and example)."""
+    json.dump(Profile.model_json_schema(), sys.stdout, indent=2)
+    print()
 
 
 # The build stage's commands live in imagegen/build/command.py.

@@ -184,3 +184,23 @@ def test_unit_command_parser_sees_chains_and_shell_strings() -> None:
         "Description=/usr/bin/not-a-command\n"
     )
     assert unit_commands(text) == ["/usr/bin/ip", "/usr/bin/sh", "/usr/sbin/iw"]
+
+
+def test_the_profile_s_packages_users_services_and_files_are_in_the_image(root: Path, built: BuildResult) -> None:
+    names = {p.name for p in built.manifest.packages}
+    assert {"openssh-server", "sudo"} <= names
+    assert "alice:x:1000:1000:Alice:/home/alice:/bin/bash" in (root / "etc/passwd").read_text().splitlines()
+    group_lines = (root / "etc/group").read_text().splitlines()
+    groups = {line.split(":")[0]: line.split(":")[3].split(",") for line in group_lines}
+    assert "alice" in groups["sudo"] and groups["alice"] == [""]
+    shadow = {line.split(":")[0]: line.split(":")[1] for line in (root / "etc/shadow").read_text().splitlines()}
+    # No password_hash: locked. Root too: the profile sets no root_password_hash.
+    assert shadow["alice"].startswith("!") and not shadow["root"].startswith("$")
+    home, keys = root / "home/alice", root / "home/alice/.ssh/authorized_keys"
+    assert (stat.S_IMODE(home.stat().st_mode), home.stat().st_uid, home.stat().st_gid) == (0o700, 1000, 1000)
+    assert (stat.S_IMODE(keys.stat().st_mode), keys.stat().st_uid, keys.stat().st_gid) == (0o600, 1000, 1000)
+    assert keys.read_text().startswith("ssh-ed25519 ")
+    assert os.readlink(root / UNITS / "multi-user.target.wants/ssh.service").endswith("/ssh.service")
+    assert not (root / UNITS / "sockets.target.wants/ssh.socket").exists()
+    assert "PasswordAuthentication no" in (root / "etc/ssh/sshd_config.d/10-key-only.conf").read_text()
+    assert os.readlink(root / "etc/localtime").endswith("zoneinfo/Europe/Berlin")

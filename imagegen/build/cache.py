@@ -45,8 +45,10 @@ def config_key(
     variant: str,
     mkosi_version: str,
     repositories: str,
+    packages: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """Everything that changes what mkosi installs, as a small JSON-able dict of digests."""
+    """Everything that changes what mkosi installs, as a small JSON-able dict of digests; `packages` are
+    the profile's (`!NAME` for one purged after installation)."""
     conf = hashlib.sha256()
     for path in sorted(conf_dir.rglob("*")):
         if path.is_file() and not _after_cache(path):
@@ -58,6 +60,7 @@ def config_key(
         "mkosi_version": mkosi_version,
         "mkosi_conf": conf.hexdigest(),
         "repositories": hashlib.sha256(repositories.encode()).hexdigest(),
+        "packages": hashlib.sha256("\n".join(packages).encode()).hexdigest(),
     }
 
 

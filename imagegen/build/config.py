@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import imagegen
 from imagegen.errors import UsageError
+from imagegen.profile.load import LoadedProfile
 from imagegen.profile.model import check_crypt_hash, check_mirror_url, check_release
 from imagegen.render.distro import LAYOUTS
 
@@ -18,6 +20,43 @@ DEFAULT_RELEASES = {name: layout.default_release for name, layout in LAYOUTS.ite
 def repo_root() -> Path:
     """The checkout that holds mkosi.conf.d/ and overlays/ (imagegen runs from a clone)."""
     return Path(imagegen.__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ImageContent:
+    """What the profile decides of mkosi's [Content]; the defaults are imagegen's own settings."""
+
+    packages: tuple[str, ...] = ()
+    remove_packages: tuple[str, ...] = ()
+    locale: str = "C.UTF-8"
+    keymap: str = "us"
+    timezone: str = "UTC"
+    kernel_command_line: tuple[str, ...] = ()
+    # Which profile file asked for each package, to name it when the package does not exist.
+    package_sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def inputs(self) -> dict[str, Any]:
+        """The part that decides the image, for the build derivation."""
+        return {"packages": list(self.packages), "remove_packages": list(self.remove_packages),
+                "locale": self.locale, "keymap": self.keymap, "timezone": self.timezone,
+                "kernel_command_line": list(self.kernel_command_line)}
+
+    def source_of(self, package: str) -> str | None:
+        return dict(self.package_sources).get(package)
+
+
+def image_content(loaded: LoadedProfile) -> ImageContent:
+    profile = loaded.profile
+    sources: dict[str, str] = {}
+    for kind in ("install", "remove"):
+        for i, name in enumerate(getattr(profile.packages, kind)):
+            sources.setdefault(name, str(loaded.origin(("packages", kind, i))))
+    system = profile.system
+    return ImageContent(
+        packages=tuple(profile.packages.to_install()), remove_packages=tuple(profile.packages.to_purge()),
+        locale=system.locale, keymap=system.keymap, timezone=system.timezone,
+        kernel_command_line=tuple(system.kernel_command_line), package_sources=tuple(sorted(sources.items())),
+    )
 
 
 @dataclass(frozen=True)
@@ -34,6 +73,7 @@ class BuildRequest:
     root_password_hash: str | None = None
     profile_hash: str | None = None
     cache_root: Path | None = None
+    content: ImageContent = ImageContent()
 
     def __post_init__(self) -> None:
         if self.distribution not in DISTRIBUTIONS:
@@ -133,6 +173,12 @@ def mkosi_argv(request: BuildRequest, inputs: MkosiInputs, *, verb: str = "build
     if inputs.lab_tree is not None:
         argv += [f"--extra-tree={inputs.lab_tree}"]
     argv += [f"--extra-tree={inputs.overlay}"]
+    content = request.content
+    argv += [f"--package={name}" for name in content.packages]
+    argv += [f"--remove-package={name}" for name in content.remove_packages]
+    argv += [f"--locale={content.locale}", f"--keymap={content.keymap}", f"--timezone={content.timezone}"]
+    # Appended to 10-image.conf's KernelCommandLine= (mkosi adds command line list values to the file's).
+    argv += [f"--kernel-command-line={word}" for word in content.kernel_command_line]
     if request.hostname:
         argv += ["--hostname", request.hostname]
     if request.root_password_hash:

@@ -254,6 +254,36 @@ def explain_failure(tail: list[str]) -> str:
     return f"mkosi build failed: {(steps[-1] if steps else tail[-1] if tail else 'no output').lstrip('‣ ')}"
 
 
+# apt's words for a name it cannot install (apt-private/private-install.cc, cacheset.cc).
+_APT_UNKNOWN = re.compile(
+    r"^E: (?:Unable to locate package (?P<name>\S+)|Package '(?P<quoted>[^']+)' has no installation candidate)$",
+    re.M,
+)
+
+
+def unknown_packages(log_text: str) -> list[str]:
+    """The package names apt refused in a build log, in the order it named them."""
+    found = [m["name"] or m["quoted"] for m in _APT_UNKNOWN.finditer(ANSI.sub("", log_text))]
+    return list(dict.fromkeys(found))
+
+
+def unknown_package_error(request: BuildRequest, log_text: str, log: Path) -> UsageError | None:
+    """One line naming the package and the profile file that asked for it, if apt refused a name of the
+    profile's; None if the build failed for another reason."""
+    content = request.content
+    for name in unknown_packages(log_text):
+        source = content.source_of(name)
+        if source is None:
+            continue
+        key = "packages.install" if name in content.packages else "packages.remove"
+        return UsageError(
+            f"{source}: {key}: package {name!r} does not exist in {request.distribution} "
+            f"{request.resolved_release}; fix the name (`apt-cache search` lists the archive's packages)",
+            hint=f"full log: {log}",
+        )
+    return None
+
+
 def was_cache_reused(log_text: str) -> bool:
     """Whether the image (not the tools tree) came from mkosi's cache, read from mkosi's log.
 
@@ -327,6 +357,7 @@ def _build_locked(
         variant=request.variant,
         mkosi_version=version,
         repositories=repositories,
+        packages=request.content.packages + tuple(f"!{name}" for name in request.content.remove_packages),
     )
     decision = cache.decide(request.cache_dir, request.distribution, key)
     if refresh:
@@ -377,7 +408,7 @@ def _build_locked(
                 **{kind: str(out_dir / name) for kind, name in OUTPUTS.items()},
                 "log": str(out_dir / LOG_NAME),
             },
-            kernel_command_line=KERNEL_COMMAND_LINE,
+            kernel_command_line=" ".join([KERNEL_COMMAND_LINE, *request.content.kernel_command_line]),
             stages=[list(t) for t in timings],
             packages=packages_from_mkosi_manifest(work / MKOSI_MANIFEST),
         )
@@ -391,6 +422,9 @@ def _build_locked(
         shutil.copyfile(e.log, failed_log)
         if into is None:
             shutil.rmtree(work, ignore_errors=True)
+        unknown = unknown_package_error(request, failed_log.read_text(errors="replace"), failed_log)
+        if unknown is not None:
+            raise unknown from e
         for line in e.tail:
             console.print(Text(line), highlight=False)
         raise MkosiFailed(failed_log, e.tail) from e

@@ -8,7 +8,8 @@ render: the merged profile with defaults (so spelling a default out changes noth
         imagegen's version.
 build:  the overlay entry, mkosi.conf.d (and overlays/lab for the lab variant), the mkosi version,
         distribution and release, the lab flag, the host name and root password hash that mkosi is given,
-        and imagegen's version. Not the mirror: a mirror serves the same archive, and where the packages
+        the profile's packages, locale, keymap, time zone and kernel command line words, and imagegen's
+        version. Not the mirror: a mirror serves the same archive, and where the packages
         were fetched from does not change what is installed; the manifest records the exact versions,
         and `--refresh` resolves the packages anew when the archive has moved.
 test:   the image entry, the scenario set, the scenario parameters (boot mode, the lab the profile
@@ -33,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import imagegen
-from imagegen.build.config import repo_root
+from imagegen.build.config import ImageContent, repo_root
 from imagegen.profile import HostState, LoadedProfile
 from imagegen.render import Target, host_state_for, resolve_target
+from imagegen.render.system import named_files
 from imagegen.store import Derivation, Entry, FileTree
 from imagegen.store.hashing import keyed_digest
 
@@ -101,6 +103,14 @@ def profile_files(loaded: LoadedProfile, state: HostState) -> dict[str, str]:
             except OSError:
                 content = "unreadable"  # rendering reports it, naming the field
             found[".".join(map(str, key))] = content
+    # Files a `files` entry or a user's key file names may be secrets too (a private key shipped under
+    # files): keyed like the rest.
+    for key, path in named_files(loaded).items():
+        try:
+            content = digest(state, {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+        except OSError:
+            content = "unreadable"
+        found[".".join(map(str, key))] = content
     return found
 
 
@@ -133,7 +143,7 @@ def render_derivation(
 def build_derivation(
     overlay: Entry, *, distribution: str, release: str, lab: bool, hostname: str,
     root_password_hash: str | None, mkosi: str, conf_dir: Path | None = None, lab_tree: Path | None = None,
-    state: HostState | None = None,
+    state: HostState | None = None, content: ImageContent | None = None,
 ) -> Derivation:
     """The image of an overlay; state (the host's, for its hash key) is needed with a root password hash."""
     root = repo_root()
@@ -147,6 +157,7 @@ def build_derivation(
         "lab": lab,
         "hostname": hostname,
         "root_password_hash": _root_password_digest(root_password_hash, state),
+        "content": (content or ImageContent()).inputs(),
         "imagegen": imagegen_version(BUILD_CODE),
     }
     if lab:

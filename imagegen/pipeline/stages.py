@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 
 from imagegen.build.aptsources import mirror_from_url
-from imagegen.build.config import BuildRequest
+from imagegen.build.config import BuildRequest, image_content
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest
 from imagegen.build.mkosi import OUTPUTS, BuildResult, build_image, mkosi_version
 from imagegen.errors import UsageError
@@ -60,7 +60,7 @@ def image_derivation(loaded: LoadedProfile, overlay: Entry, *, lab: bool, state:
     target = resolve_target(image)
     return build_derivation(overlay, distribution=target.distribution, release=target.release, lab=lab,
                             hostname=image.hostname, root_password_hash=image.root_password_hash,
-                            mkosi=mkosi_version(), state=state)
+                            mkosi=mkosi_version(), state=state, content=image_content(loaded))
 
 
 def planned_image(store: Store, loaded: LoadedProfile, *, lab: bool = False,
@@ -174,7 +174,7 @@ def realise_image(
             request = BuildRequest(
                 overlay=copy, out_dir=store.path_of(drv), distribution=distribution, release=request_release,
                 mirror=mirror, lab=lab, hostname=image.hostname, root_password_hash=image.root_password_hash,
-                profile_hash=phash, cache_root=cache_root,
+                profile_hash=phash, cache_root=cache_root, content=image_content(loaded),
             )
             result = build_image(request, console=console, into=work, refresh=refresh)
         m = result.manifest

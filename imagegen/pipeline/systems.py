@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagegen.build.config import image_content
 from imagegen.build.manifest import MANIFEST_NAME
 from imagegen.build.mkosi import mkosi_version
 from imagegen.errors import UsageError
@@ -30,6 +31,16 @@ class System:
     overlay: Path | None
     manifest: Path | None
     verdict: Mapping[str, Any] | Path | None
+    # What the profile asked of mkosi (packages, locale, keymap, time zone, kernel command line words):
+    # these land in the image, not in the overlay.
+    settings: Mapping[str, Any] | None = None
+
+
+def _settings(image: Entry | None) -> Mapping[str, Any] | None:
+    if image is None:
+        return None
+    content: Mapping[str, Any] | None = image.metadata()["derivation"]["inputs"].get("content")
+    return content
 
 
 def _stage(entry: Entry) -> str:
@@ -66,10 +77,10 @@ def _from_entry(store: Store, entry: Entry, label: str) -> System:
         image = _reference(store, entry, "build")
         overlay = _reference(store, image, "render") if image else None
         return System(label, overlay.path if overlay else None,
-                      image.path / MANIFEST_NAME if image else None, entry.path / VERDICT_JSON)
+                      image.path / MANIFEST_NAME if image else None, entry.path / VERDICT_JSON, _settings(image))
     overlay = _reference(store, entry, "render")
     return System(label, overlay.path if overlay else None, entry.path / MANIFEST_NAME,
-                  _verdict_of_image(store, entry))
+                  _verdict_of_image(store, entry), _settings(entry))
 
 
 def resolve(store: Store, ref: str) -> System:
@@ -93,7 +104,7 @@ def resolve(store: Store, ref: str) -> System:
                              "rebuild it, or compare generations gc kept (imagegen gc --keep N)")
         system = _from_entry(store, Entry(store.root / generation.store_path), ref)
         return System(ref, system.overlay, system.manifest,
-                      _from_generation_verdict(store, generation) or system.verdict)
+                      _from_generation_verdict(store, generation) or system.verdict, system.settings)
     return _from_entry(store, store.get(ref), ref)
 
 
@@ -103,9 +114,10 @@ def _from_profile(store: Store, files: list[Path], label: str) -> System:
     overlay = realise_overlay(store, loaded, state=state)
     image = loaded.profile.image
     target = resolve_target(image)
+    content = image_content(loaded)
     drv = build_derivation(overlay, distribution=target.distribution, release=target.release, lab=False,
                            hostname=image.hostname, root_password_hash=image.root_password_hash,
-                           mkosi=mkosi_version(), state=state)
+                           mkosi=mkosi_version(), state=state, content=content)
     built = store.lookup(drv)
     recorded = store.known_digest(profile_hash(loaded, state))
     verdict: Mapping[str, Any] | Path | None = None
@@ -113,7 +125,7 @@ def _from_profile(store: Store, files: list[Path], label: str) -> System:
         if generation.profile_hash == recorded and generation.verdict is not None:
             verdict = _from_generation_verdict(store, generation)
             break
-    return System(label, overlay.path, built.path / MANIFEST_NAME if built else None, verdict)
+    return System(label, overlay.path, built.path / MANIFEST_NAME if built else None, verdict, content.inputs())
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,7 @@ class SystemDiff:
     files: TreeDiff | None
     packages: PackageDiff | None
     verdicts: VerdictDiff | None
+    settings: list[str] | None = None
 
     def sections(self) -> list[tuple[str, str]]:
         """(heading, text) for the overlay, the packages and the verdicts."""
@@ -138,6 +151,8 @@ class SystemDiff:
                 out.append((title, f"not compared: {' and '.join(missing)} {verb} {what}"))
             else:
                 out.append((title, str(diff) if diff else "identical"))
+        if self.a.settings is not None and self.b.settings is not None:
+            out.append(("image settings", "\n".join(self.settings or []) or "identical"))
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -150,7 +165,22 @@ def diff_systems(a: System, b: System) -> SystemDiff:
     verdicts = None
     if a.verdict is not None and b.verdict is not None:
         verdicts = diff_verdicts(_load(a.verdict), _load(b.verdict))
-    return SystemDiff(a, b, files, packages, verdicts)
+    settings = diff_settings(a.settings, b.settings) if a.settings is not None and b.settings is not None else None
+    return SystemDiff(a, b, files, packages, verdicts, settings)
+
+
+def diff_settings(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """One line per image setting that differs; list settings name what was added and removed."""
+    lines = []
+    for key in sorted(a.keys() | b.keys()):
+        old, new = a.get(key), b.get(key)
+        if old == new:
+            continue
+        if isinstance(old, list) and isinstance(new, list):
+            lines += [f"{key}: +{v}" for v in new if v not in old] + [f"{key}: -{v}" for v in old if v not in new]
+        else:
+            lines.append(f"{key}: {old!r} -> {new!r}")
+    return lines
 
 
 def _load(verdict: Mapping[str, Any] | Path) -> Mapping[str, Any]:

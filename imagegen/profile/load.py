@@ -1,5 +1,6 @@
-"""Load host profiles, layer them (later files override earlier ones key by key, lists replace)
-and validate the result, remembering which file set each value."""
+"""Load host profiles, layer them (later files override earlier ones key by key, lists replace, except
+the lists of system.MERGED_LISTS, which every layer adds to) and validate the result, remembering which
+file set each value (and each element of a merged list)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from imagegen.errors import ProfileError
-from imagegen.profile.checks import check_profile
+from imagegen.profile.checks import Finding, check_profile
 from imagegen.profile.model import Profile
+from imagegen.profile.system import MERGED_LISTS, check_accounts
 
 KeyPath = tuple[str | int, ...]
 
@@ -89,6 +91,17 @@ def merge(layers: Sequence[tuple[Path, dict[str, Any]]]) -> tuple[dict[str, Any]
             if isinstance(value, dict) and isinstance(dst.get(key), dict):
                 into(dst[key], value, here, path)
                 continue
+            if here in MERGED_LISTS and isinstance(value, list):
+                previous = dst.get(key)
+                old: list[Any] = previous if isinstance(previous, list) else []
+                if not old:
+                    forget(here)
+                added = [v for i, v in enumerate(value) if v not in old and v not in value[:i]]
+                for i, _ in enumerate(added, start=len(old)):
+                    origins[here + (i,)] = path
+                dst[key] = [*old, *added]
+                origins[here] = path
+                continue
             forget(here)
             if isinstance(value, dict):
                 dst[key] = {}
@@ -114,6 +127,8 @@ def load_profiles(paths: Sequence[Path]) -> LoadedProfile:
     except ValidationError as e:
         raise ProfileError(_pydantic_problems(e, merged, origins, files[-1])) from None
     findings = check_profile(profile)
+    findings += [Finding(key, message) for key, message in check_accounts(
+        profile.users, profile.groups, profile.image.distribution or "debian")]
     if findings:
         raise ProfileError([
             f"{_origin(origins, f.path, files[-1])}: {format_path(f.path)}: {f.message}" for f in findings

@@ -15,6 +15,18 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from imagegen.profile.system import (
+    AccountName,
+    FileSpec,
+    Group,
+    ImagePath,
+    Packages,
+    Service,
+    SystemSettings,
+    UnitName,
+    User,
+)
+
 Distribution = Literal["debian", "arch"]
 BondMode = Literal[
     "balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb"
@@ -451,6 +463,20 @@ class Profile(Strict):
     dhcp4: Dhcp4 = Dhcp4()
     dhcp6: Dhcp6 = Dhcp6()
     wireless: Wireless = Wireless()
+    packages: Packages = Field(default=Packages(), description="Packages to install and to leave out.")
+    groups: dict[AccountName, Group] = Field(
+        default={}, description="Groups to create, by name. Merge: tables merge by name across layers.")
+    users: dict[AccountName, User] = Field(
+        default={}, description="Login accounts, by name; root stays locked unless image.root_password_hash "
+        "is set. Merge: tables merge by name across layers, each user's keys as its own rules say.")
+    services: dict[UnitName, Service] = Field(
+        default={}, description="What the image does with systemd units, by unit name. Merge: tables merge "
+        "by unit name across layers.")
+    files: dict[ImagePath, FileSpec] = Field(
+        default={}, description="Files, directories and symbolic links put into the image, by absolute "
+        "path. Merge: tables merge by path across layers.")
+    system: SystemSettings = Field(default=SystemSettings(), description="Time zone, locale, keymap, "
+                                   "kernel command line and sysctl settings.")
 
     def masters(self) -> dict[str, Bond | Bridge]:
         return {**self.bonds, **self.bridges}

@@ -13,6 +13,7 @@ from typing import Any
 import tomli_w
 
 from imagegen.profile.load import KeyPath, LoadedProfile
+from imagegen.profile.system import MERGED_LISTS
 
 # Profile keys whose value is a secret, wherever they appear (a network, its EAP table, the image).
 SECRET_KEYS = frozenset({"passphrase", "psk", "password", "private_key_password", "root_password_hash"})
@@ -43,6 +44,13 @@ def show_profile(loaded: LoadedProfile, *, show_secrets: bool = False) -> str:
     width = 48
 
     def leaf(key: str, value: Any, path: KeyPath) -> None:
+        if path in MERGED_LISTS and isinstance(value, list) and value:
+            # A list that layers add to: each element with the file that added it.
+            lines.append(f"{_key(key)} = [")
+            for i, item in enumerate(value):
+                lines.append(f"{'    ' + _value(item) + ',':<{width}} # {loaded.origin(path + (i,))}")
+            lines.append("]")
+            return
         text = f"{_key(key)} = {_value(value)}"
         lines.append(f"{text:<{width}} # {loaded.origin(path)}")
 

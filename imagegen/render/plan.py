@@ -10,7 +10,6 @@ import functools
 import re
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,43 +22,9 @@ from imagegen.profile.model import Bond, Network, Profile, has_control
 from imagegen.profile.state import HostState
 from imagegen.render import escape as esc
 from imagegen.render.distro import Layout, Target
+from imagegen.render.entries import PUBLIC, SECRET, UNIT_DIR, Entry, File, HardLink, Plan, Symlink
 from imagegen.render.psk import wpa_psk
-
-UNIT_DIR = "etc/systemd/system"
-SECRET = 0o600
-PUBLIC = 0o644
-
-
-@dataclass(frozen=True)
-class File:
-    path: str
-    content: bytes
-    mode: int = PUBLIC
-
-
-@dataclass(frozen=True)
-class HardLink:
-    """Another name for an already planned file: the same inode, as `ln` makes it."""
-
-    path: str
-    source: str
-
-
-@dataclass(frozen=True)
-class Symlink:
-    path: str
-    target: str
-
-
-Entry = File | HardLink | Symlink
-
-
-@dataclass(frozen=True)
-class Plan:
-    entries: tuple[Entry, ...]
-
-    def by_path(self) -> dict[str, Entry]:
-        return {e.path: e for e in self.entries}
+from imagegen.render.system import plan_system
 
 
 def _template_root() -> Path:
@@ -337,6 +302,7 @@ def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Pla
     presets, symlinks = _enablement(profile, layout.dhcp6_unit)
     files.append(File("etc/systemd/system-preset/00-imagegen.preset", presets.encode()))
     entries: list[Entry] = [*files, *extra, *links, *symlinks]
+    entries += plan_system(loaded, target, entries)
     return Plan(tuple(sorted(entries, key=lambda e: e.path)))
 
 
