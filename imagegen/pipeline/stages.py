@@ -20,7 +20,7 @@ from imagegen.build.mkosi import OUTPUTS, BuildResult, build_image, mkosi_versio
 from imagegen.errors import UsageError
 from imagegen.pipeline.derivations import build_derivation, profile_hash, render_derivation
 from imagegen.profile import LoadedProfile
-from imagegen.render import host_state_for, plan_overlay, resolve_target
+from imagegen.render import planned_overlay, resolve_target
 from imagegen.render.write import write_tree
 from imagegen.store import Entry, Generation, PackageDiff, Store, diff_packages, resolve_store_root
 from imagegen.store.fsutil import remove_tree
@@ -35,11 +35,11 @@ def open_store(option: Path | None) -> Store:
 def realise_overlay(store: Store, loaded: LoadedProfile, *, lab: bool = False,
                     state_file: Path | None = None) -> Entry:
     """The rendered overlay of a profile (with the lab's per-profile files for the lab variant)."""
-    state = host_state_for(loaded, state_file)
+    # Planned before anything is written: a profile error must not leave a new host state file behind.
+    plan, state = planned_overlay(loaded, state_file)
     drv = render_derivation(loaded, state, lab=lab)
 
     def render(out: Path) -> dict[str, Any]:
-        plan = plan_overlay(loaded, state, resolve_target(loaded.profile.image))
         write_tree(plan, out)
         written = render_lab_overlay(loaded.profile, out) if lab else []
         return {"entries": len(plan.entries) + len(written)}
