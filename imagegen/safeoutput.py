@@ -236,6 +236,22 @@ def replace_tree(dest: Path, fill: Callable[[Path], None], *, kind: str, option:
     remove_our_tree(old)
 
 
+def check_link(path: Path, option: str, store_root: Path) -> None:
+    """Raise UsageError unless path is missing or a symbolic link into store_root (an older result link)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise _refuse_file(option, path, "a parent of it is not a directory") from None
+    if not stat.S_ISLNK(st.st_mode):
+        raise _refuse_file(option, path, "exists and is not a symbolic link")
+    target = Path(os.path.abspath(path.parent / os.readlink(path)))
+    # The directory the link names, not what it names in it: a link to an entry gc removed still counts.
+    if Path(os.path.realpath(target.parent)) != Path(os.path.realpath(store_root)):
+        raise _refuse_file(option, path, f"is a symbolic link to {target}, not into the store {store_root}")
+
+
 def check_file(path: Path, option: str, ours: Callable[[bytes], bool], *, limit: int = 64 << 20) -> None:
     """Raise UsageError unless path is missing or a regular file whose content ours() recognises."""
     try:

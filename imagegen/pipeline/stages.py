@@ -22,6 +22,7 @@ from imagegen.pipeline.derivations import build_derivation, profile_hash, render
 from imagegen.profile import LoadedProfile
 from imagegen.render import planned_overlay, resolve_target
 from imagegen.render.write import write_tree
+from imagegen.safeoutput import check_link
 from imagegen.store import Entry, Generation, PackageDiff, Store, diff_packages, resolve_store_root
 from imagegen.store.fsutil import remove_tree
 from imagegen.vm.lab import render_lab_overlay
@@ -129,9 +130,8 @@ def realise_image(
     elif distribution == "arch":
         raise UsageError("image.mirror: an Arch image needs an Arch mirror and this host's apt sources name none",
                          "pass --mirror URL (an Arch mirror, e.g. http://HOST/archlinux) or set image.mirror")
-    if link is not None and link.exists() and not link.is_symlink() and not _is_old_output_dir(link):
-        raise UsageError(f"--out-link {link} exists and is not a link",
-                         "remove it or choose another --out-link NAME")
+    if link is not None and not _is_old_output_dir(link):
+        check_link(link, "--out-link", store.root)
     overlay = realise_overlay(store, loaded, lab=lab, state_file=state_file)
     request_release = target.release
     drv = build_derivation(
