@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -184,3 +188,52 @@ def test_a_real_process_interrupted_prints_one_line(tmp_path: Path, signum: int,
     done = run_blocked_on_fifo(tmp_path, signum)
     assert done.returncode == code, done.stderr
     assert done.stderr == f"interrupted: imagegen show ({signal.Signals(signum).name})\n"
+
+
+def test_an_interrupted_qmp_command_leaves_no_task_exception_for_asyncio_to_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Ctrl-C during a QMP command, then the connection closed as the VM is stopped: asyncio must not
+    print "Task exception was never retrieved … ExecInterruptedError('Disconnected')" afterwards."""
+    from imagegen.vm.qmp import Monitor
+
+    path = tmp_path / "qmp.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+    hang_up = threading.Event()
+
+    def hung_qemu() -> None:
+        # QEMU's greeting and its answer to the negotiation, then silence: a command that never returns.
+        conn, _ = server.accept()
+        conn.sendall(b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 8}, "package": ""}, '
+                     b'"capabilities": []}}\n')
+        conn.recv(4096)
+        conn.sendall(b'{"return": {}}\n')
+        conn.recv(4096)
+        hang_up.wait(10)
+        conn.close()
+
+    peer = threading.Thread(target=hung_qemu)
+    peer.start()
+
+    def ctrl_c(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    monitor = Monitor(path)
+    monitor.connect(timeout=10)
+    old = signal.signal(signal.SIGALRM, ctrl_c)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with caplog.at_level(logging.ERROR, logger="asyncio"), pytest.raises(KeyboardInterrupt):
+            monitor.cmd("query-status")
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            monitor.close()
+            del monitor
+            gc.collect()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        hang_up.set()
+        peer.join()
+        server.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
