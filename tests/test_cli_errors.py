@@ -237,3 +237,8 @@ def test_an_interrupted_qmp_command_leaves_no_task_exception_for_asyncio_to_log(
         peer.join()
         server.close()
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+def test_a_host_name_with_markup_in_history_is_printed_as_written(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["history", "[/x]", "--store", str(tmp_path / "store")])
+    assert_one_error(result, "host name '[/x]' is not allowed")

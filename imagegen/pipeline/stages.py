@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from imagegen.build.aptsources import mirror_from_url
 from imagegen.build.config import BuildRequest
@@ -159,7 +160,7 @@ def realise_image(
                 "mkosi_seconds": m.duration_seconds}
 
     entry = store.realise(drv, build, force=refresh,
-                          on_wait=lambda: console.print(f"waiting for another imagegen building {drv.path_name}"))
+                          on_wait=lambda: console.print(Text(f"waiting for another imagegen building {drv.path_name}")))
     refreshed = None
     if old_manifest is not None:
         refreshed = diff_packages(old_manifest, json.loads((entry.path / MANIFEST_NAME).read_text()))
