@@ -175,3 +175,50 @@ def test_state_in_a_missing_directory_is_one_line(laptop: Path, tmp_path: Path) 
     assert result.exit_code == 2 and "cannot create it" in result.stderr
     assert not (tmp_path / "out").exists()
 
+
+
+# --- Ctrl-C during imagegen test: one line, and where the evidence so far is ----------------------
+
+class InterruptedLabRun:
+    """The lab run, cut short by Ctrl-C after it saved a serial log (as a failing boot does)."""
+
+    def __init__(self, *args: object) -> None:
+        self.options = args[4]
+
+    def run(self, label: str) -> None:
+        evidence = self.options.artifacts  # type: ignore[attr-defined]
+        evidence.mkdir(parents=True, exist_ok=True)
+        (evidence / "serial-main.log").write_text("[    0.000000] Linux version\n")
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_imagegen_test_names_the_evidence(laptop: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagegen.scenarios import command
+
+    image = tmp_path / "image"
+    image.mkdir()
+    for name in ("image.raw", "image.vmlinuz", "image.initrd"):
+        (image / name).write_bytes(b"")
+    monkeypatch.setattr(command, "LabRun", InterruptedLabRun)
+    evidence = tmp_path / "evidence"
+    result = runner.invoke(app, ["test", str(laptop), "--accel", "tcg", "--image", str(image), "--artifacts",
+                                 str(evidence), "--store", str(tmp_path / "store")])
+    assert result.exit_code == 130, result.output
+    assert result.stderr.splitlines()[-1] == (f"interrupted: imagegen test {laptop} (SIGINT); evidence so far: "
+                                              f"{evidence}")
+    assert (evidence / "serial-main.log").is_file() and (evidence / ".imagegen-tree").is_file()
+
+
+def test_ctrl_c_in_a_stored_test_run_keeps_the_evidence_the_store_discards(
+        work: Path, fake_mkosi: FakeMkosi, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagegen.scenarios import command
+
+    monkeypatch.setattr(command, "LabRun", InterruptedLabRun)
+    result = runner.invoke(app, ["test", "laptop.toml", "--accel", "tcg"])
+    assert result.exit_code == 130, result.output
+    line = result.stderr.splitlines()[-1]
+    assert line.startswith("interrupted: imagegen test laptop.toml (SIGINT); evidence so far: artifacts/laptop-")
+    kept = work / line.rsplit(": ", 1)[1]
+    assert (kept / "serial-main.log").read_text() == "[    0.000000] Linux version\n"
+    assert not [p for p in (work / "store").iterdir() if p.name.endswith("-verdict")]  # no verdict filed
