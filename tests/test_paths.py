@@ -165,6 +165,20 @@ def test_the_tree_is_never_missing_while_it_is_replaced(laptop: Path) -> None:
     assert watcher.communicate(timeout=30)[0].strip() == "0"
 
 
+def test_without_rename_exchange_the_old_tree_is_renamed_aside_then_replaced(
+        laptop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system without RENAME_EXCHANGE (exchange() says so by returning False): two renames."""
+    from imagegen import safeoutput
+
+    monkeypatch.setattr(safeoutput, "exchange", lambda a, b: False)
+    out = laptop.parent / "out"
+    render_overlay(load_profiles([laptop]), out, state=STATE)
+    laptop.write_text(laptop.read_text().replace("192.168.0.2/24", "192.168.0.3/24"))
+    render_overlay(load_profiles([laptop]), out, state=STATE)
+    assert "192.168.0.3/24" in (out / "etc/conf.d/network.conf").read_text()
+    assert sorted(p.name for p in laptop.parent.iterdir()) == ["laptop.toml", "out"]
+
+
 def test_a_killed_render_leaves_a_temporary_the_next_render_removes(laptop: Path, tmp_path: Path) -> None:
     out = laptop.parent / "out"
     render_overlay(load_profiles([laptop]), out, state=STATE)
