@@ -7,6 +7,10 @@ file whose content is one of imagegen's reports, or nothing at all. Everything e
 Replacement is atomic: a file is written beside its destination and renamed over it; a directory tree
 is built beside its destination and exchanged with it by renameat2(RENAME_EXCHANGE), so the path always
 names a whole tree, the old one or the new one.
+
+For commands: replace_tree (a directory), claim_tree/release_tree (a directory filled bit by bit, such
+as a test run's evidence), safe_replace (a file), and check_tree/check_file/check_link to refuse a path
+before any work is done.
 """
 
 from __future__ import annotations
@@ -227,12 +231,20 @@ def replace_tree(dest: Path, fill: Callable[[Path], None], *, kind: str, option:
         else:
             old = _temporary_name(dest, "old")
             os.rename(dest, old)
-            rename_new(new, dest)
+            try:
+                rename_new(new, dest)
+            except BaseException:
+                os.rename(old, dest)  # put the old tree back rather than leave dest missing
+                raise
     except BaseException:
         if new.is_dir() and not new.is_symlink():
             remove_our_tree(new)
         raise
-    # The old tree: ours (marked) or an empty directory.
+    # The old tree: ours (marked) or the empty directory checked above, unless someone filled it in the
+    # moment between that check and the swap: then it is left where it is, and said so.
+    if read_marker(old) is None and any(os.scandir(old)):
+        raise UsageError(f"{option} {dest}: replaced, but what was there changed meanwhile; it is kept at {old}",
+                         f"look at {old}, then remove it yourself")
     remove_our_tree(old)
 
 
