@@ -211,8 +211,8 @@ def replace_tree(dest: Path, fill: Callable[[Path], None], *, kind: str, option:
     On a file system without RENAME_EXCHANGE the old tree is first renamed aside and the new one put in
     its place: two renames, between which dest does not exist (never a mix of both trees).
     """
+    check_tree(dest, option)  # named as the person named it
     dest = Path(os.path.abspath(dest))
-    check_tree(dest, option)
     dest.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(dest)
     new = _temporary_name(dest, "new")
@@ -296,8 +296,8 @@ def safe_replace(path: Path, data: bytes, *, option: str, ours: Callable[[bytes]
                  mode: int = 0o644) -> None:
     """Write data to path atomically (a temporary beside it, fsynced, renamed over it), but only where
     path is missing or holds a file ours() recognises as imagegen's; else UsageError, nothing written."""
-    path = Path(os.path.abspath(path))
     check_file(path, option, ours)
+    path = Path(os.path.abspath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path)
     tmp = _temporary_name(path, "tmp")
