@@ -13,11 +13,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from imagegen import __version__
 from imagegen.build import command as build_command
 from imagegen.cache import command as cache_command
 from imagegen.errors import ImagegenError
+from imagegen.interrupt import interrupted, signals_as_interrupt
 from imagegen.pipeline import command as store_command
 from imagegen.profile import Profile, load_profiles
 from imagegen.profile.show import mask_secrets, show_profile
@@ -49,19 +52,26 @@ StateFile = Annotated[
 
 
 def reports_errors(func: F) -> F:
-    """Turn an ImagegenError into its message on stderr and its exit code, without a traceback."""
+    """Turn an ImagegenError into its message on stderr and its exit code, without a traceback; and
+    Ctrl-C, SIGTERM or SIGHUP into one line and exit 128 + the signal's number (130, 143, 129)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
         try:
-            return func(*args, **kwargs)
+            with signals_as_interrupt():
+                return func(*args, **kwargs)
         except ImagegenError as e:
-            err = Console(stderr=True, highlight=False, soft_wrap=True)
+            # User text (keys, values, paths) is printed as it is: never read as rich markup.
             for line in e.message.splitlines():
-                err.print(f"[bold red]error:[/] {line}", markup=True)
+                err.print(Text.assemble(("error:", "bold red"), " ", line))
             if e.hint:
-                err.print(f"[bold]hint:[/] {e.hint}", markup=True)
+                err.print(Text.assemble(("hint:", "bold"), " ", e.hint))
             raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt as e:
+            stopped = interrupted(e)
+            err.print(Text(stopped.line(f"imagegen {func.__name__}")))
+            raise typer.Exit(stopped.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -85,14 +95,16 @@ def main(
 @reports_errors
 def render(
     profiles: Profiles,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the overlay tree to "
-                                      "(replaced atomically).")] = Path("build/overlay"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the overlay tree to: "
+                                      "new, empty, or one imagegen wrote before (replaced atomically; "
+                                      "anything else is refused).")] = Path("build/overlay"),
     state: StateFile = None,
 ) -> None:
     """Render the overlay tree of a host: units, configs, hard links and enablement links."""
     loaded = load_profiles(profiles)
-    plan = render_overlay(loaded, out, state=host_state_for(loaded, state))
-    Console().print(f"rendered {len(plan.entries)} entries for [bold]{loaded.profile.image.hostname}[/] into {out}")
+    plan = render_overlay(loaded, out, state_file=state)
+    Console().print(f"rendered {len(plan.entries)} entries for [bold]{escape(loaded.profile.image.hostname)}[/] "
+                    f"into {escape(str(out))}")
 
 
 @app.command()
@@ -105,7 +117,7 @@ def check(
     """Validate profiles and verify the rendered units with systemd-analyze, writing nothing."""
     loaded = load_profiles(profiles)
     console = Console()
-    console.print(f"[green]ok[/] profile {' + '.join(map(str, loaded.files))}")
+    console.print(f"[green]ok[/] profile {escape(' + '.join(map(str, loaded.files)))}")
     with tempfile.TemporaryDirectory(prefix="imagegen-check-") as tmp:
         root = Path(tmp) / "root"
         render_overlay(loaded, root, state=host_state_for(loaded, state, create=False))
@@ -113,9 +125,9 @@ def check(
             return
         result = verify_units(root, resolve_target(loaded.profile.image))
         for line in result.findings:
-            console.print(f"  {line}", highlight=False)
+            console.print(Text(f"  {line}"), highlight=False)
         if result.skipped:
-            console.print(f"[yellow]skipped[/] unit verification: {result.skipped}")
+            console.print(f"[yellow]skipped[/] unit verification: {escape(result.skipped)}")
         elif result.findings:
             raise ImagegenError(f"systemd-analyze verify found {len(result.findings)} problem(s) in the rendered units")
         else:

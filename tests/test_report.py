@@ -99,3 +99,21 @@ def test_repeat_tally_counts_passes_and_spreads_numeric_figures(tmp_path: Path) 
     data = json.loads(path.read_text())
     assert data["repeat"] == 3 and data["runs_passed"] == 2 and data["passed"] is False
     assert len(data["runs"]) == 3 and data["scenarios"][0]["figures"]["failover_gap_ms"]["max"] == 3500.0
+
+
+def test_the_console_report_prints_guest_text_literally() -> None:
+    from rich.console import Console
+
+    from imagegen.report.console import ConsoleReport
+
+    console = Console(record=True, width=200, force_terminal=False)
+    report = ConsoleReport(console)
+    odd = ScenarioResult("failover", "Failover", False, 1.0, (Check("link [/x]", False, "saw [bold]eth9[/]"),),
+                         {"crash": "oops [/x]"}, error="AgentError: [interfaces.eth9] [/x]")
+    report.check(odd.checks[0])
+    report.end_scenario(odd)
+    report.summary(RunResult("p [/x].toml", "tcg", "TCG [/x]", "direct-kernel", (odd,)))
+    text = console.export_text()
+    for literal in ("link [/x]", "saw [bold]eth9[/]", "crash=oops [/x]", "AgentError: [interfaces.eth9] [/x]",
+                    "TCG [/x]", "p [/x].toml"):
+        assert literal in text, literal

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from imagegen.build.aptsources import mirror_from_url
 from imagegen.build.doctor import host_checks
@@ -30,7 +31,7 @@ def setup(
 ) -> None:
     """Install QEMU, OVMF and mkosi 25.3 on this host (idempotent; the host's apt sources stay as they are)."""
     console = Console(stderr=True)
-    setup_host(lambda line: console.print(f"setup: {line}"), mirror=mirror_from_url(mirror) if mirror else None)
+    setup_host(lambda line: console.print(Text(f"setup: {line}")), mirror=mirror_from_url(mirror) if mirror else None)
 
 
 def doctor(
@@ -47,7 +48,7 @@ def doctor(
     table = Table("tool", "state", "version / detail", "fix")
     for c in checks:
         state = "[green]ok[/]" if c.ok else "[red]missing[/]" if c.required else "[yellow]unusable[/]"
-        table.add_row(c.name, state, c.detail, c.fix)
+        table.add_row(Text(c.name), state, Text(c.detail), Text(c.fix))
     Console().print(table)
     if any(not c.ok for c in checks if c.required):
         raise typer.Exit(1)

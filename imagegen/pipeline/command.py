@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from imagegen.pipeline.stages import open_store
 from imagegen.pipeline.systems import diff_systems, resolve
@@ -52,7 +53,7 @@ def history(
         print()
         return
     if not generations:
-        Console(stderr=True).print(f"{host} has no generations in {st.root} (imagegen build makes them)")
+        Console(stderr=True).print(Text(f"{host} has no generations in {st.root} (imagegen build makes them)"))
         return
     rows = [("generation", "time", "profile", "verdict", "store path")]
     for g in generations:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from imagegen.build.aptsources import mirror_from_url
 from imagegen.build.config import BuildRequest, image_content
@@ -20,8 +21,9 @@ from imagegen.build.mkosi import OUTPUTS, BuildResult, build_image, mkosi_versio
 from imagegen.errors import UsageError
 from imagegen.pipeline.derivations import build_derivation, profile_hash, render_derivation
 from imagegen.profile import HostState, LoadedProfile
-from imagegen.render import host_state_for, plan_overlay, resolve_target
+from imagegen.render import host_state_for, plan_overlay, planned_overlay, resolve_target
 from imagegen.render.write import write_tree
+from imagegen.safeoutput import check_link
 from imagegen.store import Derivation, Entry, Generation, PackageDiff, Store, diff_packages, resolve_store_root
 from imagegen.store.fsutil import remove_tree
 from imagegen.store.substitution import Substituter
@@ -38,14 +40,17 @@ def realise_overlay(store: Store, loaded: LoadedProfile, *, lab: bool = False,
                     state_file: Path | None = None, state: HostState | None = None) -> Entry:
     """The rendered overlay of a profile (with the lab's per-profile files for the lab variant).
 
-    state: the host state, if the caller has read it already (else it is read from state_file)."""
-    state = state or host_state_for(loaded, state_file)
+    state: the host state, if the caller has read it already (else it is read from state_file, and a new
+    host's file is created only once the plan has succeeded: a profile error leaves nothing behind)."""
     # One answer for the target, hashed and rendered alike.
     target = resolve_target(loaded.profile.image)
+    if state is None:
+        plan, state = planned_overlay(loaded, state_file, target)
+    else:
+        plan = plan_overlay(loaded, state, target)
     drv = render_derivation(loaded, state, lab=lab, target=target)
 
     def render(out: Path) -> dict[str, Any]:
-        plan = plan_overlay(loaded, state, target)
         write_tree(plan, out)
         written = render_lab_overlay(loaded.profile, out) if lab else []
         return {"entries": len(plan.entries) + len(written)}
@@ -66,8 +71,9 @@ def image_derivation(loaded: LoadedProfile, overlay: Entry, *, lab: bool, state:
 def planned_image(store: Store, loaded: LoadedProfile, *, lab: bool = False,
                   state_file: Path | None = None) -> Entry:
     """Where the profile's image entry is (or would be) in store, computed without rendering or building:
-    enough to ask a cache for its verdict, which then needs no image at all."""
-    state = host_state_for(loaded, state_file)
+    enough to ask a cache for its verdict, which then needs no image at all. A new host's state file is
+    not written for it: the hashes of fresh state match nothing in any cache."""
+    state = host_state_for(loaded, state_file, create=False)
     target = resolve_target(loaded.profile.image)
     overlay = Entry(store.path_of(render_derivation(loaded, state, lab=lab, target=target)))
     return Entry(store.path_of(image_derivation(loaded, overlay, lab=lab, state=state)))
@@ -155,11 +161,10 @@ def realise_image(
     elif distribution == "arch":
         raise UsageError("image.mirror: an Arch image needs an Arch mirror and this host's apt sources name none",
                          "pass --mirror URL (an Arch mirror, e.g. http://HOST/archlinux) or set image.mirror")
-    if link is not None and link.exists() and not link.is_symlink() and not _is_old_output_dir(link):
-        raise UsageError(f"--out-link {link} exists and is not a link",
-                         "remove it or choose another --out-link NAME")
-    state = host_state_for(loaded, state_file)
-    overlay = realise_overlay(store, loaded, lab=lab, state=state)
+    if link is not None and not _is_old_output_dir(link):
+        check_link(link, "--out-link", store.root)
+    overlay = realise_overlay(store, loaded, lab=lab, state_file=state_file)
+    state = host_state_for(loaded, state_file)  # kept by realise_overlay: read, never created here
     request_release = target.release
     drv = image_derivation(loaded, overlay, lab=lab, state=state)
     phash = profile_hash(loaded, state)
@@ -182,7 +187,7 @@ def realise_image(
                 "mkosi_seconds": m.duration_seconds}
 
     entry = store.realise(drv, build, force=refresh,
-                          on_wait=lambda: console.print(f"waiting for another imagegen building {drv.path_name}"))
+                          on_wait=lambda: console.print(Text(f"waiting for another imagegen building {drv.path_name}")))
     refreshed = None
     if old_manifest is not None:
         refreshed = diff_packages(old_manifest, json.loads((entry.path / MANIFEST_NAME).read_text()))

@@ -110,8 +110,8 @@ def resolve(store: Store, ref: str) -> System:
 
 def _from_profile(store: Store, files: list[Path], label: str) -> System:
     loaded = load_profiles(files)
-    state = host_state_for(loaded)
-    overlay = realise_overlay(store, loaded, state=state)
+    overlay = realise_overlay(store, loaded)
+    state = host_state_for(loaded)  # kept by realise_overlay once its plan succeeded
     image = loaded.profile.image
     target = resolve_target(image)
     content = image_content(loaded)

@@ -65,16 +65,32 @@ def _origin(origins: dict[KeyPath, Path], path: KeyPath, default: Path) -> Path:
     return default
 
 
+# Far above any host profile; /dev/zero or a log file named by mistake stops here, not at the memory's end.
+PROFILE_LIMIT = 4 * 1024 * 1024
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
+        # A FIFO is allowed (`imagegen show <(generate-profile)`): it is read to its end, but bounded.
         with path.open("rb") as f:
-            return tomllib.load(f)
+            data = f.read(PROFILE_LIMIT + 1)
     except FileNotFoundError:
         raise ProfileError([f"{path}: no such profile file; check the path"]) from None
+    except IsADirectoryError:
+        raise ProfileError([f"{path}: is a directory, not a profile; name a TOML file"]) from None
+    except OSError as e:
+        raise ProfileError([f"{path}: cannot read: {e.strerror}; check the path and its permissions"]) from None
+    if len(data) > PROFILE_LIMIT:
+        raise ProfileError([f"{path}: larger than {PROFILE_LIMIT >> 20} MiB, not a host profile; name a TOML file"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProfileError([f"{path}: not a UTF-8 TOML file (byte {e.start} is not UTF-8); save it as UTF-8 "
+                            "text"]) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ProfileError([f"{path}: not valid TOML: {e}; fix the syntax at that line"]) from None
-    except OSError as e:
-        raise ProfileError([f"{path}: cannot read: {e.strerror}"]) from None
 
 
 def merge(layers: Sequence[tuple[Path, dict[str, Any]]]) -> tuple[dict[str, Any], dict[KeyPath, Path]]:

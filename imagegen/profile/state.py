@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagegen.errors import UsageError
+from imagegen.profile.secretfile import read_secret_file
 
 # RFC 6355 DUID-UUID: type 4 followed by 16 random bytes; unique without any hardware address.
 _DUID_UUID = b"\x00\x04"
@@ -64,8 +65,10 @@ def state_path(base_dir: Path, hostname: str) -> Path:
 
 
 def read_state(path: Path) -> HostState:
+    text = read_secret_file(path, "host state file", hint="restore it from a backup, or name another "
+                            "--state file")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(text)
         duid = bytes.fromhex(data["duid"].replace(":", ""))
         key = data["dhcp6c_key"]
         if len(base64.b64decode(key, validate=True)) < 16 or len(duid) < 2:
@@ -73,7 +76,7 @@ def read_state(path: Path) -> HostState:
         hash_key = base64.b64decode(data["hash_key"], validate=True) if "hash_key" in data else b""
         if "hash_key" in data and len(hash_key) < 16:
             raise ValueError("hash_key too short")
-    except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError) as e:
+    except (KeyError, ValueError, TypeError, AttributeError, tomllib.TOMLDecodeError) as e:
         raise UsageError(
             f"{path}: host state file is unreadable or damaged ({e})",
             hint="restore it from a backup, or delete it to generate a new DUID and key "
@@ -82,17 +85,21 @@ def read_state(path: Path) -> HostState:
     return HostState(duid=duid, dhcp6c_key=key, hash_key=hash_key)
 
 
-def load_or_create_state(path: Path, *, create: bool = True) -> HostState:
-    """Read the state file; create it (atomically, mode 0600) when missing and create is set.
+def existing_or_new_state(path: Path) -> tuple[HostState, bool]:
+    """The state in path, or fresh values (not yet kept) and True when there is no file there."""
+    if path.exists() or path.is_symlink():
+        return read_state(path), False
+    return HostState.generate(), True
 
-    Without create, a missing file gives fresh values that are not kept (for checks that must not write).
-    """
-    if path.exists():
-        return read_state(path)
-    state = HostState.generate()
-    if not create:
-        return state
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+
+def keep_new_state(path: Path, state: HostState) -> HostState:
+    """Create path (atomically, mode 0600) holding state; return the state the file holds afterwards,
+    which is another process's when it created the file first."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:
+        raise UsageError(f"host state file {path}: cannot create it: {e.strerror}",
+                         hint="name a --state file in an existing, writable directory") from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(state.to_toml())
@@ -104,4 +111,16 @@ def load_or_create_state(path: Path, *, create: bool = True) -> HostState:
             return read_state(path)
     finally:
         os.unlink(tmp)
+    return state
+
+
+def load_or_create_state(path: Path, *, create: bool = True) -> HostState:
+    """Read the state file; create it (atomically, mode 0600) when missing and create is set.
+
+    Without create, a missing file gives fresh values that are not kept (for checks that must not write).
+    A render creates it only once its plan succeeded: see imagegen.render.planned_overlay.
+    """
+    state, new = existing_or_new_state(path)
+    if new and create:
+        return keep_new_state(path, state)
     return state

@@ -19,6 +19,7 @@ import jinja2
 from imagegen.errors import UsageError
 from imagegen.profile.load import LoadedProfile, format_path
 from imagegen.profile.model import Bond, Network, Profile, has_control
+from imagegen.profile.secretfile import CERT_LIMIT, SECRET_LIMIT, read_secret_file
 from imagegen.profile.state import HostState
 from imagegen.render import escape as esc
 from imagegen.render.distro import Layout, Target
@@ -101,13 +102,10 @@ def _read_secret(loaded: LoadedProfile, key: tuple[str | int, ...], name: str) -
     path = Path(name)
     if not path.is_absolute():
         path = loaded.origin(key).resolve().parent / path
-    try:
-        return path.read_text().strip()
-    except OSError as e:
-        raise UsageError(
-            f"{loaded.origin(key)}: {format_path(key)}: cannot read {path}: {e.strerror}",
-            hint="create the file or fix the path (relative paths start at the profile that names them)",
-        ) from None
+    limit = CERT_LIMIT if key[-1] in ("ca_cert", "client_cert", "private_key") else SECRET_LIMIT
+    return read_secret_file(path, f"{loaded.origin(key)}: {format_path(key)}", limit=limit,
+                            hint="create the file or fix the path (relative paths start at the profile "
+                            "that names them)").strip()
 
 
 def _secret_text(loaded: LoadedProfile, key: tuple[str | int, ...], name: str) -> str:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from imagegen.render.plan import File, HardLink, Plan, Symlink
+from imagegen.safeoutput import replace_tree
 
 
 def write_tree(plan: Plan, root: Path) -> None:
-    """Create every entry of the plan below root, which must be empty."""
+    """Create every entry of the plan below root, which must hold none of them (the store's overlay
+    entries are written so, with nothing else in them)."""
     for entry in plan.entries:
         dest = root / entry.path
         dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -32,19 +32,9 @@ def write_tree(plan: Plan, root: Path) -> None:
 
 
 def write_overlay(plan: Plan, out: Path) -> None:
-    """Replace out with the planned tree; out is either the new tree or the old one, never a mix."""
-    out = out.absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
-    try:
-        write_tree(plan, tmp)
-        if out.exists() or out.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.rename(out, old / "tree")
-            os.rename(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Replace out with the planned tree; out is either the new tree or the old one, never a mix.
+
+    out must be missing, an empty directory or a tree this function wrote before (it carries
+    safeoutput.MARKER beside the plan's entries); anything else is refused with exit 2.
+    """
+    replace_tree(out, lambda root: write_tree(plan, root), kind="overlay", option="--out")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
+from rich.text import Text
 
 from imagegen.report.model import Check, RunResult, ScenarioResult
 from imagegen.report.repeat import tally
@@ -16,7 +18,7 @@ class ConsoleReport:
         self._status: Status | None = None
 
     def note(self, text: str) -> None:
-        self.console.print(f"[dim]{text}[/dim]")
+        self.console.print(f"[dim]{escape(text)}[/dim]")
 
     def step(self, text: str) -> None:
         """What is happening now (booting, waiting); replaces the previous step on a terminal."""
@@ -33,12 +35,13 @@ class ConsoleReport:
 
     def start_scenario(self, name: str, title: str) -> None:
         self._end_step()
-        self.console.print(f"[bold]▶ {title}[/bold] [dim]({name})[/dim]")
+        self.console.print(f"[bold]▶ {escape(title)}[/bold] [dim]({escape(name)})[/dim]")
         self.step(f"{title}…")
 
     def check(self, check: Check) -> None:
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
-        self.console.print(f"  {mark} {check.name}" + (f" [dim]— {check.detail}[/dim]" if check.detail else ""))
+        self.console.print(f"  {mark} {escape(check.name)}" +
+                           (f" [dim]— {escape(check.detail)}[/dim]" if check.detail else ""))
 
     def end_scenario(self, result: ScenarioResult) -> None:
         self._end_step()
@@ -49,13 +52,14 @@ class ConsoleReport:
         else:
             verdict = "[red]FAIL[/red]"
         figures = ", ".join(f"{k}={v}" for k, v in result.figures.items())
-        self.console.print(f"  {verdict} in {result.seconds:.0f} s" + (f" [dim]{figures}[/dim]" if figures else ""))
+        self.console.print(f"  {verdict} in {result.seconds:.0f} s" +
+                           (f" [dim]{escape(figures)}[/dim]" if figures else ""))
         if result.error:
-            self.console.print(f"  [red]{result.error}[/red]")
+            self.console.print(f"  [red]{escape(result.error)}[/red]")
 
     def summary(self, result: RunResult) -> None:
         self._end_step()
-        table = Table(title=f"imagegen test {result.profile} — {result.accel.upper()}, {result.boot} boot")
+        table = Table(title=Text(f"imagegen test {result.profile} — {result.accel.upper()}, {result.boot} boot"))
         table.add_column("scenario")
         table.add_column("result")
         table.add_column("checks", justify="right")
@@ -65,29 +69,29 @@ class ConsoleReport:
             verdict = ("[yellow]skip[/yellow]" if s.skipped else
                        "[green]pass[/green]" if s.passed else "[red]FAIL[/red]")
             ok = sum(c.ok for c in s.checks)
-            table.add_row(s.name, verdict, f"{ok}/{len(s.checks)}", f"{s.seconds:.0f} s",
-                          "\n".join(f"{k}={v}" for k, v in s.figures.items()))
+            table.add_row(Text(s.name), verdict, f"{ok}/{len(s.checks)}", f"{s.seconds:.0f} s",
+                          Text("\n".join(f"{k}={v}" for k, v in s.figures.items())))
         self.console.print(table)
-        self.console.print(f"accelerator: {result.accel_reason}")
+        self.console.print(Text(f"accelerator: {result.accel_reason}"))
         if result.artifacts:
             self.console.print(f"[bold]artifacts (serial log, journals, /proc/net/bonding):[/bold] "
-                               f"{result.artifacts}")
+                               f"{escape(result.artifacts)}")
         self.console.print("[green bold]all scenarios passed[/green bold]" if result.passed else
                            "[red bold]some scenarios failed[/red bold]")
 
     def repeat_summary(self, results: list[RunResult]) -> None:
         """How often each scenario passed over several runs, and the spread of its figures."""
         self._end_step()
-        table = Table(title=f"imagegen test --repeat {len(results)}: {results[0].profile}")
+        table = Table(title=Text(f"imagegen test --repeat {len(results)}: {results[0].profile}"))
         table.add_column("scenario")
         table.add_column("passed", justify="right")
         table.add_column("failed checks")
         table.add_column("figures: median (min–max)")
         for t in tally(results):
             colour = "green" if t.passed == t.ran else "red"
-            table.add_row(t.name, f"[{colour}]{t.passed}/{t.ran}[/{colour}]",
-                          "\n".join(f"{n}× {c}" for c, n in t.failed_checks.items()),
-                          "\n".join(f"{k}={v}" for k, v in t.figures.items()))
+            table.add_row(Text(t.name), f"[{colour}]{t.passed}/{t.ran}[/{colour}]",
+                          Text("\n".join(f"{n}× {c}" for c, n in t.failed_checks.items())),
+                          Text("\n".join(f"{k}={v}" for k, v in t.figures.items())))
         self.console.print(table)
         ok = sum(r.passed for r in results)
         self.console.print(f"[green bold]{ok}/{len(results)} runs passed[/green bold]" if ok == len(results)

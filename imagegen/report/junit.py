@@ -6,6 +6,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from imagegen.report.model import RunResult
+from imagegen.safeoutput import safe_replace
+
+SUITE_PREFIX = "imagegen test "
 
 
 def junit_xml(result: RunResult) -> str:
@@ -13,7 +16,7 @@ def junit_xml(result: RunResult) -> str:
     errors = sum(1 for s in result.scenarios if s.error is not None and not s.skipped)
     skipped = sum(1 for s in result.scenarios if s.skipped)
     suite = ET.Element("testsuite", {
-        "name": f"imagegen test {result.profile}", "tests": str(len(result.scenarios)),
+        "name": f"{SUITE_PREFIX}{result.profile}", "tests": str(len(result.scenarios)),
         "failures": str(failures), "errors": str(errors), "skipped": str(skipped),
         "time": f"{sum(s.seconds for s in result.scenarios):.1f}",
     })
@@ -41,7 +44,14 @@ def junit_xml(result: RunResult) -> str:
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_junit(result: RunResult, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(junit_xml(result))
-    tmp.replace(path)
+def is_junit_report(content: bytes) -> bool:
+    """Whether content is a JUnit file imagegen wrote: a testsuite named "imagegen test …"."""
+    try:
+        root = ET.fromstring(content)
+    except ET.ParseError:
+        return False
+    return root.tag == "testsuite" and root.get("name", "").startswith(SUITE_PREFIX)
+
+
+def write_junit(result: RunResult, path: Path, option: str = "--junit") -> None:
+    safe_replace(path, junit_xml(result).encode(), option=option, ours=is_junit_report)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagegen.report.jsonout import is_json_report
 from imagegen.report.model import RunResult
+from imagegen.safeoutput import safe_replace
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,6 @@ def repeat_dict(results: list[RunResult]) -> dict[str, Any]:
     }
 
 
-def write_repeat_json(results: list[RunResult], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(repeat_dict(results), indent=2) + "\n")
-    tmp.replace(path)
+def write_repeat_json(results: list[RunResult], path: Path, option: str = "--json") -> None:
+    safe_replace(path, (json.dumps(repeat_dict(results), indent=2) + "\n").encode(), option=option,
+                 ours=is_json_report)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from imagegen.cache.command import SubstituteOnlyOpt, SubstituterOpt, substituter
 from imagegen.errors import UsageError
+from imagegen.interrupt import interrupted
 from imagegen.pipeline.derivations import profile_hash, verdict_derivation
 from imagegen.pipeline.stages import open_store, planned_image, realise_image
 from imagegen.pipeline.verdicts import ARTIFACTS, attach_verdict, realise_verdict
@@ -24,10 +22,11 @@ from imagegen.profile import LoadedProfile, load_profiles
 from imagegen.render import host_state_for, resolve_target
 from imagegen.report.artifacts import default_artifacts_dir
 from imagegen.report.console import ConsoleReport
-from imagegen.report.jsonout import write_json
-from imagegen.report.junit import write_junit
+from imagegen.report.jsonout import is_json_report, write_json
+from imagegen.report.junit import is_junit_report, write_junit
 from imagegen.report.model import RunResult
 from imagegen.report.repeat import repeat_dict, write_repeat_json
+from imagegen.safeoutput import MARKER, check_file, check_tree, claim_tree, release_tree
 from imagegen.scenarios.catalog import BY_NAME
 from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
 from imagegen.store import Entry, Store
@@ -54,19 +53,6 @@ def _accel_request(value: str) -> AccelRequest:
     return value  # type: ignore[return-value]
 
 
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP end the run like Ctrl-C does, so that the VM is stopped and cleaned up."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def lab_image(loaded: LoadedProfile, image: Path | None, console: Console,
               store: Store) -> tuple[ImageFiles, Entry | None]:
     """The lab image to test and its store entry: the one given (an entry only if it lives in the store),
@@ -77,7 +63,7 @@ def lab_image(loaded: LoadedProfile, image: Path | None, console: Console,
         except UsageError:
             return ImageFiles.from_dir(image), None
     built = realise_image(store, loaded, lab=True, record=False, console=console)
-    console.print(f"lab image: {'reused' if built.reused else 'built'} {built.entry.path}")
+    console.print(Text(f"lab image: {'reused' if built.reused else 'built'} {built.entry.path}"))
     return ImageFiles.from_dir(built.entry.path), built.entry
 
 
@@ -117,59 +103,85 @@ def test(
         if name not in BY_NAME:
             raise UsageError(f"--scenario {name!r} is unknown", f"choose from {', '.join(BY_NAME)}")
     request = _accel_request(accel)
+    # Every path the run writes is checked before anything is built or booted.
+    root = artifacts  # where evidence outside the store goes; the default is named once the host is known
+    if root is not None:
+        check_tree(root, "--artifacts")
+    if junit is not None:
+        check_file(junit, "--junit", is_junit_report)
+    if json_out is not None and str(json_out) != "-":
+        check_file(json_out, "--json", is_json_report)
     loaded = load_profiles(profiles)
     plan = plan_lab(loaded.profile)
     dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit
-    # The host's hash key keys the lab AP's passphrase in the verdict's hash.
-    state = host_state_for(loaded)
     st = open_store(store, substituter(substituters, substitute_only, console))
     hostname = loaded.profile.image.hostname
     chosen = tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (scenario or BY_NAME))
-    # With a cache to ask, the verdict is looked for before the image: a hit needs no image at all.
+    # With a cache to ask, the verdict is looked for before the image: a hit needs no image at all. The
+    # host's hash key keys the lab AP's passphrase in the verdict's hash; a new host's state file is
+    # not written for that question (its hashes then match nothing, and the image is built).
     asks_first = st.substituter is not None and image is None and not (keep or rerun or repeat > 1)
     planned = planned_image(st, loaded, lab=True) if asks_first else None
     files: ImageFiles | None
     image_entry: Entry | None
     if planned is not None and st.substitute(verdict_derivation(
             planned, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan, dhcp6_unit=dhcp6_unit,
-            state=state)):
-        console.print(f"lab image: not needed ({planned.path_name} has a verdict)")
+            state=host_state_for(loaded, create=False))):
+        console.print(Text(f"lab image: not needed ({planned.path_name} has a verdict)"))
         files, image_entry = None, planned
     else:
         files, image_entry = lab_image(loaded, image, console, st)
+    state = host_state_for(loaded)  # the image's render kept it
     report = ConsoleReport(console)
     label = " ".join(str(p) for p in profiles)
+    root = root or default_artifacts_dir(hostname)
 
-    def run(evidence: Path) -> RunResult:
+    def keep_evidence(evidence: Path, keep_at: Path) -> Path:
+        """Copy evidence out of the store (whose entry the next run replaces) into keep_at, in root."""
+        claim_tree(root, "artifacts", "--artifacts")
+        shutil.copytree(evidence, keep_at, dirs_exist_ok=True)
+        return keep_at
+
+    def run(evidence: Path, keep_at: Path | None = None) -> RunResult:
         assert files is not None
-        report.step("choosing the accelerator (a short KVM boot)…")
-        choice = choose_accel(request, files.kernel)
-        report.note(f"accelerator: {choice.reason}")
-        options = TestOptions(uefi=uefi, keep=keep, artifacts=evidence, only=tuple(scenario or ()))
-        with _terminate_as_interrupt():
+        try:
+            report.step("choosing the accelerator (a short KVM boot)…")
+            choice = choose_accel(request, files.kernel)
+            report.note(f"accelerator: {choice.reason}")
+            options = TestOptions(uefi=uefi, keep=keep, artifacts=evidence, only=tuple(scenario or ()))
             return LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
+        except KeyboardInterrupt as e:
+            # The evidence so far: a store run's would go with its unfinished entry, so it is copied out.
+            kept = None
+            if evidence.is_dir() and any(p.name != MARKER for p in evidence.iterdir()):
+                kept = keep_evidence(evidence, keep_at) if keep_at is not None else evidence
+            raise interrupted(e, what=f"imagegen test {label}", artifacts=kept) from None
 
     def once(again: bool, run_dir: Path | None) -> tuple[RunResult, Path, Entry | None]:
         if keep or image_entry is None:
             # A kept VM is for a person to look at, and an image outside the store has no identity to
             # file a verdict under: both run as they are, outside the store.
-            evidence = run_dir or artifacts or default_artifacts_dir(hostname)
-            return run(evidence), evidence, None
+            claimed = claim_tree(root, "artifacts", "--artifacts")
+            evidence = run_dir or root
+            try:
+                return run(evidence), evidence, None
+            finally:
+                if claimed:
+                    release_tree(root)  # a run that kept no evidence leaves no empty directory
         drv = verdict_derivation(image_entry, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan,
                                  dhcp6_unit=dhcp6_unit, state=state)
-        entry, result = realise_verdict(st, drv, run, rerun=again)
-        console.print(f"verdict: {'reused' if entry.reused else 'stored'} {entry.path}")
+        entry, result = realise_verdict(st, drv, lambda evidence: run(evidence, run_dir or root), rerun=again)
+        console.print(Text(f"verdict: {'reused' if entry.reused else 'stored'} {entry.path}"))
         attach_verdict(st, hostname, image_entry, profile_hash(loaded, state), entry, result)
         evidence = entry.path / ARTIFACTS
         # The next run replaces the store's verdict: a repeated run keeps its own copy of the evidence.
         keep_at = run_dir or artifacts
         if keep_at is not None and evidence.is_dir():
-            shutil.copytree(evidence, keep_at, dirs_exist_ok=True)
-            evidence = keep_at
+            evidence = keep_evidence(evidence, keep_at)
         return result, evidence, entry
 
     results: list[RunResult] = []
-    repeat_root = artifacts or default_artifacts_dir(hostname)
+    repeat_root = root
     for k in range(1, repeat + 1):
         run_dir = None
         if repeat > 1:
@@ -180,13 +192,9 @@ def test(
         report.summary(result)
     if repeat > 1:
         report.repeat_summary(results)
-        console.print(f"evidence of each run: {repeat_root}/run-NN")
+        console.print(Text(f"evidence of each run: {repeat_root}/run-NN"))
     for timeline in sorted(evidence.glob("timeline-*.svg")):
-        console.print(f"timeline: {timeline}")
-    for path in (junit, json_out):
-        # build/ is no longer made by the build (images live in the store): reports may be its first files.
-        if path is not None and str(path) != "-":
-            path.parent.mkdir(parents=True, exist_ok=True)
+        console.print(Text(f"timeline: {timeline}"))
     if junit is not None:
         # JUnit has no notion of repeats: the last run, whose evidence the store keeps.
         write_junit(result, junit)
@@ -220,12 +228,11 @@ def vm(
     # The entry is kept for as long as the VM runs: its hold keeps gc from the image being booted.
     files, booted = lab_image(loaded, image, console, open_store(store))
     choice = choose_accel(_accel_request(accel), files.kernel)
-    console.print(f"accelerator: {choice.reason}")
+    console.print(Text(f"accelerator: {choice.reason}"))
     machine = Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi)
     s = machine.sockets
-    console.print(f"QMP: {s.qmp}   guest agent: {s.agent}   serial log: {s.serial_log}\n"
-                  f"wired NIC: QMP id {LAB_NICS[0].id}; Ctrl-A x quits, Ctrl-A c toggles the QEMU monitor")
-    with _terminate_as_interrupt():
-        rc = machine.interactive()
+    console.print(Text(f"QMP: {s.qmp}   guest agent: {s.agent}   serial log: {s.serial_log}\n"
+                       f"wired NIC: QMP id {LAB_NICS[0].id}; Ctrl-A x quits, Ctrl-A c toggles the QEMU monitor"))
+    rc = machine.interactive()
     if rc != 0:
         raise typer.Exit(rc)

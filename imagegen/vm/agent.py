@@ -20,6 +20,7 @@ from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from imagegen.errors import ImagegenError
+from imagegen.vm.qmp import close_connection
 
 log = logging.getLogger("imagegen.vm.agent")
 # Answers to abandoned pings are expected while the guest boots; they are not warnings.
@@ -66,10 +67,7 @@ class GuestAgent:
 
     def close(self) -> None:
         if self._qga is not None:
-            try:
-                self._qga.close()
-            except (OSError, QMPError, EOFError):
-                pass
+            close_connection(self._qga)
             self._qga = None
 
     def cmd(self, command: str, /, timeout: float = 30.0, **args: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -34,6 +35,25 @@ def _event(msg: Mapping[str, Any]) -> Event:
                  msg.get("data", {}))
 
 
+def close_connection(conn: QEMUMonitorProtocol) -> None:
+    """Close a connection of qemu.qmp's synchronous shim, and collect what an interrupt left on it.
+
+    A call interrupted by Ctrl-C leaves its task waiting on the shim's event loop; the disconnect then
+    fails it (ExecInterruptedError: Disconnected), and asyncio logs "Task exception was never retrieved"
+    with its traceback unless someone takes that result: here, after the close.
+    """
+    loop = conn._aloop  # the shim's own loop (no public accessor); tasks of other connections may share it
+    waiting = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    try:
+        conn.close()
+    except (OSError, QMPError, EOFError):
+        pass  # QEMU already gone: nothing left to close
+    finally:
+        for task in waiting:
+            if task.done() and not task.cancelled():
+                task.exception()
+
+
 class Monitor:
     """One QMP connection. Every event seen is kept in .events, in order, for the report's timeline."""
 
@@ -59,10 +79,7 @@ class Monitor:
 
     def close(self) -> None:
         if self._qmp is not None:
-            try:
-                self._qmp.close()
-            except (OSError, QMPError, EOFError):
-                pass  # QEMU already gone: nothing left to close
+            close_connection(self._qmp)
             self._qmp = None
 
     @property
