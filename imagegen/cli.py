@@ -22,6 +22,7 @@ from imagegen.profile import load_profiles
 from imagegen.profile.show import show_profile
 from imagegen.render import host_state_for, render_overlay, resolve_target
 from imagegen.render.verify import verify_units
+from imagegen.run import terminate_as_interrupt
 from imagegen.scenarios import command as scenarios_command
 
 app = typer.Typer(
@@ -78,6 +79,7 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every external command.")] = False,
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    terminate_as_interrupt()
 
 
 @app.command()

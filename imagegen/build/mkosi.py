@@ -12,7 +12,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +28,7 @@ from imagegen.build.aptsources import DebianMirror, debian_sources, host_debian_
 from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest, packages_from_mkosi_manifest, tree_hash
 from imagegen.errors import CommandError, ImagegenError, UsageError
-from imagegen.run import run
+from imagegen.run import run, spawn
 
 LOG_NAME = "build.log"
 # For QEMU's direct kernel boot of image.raw: mkosi's default partition table names the root partition so.
@@ -42,6 +41,8 @@ LAB_INITRD = "image.lab-initrd"
 MKOSI_MANIFEST = "image.manifest"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TAIL_LINES = 25
+# How long mkosi has after SIGTERM to remove its workspace before what is left of it is killed.
+MKOSI_GRACE = 30.0
 
 
 def take_lab_initrd(output_dir: Path, *, expected: bool, log: Path) -> None:
@@ -200,23 +201,19 @@ class StageFollower:
 
 
 def run_mkosi(argv: list[str], log: Path, console: Console) -> list[tuple[str, float]]:
-    """Run mkosi with its whole output in `log`, showing the current stage and the elapsed time."""
-    errors: list[BaseException] = []
+    """Run mkosi with its whole output in `log`, showing the current stage and the elapsed time.
 
-    def target() -> None:
-        try:
-            run([*mkosi_command(), *argv], log_file=log)
-        except BaseException as e:  # handed to the main thread, which reports it
-            errors.append(e)
-
-    worker = threading.Thread(target=target, name="mkosi", daemon=True)
+    mkosi is spawned under imagegen's reaper (see imagegen/reaper.py): Ctrl-C or SIGTERM of imagegen
+    leaves this function only once every process of mkosi's tree, its sandboxed apt and dpkg included,
+    has ended, so the cache lock held by the caller is released after them; if imagegen is killed
+    outright, the reaper ends the tree by itself.
+    """
     follower = StageFollower(log)
     start = time.monotonic()
-    worker.start()
-    with Live(console=console, refresh_per_second=4, transient=True) as live:
+    with spawn([*mkosi_command(), *argv], name="mkosi", log_file=log, reap_tree=True, grace=MKOSI_GRACE) as mkosi, \
+            Live(console=console, refresh_per_second=4, transient=True) as live:
         shown = ""
-        while worker.is_alive():
-            worker.join(0.25)
+        while (status := mkosi.wait(0.25)) is None:
             follower.poll()
             elapsed = int(time.monotonic() - start)
             live.update(Text(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] mkosi: {follower.stage}"))
@@ -225,11 +222,8 @@ def run_mkosi(argv: list[str], log: Path, console: Console) -> list[tuple[str, f
                 shown = follower.stages[0]
                 console.print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {shown}")
     follower.poll()
-    if errors:
-        error = errors[0]
-        if isinstance(error, CommandError):
-            raise MkosiFailed(log, list(follower.tail)) from error
-        raise error
+    if not status.ok:
+        raise MkosiFailed(log, list(follower.tail))
     return follower.timings(time.monotonic())
 
 

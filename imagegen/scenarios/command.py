@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -51,19 +47,6 @@ def _accel_request(value: str) -> AccelRequest:
     if value not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel {value!r} is not one of auto, kvm, tcg", "use --accel auto")
     return value  # type: ignore[return-value]
-
-
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP end the run like Ctrl-C does, so that the VM is stopped and cleaned up."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def lab_image(loaded: LoadedProfile, image: Path | None, console: Console,
@@ -128,8 +111,7 @@ def test(
         choice = choose_accel(request, files.kernel)
         report.note(f"accelerator: {choice.reason}")
         options = TestOptions(uefi=uefi, keep=keep, artifacts=evidence, only=tuple(scenario or ()))
-        with _terminate_as_interrupt():
-            return LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
+        return LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
 
     def once(again: bool, run_dir: Path | None) -> tuple[RunResult, Path, Entry | None]:
         if keep or image_entry is None:
@@ -207,7 +189,6 @@ def vm(
     s = machine.sockets
     console.print(f"QMP: {s.qmp}   guest agent: {s.agent}   serial log: {s.serial_log}\n"
                   f"wired NIC: QMP id {LAB_NICS[0].id}; Ctrl-A x quits, Ctrl-A c toggles the QEMU monitor")
-    with _terminate_as_interrupt():
-        rc = machine.interactive()
+    rc = machine.interactive()
     if rc != 0:
         raise typer.Exit(rc)

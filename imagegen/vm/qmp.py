@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,9 @@ class Monitor:
         self._qmp: QEMUMonitorProtocol | None = None
         self.events: list[Event] = []
 
-    def connect(self, timeout: float = 30.0) -> None:
+    def connect(self, timeout: float = 30.0, alive: Callable[[], bool] | None = None) -> None:
+        """Connect, retrying while QEMU sets up its socket; with alive (does QEMU still run?), a QEMU that
+        has exited ends the wait at once."""
         deadline = time.monotonic() + timeout
         while True:
             qmp = QEMUMonitorProtocol(str(self.socket))
@@ -51,7 +53,7 @@ class Monitor:
                 break
             except (OSError, QMPError) as e:
                 qmp.close()
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or (alive is not None and not alive()):
                     raise ImagegenError(f"cannot connect to QMP at {self.socket}: {e}") from e
                 time.sleep(0.2)
         qmp.settimeout(COMMAND_TIMEOUT)
