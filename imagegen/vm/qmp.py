@@ -15,6 +15,8 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from imagegen.errors import ImagegenError
 
 log = logging.getLogger("imagegen.vm.qmp")
+# A failed connection attempt is raised (and retried) here; the library's own log line would only repeat it.
+logging.getLogger("qemu.qmp.protocol").setLevel(logging.CRITICAL)
 
 COMMAND_TIMEOUT = 30.0
 
@@ -47,6 +49,9 @@ class Monitor:
         has exited ends the wait at once."""
         deadline = time.monotonic() + timeout
         while True:
+            if not self.socket.exists() and time.monotonic() < deadline and (alive is None or alive()):
+                time.sleep(0.05)  # QEMU has not created it yet
+                continue
             qmp = QEMUMonitorProtocol(str(self.socket))
             try:
                 qmp.connect(negotiate=True)
