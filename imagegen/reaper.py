@@ -141,7 +141,8 @@ class Reaper:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             arm()
 
-        self.command = subprocess.Popen(self.argv, preexec_fn=preexec)
+        # close_fds: the descriptors passed to the reaper (locks) are for it to hold, not for the command.
+        self.command = subprocess.Popen(self.argv, preexec_fn=preexec, close_fds=True)
         while self.status is None:
             timeout = 1.0 if self.deadline is None else max(0.0, self.deadline - time.monotonic())
             info = signal.sigtimedwait(waited, timeout)

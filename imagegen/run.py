@@ -137,11 +137,13 @@ class Child:
     With reap_tree, the command runs under imagegen/reaper.py, a subreaper that ends every process the
     command started, even one that left the process group, when the command ends or imagegen dies: for
     commands such as mkosi whose own children are not in a PID namespace that would die with them.
+    pass_fds stay open in the child (with reap_tree, in the reaper alone): a lock whose descriptor is
+    passed is held until the child has ended, even if imagegen dies first.
     """
 
     def __init__(self, argv: Sequence[str | os.PathLike[str]], *, name: str | None = None,
                  cwd: Path | None = None, env: Mapping[str, str] | None = None, log_file: Path | None = None,
-                 grace: float = 5.0, reap_tree: bool = False) -> None:
+                 grace: float = 5.0, reap_tree: bool = False, pass_fds: Sequence[int] = ()) -> None:
         self.argv = [os.fspath(a) for a in argv]
         self.name = name or Path(self.argv[0]).name
         self.cwd = cwd
@@ -149,6 +151,7 @@ class Child:
         self.log_file = log_file
         self.grace = grace
         self.reap_tree = reap_tree
+        self.pass_fds = tuple(pass_fds)
         self.status: ExitStatus | None = None  # set once reaped
         self._popen: subprocess.Popen[bytes] | None = None
         self._pidfd: int | None = None
@@ -182,7 +185,7 @@ class Child:
                     env=full_env,
                     # Its own group: terminate() reaches what it started, and Ctrl-C on a terminal reaches
                     # only imagegen, which then ends its children in its own order (QMP quit first).
-                    process_group=0,
+                    process_group=0, pass_fds=self.pass_fds,
                     preexec_fn=reaper.death_signal_preexec(signal.SIGKILL),
                 )
                 self._pidfd = os.pidfd_open(self._popen.pid)
@@ -314,9 +317,10 @@ class Child:
 
 def spawn(argv: Sequence[str | os.PathLike[str]], *, name: str | None = None, cwd: Path | None = None,
           env: Mapping[str, str] | None = None, log_file: Path | None = None, grace: float = 5.0,
-          reap_tree: bool = False) -> Child:
+          reap_tree: bool = False, pass_fds: Sequence[int] = ()) -> Child:
     """Start argv beside imagegen and return the Child that owns it (see Child); use it in a `with`."""
-    return Child(argv, name=name, cwd=cwd, env=env, log_file=log_file, grace=grace, reap_tree=reap_tree).launch()
+    return Child(argv, name=name, cwd=cwd, env=env, log_file=log_file, grace=grace, reap_tree=reap_tree,
+                 pass_fds=pass_fds).launch()
 
 
 class Terminated(KeyboardInterrupt):

@@ -3,6 +3,7 @@ how it ended. Plain processes only (sleep, sh, a Python child that forks), so th
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -241,3 +242,38 @@ def test_no_moment_of_ctrl_c_leaves_a_child_nobody_owns() -> None:
         proc.kill()
         proc.wait()
         assert left == {}, f"attempt {attempt}: {left}"
+
+
+def test_a_lock_passed_to_a_reaped_tree_is_held_until_the_tree_has_ended(tmp_path: Path) -> None:
+    # As the cache lock around mkosi: when imagegen is killed outright, the lock must not come free while
+    # mkosi still cleans up. The command takes a second over its SIGTERM.
+    lock = tmp_path / ".lock"
+    proc = owner(f"""
+        import fcntl, time
+        from imagegen.run import spawn
+        f = open({str(lock)!r}, "w")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        script = "trap 'sleep 1; exit 0' TERM; echo $$; while :; do sleep 0.1; done"
+        child = spawn(["sh", "-c", script], reap_tree=True, grace=10, pass_fds=(f.fileno(),))
+        print(child.pid, flush=True)
+        time.sleep(300)
+    """)
+    (reaper,) = pids_from(proc, 1)
+    deadline = time.monotonic() + 10
+    while not (command := [p for p, cmd in living_descendants(reaper).items() if cmd.startswith("sh -c")]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not any(os.path.realpath(f"/proc/{command[0]}/fd/{fd}") == str(lock)
+                   for fd in os.listdir(f"/proc/{command[0]}/fd")), "the command itself must not hold it"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    with lock.open() as f:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the lock was never released"
+                time.sleep(0.02)
+        assert not alive(reaper) and not alive(command[0])

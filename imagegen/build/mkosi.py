@@ -200,17 +200,19 @@ class StageFollower:
         return " › ".join(self.stages) if self.stages else "starting mkosi"
 
 
-def run_mkosi(argv: list[str], log: Path, console: Console) -> list[tuple[str, float]]:
+def run_mkosi(argv: list[str], log: Path, console: Console, hold: tuple[int, ...] = ()) -> list[tuple[str, float]]:
     """Run mkosi with its whole output in `log`, showing the current stage and the elapsed time.
 
     mkosi is spawned under imagegen's reaper (see imagegen/reaper.py): Ctrl-C or SIGTERM of imagegen
     leaves this function only once every process of mkosi's tree, its sandboxed apt and dpkg included,
-    has ended, so the cache lock held by the caller is released after them; if imagegen is killed
-    outright, the reaper ends the tree by itself.
+    has ended, so the cache lock held by the caller is released after them. If imagegen is killed
+    outright, the reaper ends the tree by itself, and holds the locks whose descriptors are in `hold`
+    until it has.
     """
     follower = StageFollower(log)
     start = time.monotonic()
-    with spawn([*mkosi_command(), *argv], name="mkosi", log_file=log, reap_tree=True, grace=MKOSI_GRACE) as mkosi, \
+    with spawn([*mkosi_command(), *argv], name="mkosi", log_file=log, reap_tree=True, grace=MKOSI_GRACE,
+               pass_fds=hold) as mkosi, \
             Live(console=console, refresh_per_second=4, transient=True) as live:
         shown = ""
         while (status := mkosi.wait(0.25)) is None:
@@ -304,13 +306,13 @@ def build_image(
         if request.distribution == "debian"
         else f"arch {request.mirror}"
     )
-    with cache.locked(request.cache_dir, console.print):
-        return _build_locked(request, console, version, mirror, out_dir, repositories, into, refresh)
+    with cache.locked(request.cache_dir, console.print) as lock:
+        return _build_locked(request, console, version, mirror, out_dir, repositories, into, refresh, lock)
 
 
 def _build_locked(
     request: BuildRequest, console: Console, version: str, mirror: DebianMirror, out_dir: Path, repositories: str,
-    into: Path | None = None, refresh: bool = False,
+    into: Path | None = None, refresh: bool = False, lock: int | None = None,
 ) -> BuildResult:
     key = cache.config_key(
         conf_dir=repo_root() / "mkosi.conf.d",
@@ -336,7 +338,7 @@ def _build_locked(
         argv = mkosi_argv(request, inputs)
         log.write_text(f"# mkosi {version}: {' '.join(argv)}\n")
         start = time.monotonic()
-        timings = run_mkosi(argv, log, console)
+        timings = run_mkosi(argv, log, console, hold=() if lock is None else (lock,))
         duration = time.monotonic() - start
 
         missing = [name for name in OUTPUTS.values() if not (inputs.output_dir / name).is_file()]
