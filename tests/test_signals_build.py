@@ -1,0 +1,94 @@
+"""SIGTERM and SIGKILL of `imagegen build` while mkosi installs packages: no process of mkosi's tree (its
+sandboxed apt and dpkg included) is left, and the cache and store locks come free only after it is gone.
+
+A fresh store and mkosi cache in the test's directory make mkosi start from nothing, so it is soon deep
+in apt; the run is stopped there, long before the image would be done. "Ours" is exact as in
+tests/test_signals_vm.py: the test process is a child subreaper while imagegen runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from orphans import adopting, living_descendants
+
+from imagegen.build.config import repo_root
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(1200),
+    pytest.mark.skipif(os.geteuid() != 0, reason="mkosi image builds need root"),
+]
+
+EXAMPLE = repo_root() / "examples" / "laptop.toml"
+# Package work inside mkosi's sandbox.
+DEEP = ("apt-get", "dpkg", "apt-key", "gpgv", "/usr/lib/apt/methods/")
+
+
+def in_mkosi_sandbox() -> list[str]:
+    """The package tools running below a mkosi of ours."""
+    mkosis = [pid for pid, cmd in living_descendants().items() if " -m mkosi " in cmd]
+    return [cmd for m in mkosis for cmd in living_descendants(m).values() if any(d in cmd for d in DEEP)]
+
+
+def free(lock: Path) -> bool:
+    with lock.open() as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
+
+
+def locks(tmp: Path) -> list[Path]:
+    return sorted([*(tmp / "cache").rglob(".lock"), *(tmp / "store").glob("*.lock")])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_signal_during_mkosi_leaves_no_process_and_frees_the_locks_after(tmp_path: Path,
+                                                                           sig: signal.Signals) -> None:
+    (tmp_path / "laptop.toml").write_text(EXAMPLE.read_text())
+    # mkosi puts its workspace under $XDG_CACHE_HOME/mkosi when that exists: here, where it can be checked.
+    (tmp_path / "xdg" / "mkosi").mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(repo_root()), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    with adopting():
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from imagegen.cli import app; app()", "build", "laptop.toml", "--lab",
+             "--store", str(tmp_path / "store"), "--cache-dir", str(tmp_path / "cache")],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 600
+        while not in_mkosi_sandbox():
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, f"mkosi never reached apt: {living_descendants()}"
+            time.sleep(0.1)
+        held = locks(tmp_path)
+        assert held and not any(free(lock) for lock in held), "the build holds the cache and store locks"
+
+        proc.send_signal(sig)
+        if sig == signal.SIGKILL:
+            proc.wait(10)
+            # imagegen is gone at once; its reaper now ends mkosi, holding the cache lock until it has.
+            cache_lock = tmp_path / "cache" / "debian~trixie~lab" / ".lock"
+            assert cache_lock in held
+            until = time.monotonic() + 60
+            while not free(cache_lock):
+                assert time.monotonic() < until, living_descendants()
+                time.sleep(0.02)
+            assert living_descendants() == {}, "the cache lock came free while mkosi's tree still ran"
+            output = proc.communicate()[0]
+        else:
+            output = proc.communicate(timeout=120)[0]
+            assert proc.returncode != 0, output[-3000:]
+            # imagegen returned only after its children: nothing is left at the moment it exits.
+            assert living_descendants() == {}, output[-3000:]
+            # mkosi had the time to clean up after itself.
+            assert not list((tmp_path / "xdg" / "mkosi").glob("mkosi-workspace-*")), output[-3000:]
+        assert all(free(lock) for lock in locks(tmp_path)), output[-3000:]
