@@ -277,3 +277,31 @@ def test_a_lock_passed_to_a_reaped_tree_is_held_until_the_tree_has_ended(tmp_pat
                 assert time.monotonic() < deadline, "the lock was never released"
                 time.sleep(0.02)
         assert not alive(reaper) and not alive(command[0])
+
+
+def test_a_second_sigterm_does_not_cut_the_clean_up_short() -> None:
+    # A supervisor may send SIGTERM again while imagegen is still stopping its children.
+    proc = owner("""
+        import time
+        from imagegen.run import spawn, terminate_as_interrupt
+        terminate_as_interrupt()
+        try:
+            with spawn(["sleep", "300"]) as child:
+                print(child.pid, flush=True)
+                time.sleep(300)
+        except KeyboardInterrupt:
+            try:
+                print("cleaning up", flush=True)
+                time.sleep(1.5)
+                print("cleaned up", flush=True)
+            except KeyboardInterrupt:
+                print("cut short", flush=True)
+    """)
+    (child,) = pids_from(proc, 1)
+    assert proc.stdout is not None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "cleaning up"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "cleaned up"
+    assert proc.wait(10) == 0
+    assert not alive(child)
