@@ -72,6 +72,7 @@ def test_a_signal_during_boot_leaves_no_qemu(workdir: Path, tmp_path: Path, sig:
         else:
             proc.send_signal(sig)
         output, _ = proc.communicate(timeout=60)
+        print(f"{sig.name}: imagegen exited {time.monotonic() - sent:.1f} s after the signal")
         time.sleep(max(0.0, sent + 10 - time.monotonic()))
 
         assert qemus(tmp_path) == {}, output[-3000:]
