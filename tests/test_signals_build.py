@@ -59,36 +59,40 @@ def test_a_signal_during_mkosi_leaves_no_process_and_frees_the_locks_after(tmp_p
     # mkosi puts its workspace under $XDG_CACHE_HOME/mkosi when that exists: here, where it can be checked.
     (tmp_path / "xdg" / "mkosi").mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": str(repo_root()), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    with adopting():
+    log = tmp_path / "imagegen.log"
+    with adopting(), log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from imagegen.cli import app; app()", "build", "laptop.toml", "--lab",
              "--store", str(tmp_path / "store"), "--cache-dir", str(tmp_path / "cache")],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+        def said() -> str:
+            return log.read_text(errors="replace")[-3000:]
+
         deadline = time.monotonic() + 600
         while not in_mkosi_sandbox():
-            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert proc.poll() is None, said()
             assert time.monotonic() < deadline, f"mkosi never reached apt: {living_descendants()}"
             time.sleep(0.1)
         held = locks(tmp_path)
-        assert held and not any(free(lock) for lock in held), "the build holds the cache and store locks"
+        cache_lock = tmp_path / "cache" / "debian~trixie~lab" / ".lock"
+        image_lock = next(lock for lock in held if lock.name.endswith("-image.lock"))
+        assert not free(cache_lock) and not free(image_lock), (proc.poll(), said())
 
         proc.send_signal(sig)
         if sig == signal.SIGKILL:
             proc.wait(10)
             # imagegen is gone at once; its reaper now ends mkosi, holding the cache lock until it has.
-            cache_lock = tmp_path / "cache" / "debian~trixie~lab" / ".lock"
-            assert cache_lock in held
             until = time.monotonic() + 60
             while not free(cache_lock):
                 assert time.monotonic() < until, living_descendants()
                 time.sleep(0.02)
             assert living_descendants() == {}, "the cache lock came free while mkosi's tree still ran"
-            output = proc.communicate()[0]
         else:
-            output = proc.communicate(timeout=120)[0]
-            assert proc.returncode != 0, output[-3000:]
+            proc.wait(120)
+            assert proc.returncode != 0, said()
             # imagegen returned only after its children: nothing is left at the moment it exits.
-            assert living_descendants() == {}, output[-3000:]
+            assert living_descendants() == {}, said()
             # mkosi had the time to clean up after itself.
-            assert not list((tmp_path / "xdg" / "mkosi").glob("mkosi-workspace-*")), output[-3000:]
-        assert all(free(lock) for lock in locks(tmp_path)), output[-3000:]
+            assert not list((tmp_path / "xdg" / "mkosi").glob("mkosi-workspace-*")), said()
+        assert all(free(lock) for lock in locks(tmp_path)), said()
