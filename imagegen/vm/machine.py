@@ -149,7 +149,8 @@ class Machine:
             self._prepare_disk()
             self.qemu = spawn(build_argv(self.spec(start_paused=paused), qemu_binary()), name="QEMU")
             try:
-                self.qmp.connect(alive=lambda: self.running)
+                # The budget -daemonize had for QEMU to set up, now spent waiting for its QMP socket.
+                self.qmp.connect(timeout=120, alive=lambda: self.running)
             except ImagegenError as e:
                 if (status := self.exit_status) is not None:
                     raise QemuExited(status, " before QMP answered") from e
