@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,24 @@ def test_a_vm_that_dies_during_a_scenario_is_named_in_its_result(image: ImageFil
     assert died.error.startswith("ImagegenError: QMP query-status failed"), died.error
     assert "; QEMU was killed by SIGKILL" in died.error
     assert after.error is not None and after.error.startswith("QEMU was killed by SIGKILL before the scenario began")
+
+
+def test_keep_holds_the_vm_until_ctrl_c_or_until_it_ends(image: ImageFiles, tmp_path: Path) -> None:
+    options = runner.TestOptions(artifacts=tmp_path / "evidence", keep=True)
+    run = runner.LabRun(lab_plan(), "dhcp6c", image, AccelChoice("tcg", "test"), options,
+                        ConsoleReport(Console(file=io.StringIO())))
+    with Machine(image, accel="tcg", nics=LAB_NICS, uefi=True) as m:
+        m.launch(paused=True)
+        ctrl_c = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+        ctrl_c.start()
+        start = time.monotonic()
+        run._hold(m)
+        assert time.monotonic() - start >= 0.9 and m.running, "Ctrl-C ends the hold, not the run"
+    assert not m.running
+    with Machine(image, accel="tcg", nics=LAB_NICS, uefi=True) as m:
+        m.launch(paused=True)
+        pid = m.pid
+        assert pid is not None
+        threading.Timer(1.0, lambda: os.kill(pid, signal.SIGKILL)).start()
+        run._hold(m)
+        assert not m.running
