@@ -28,8 +28,8 @@ pytestmark = [
 ]
 
 EXAMPLE = repo_root() / "examples" / "laptop.toml"
-# Package work inside mkosi's sandbox.
-DEEP = ("apt-get", "dpkg", "apt-key", "gpgv", "/usr/lib/apt/methods/")
+# Package installation inside mkosi's sandbox (a few generations below mkosi; after the downloads).
+DEEP = ("dpkg",)
 
 
 def in_mkosi_sandbox() -> list[str]:
@@ -74,6 +74,8 @@ def test_a_signal_during_mkosi_leaves_no_process_and_frees_the_locks_after(tmp_p
             assert proc.poll() is None, said()
             assert time.monotonic() < deadline, f"mkosi never reached apt: {living_descendants()}"
             time.sleep(0.1)
+        workspace = tmp_path / "xdg" / "mkosi"
+        assert list(workspace.glob("mkosi-workspace-*")), "mkosi works in a workspace the test can check"
         held = locks(tmp_path)
         cache_lock = tmp_path / "cache" / "debian~trixie~lab" / ".lock"
         image_lock = next(lock for lock in held if lock.name.endswith("-image.lock"))
@@ -94,5 +96,5 @@ def test_a_signal_during_mkosi_leaves_no_process_and_frees_the_locks_after(tmp_p
             # imagegen returned only after its children: nothing is left at the moment it exits.
             assert living_descendants() == {}, said()
             # mkosi had the time to clean up after itself.
-            assert not list((tmp_path / "xdg" / "mkosi").glob("mkosi-workspace-*")), said()
+            assert not list(workspace.glob("mkosi-workspace-*")), said()
         assert all(free(lock) for lock in locks(tmp_path)), said()
