@@ -276,7 +276,9 @@ def test_a_lock_passed_to_a_reaped_tree_is_held_until_the_tree_has_ended(tmp_pat
             except BlockingIOError:
                 assert time.monotonic() < deadline, "the lock was never released"
                 time.sleep(0.02)
-        assert not alive(reaper) and not alive(command[0])
+        assert not alive(command[0]), "the lock came free while the command still ran"
+        # The reaper's descriptors close as it exits, a moment before it shows as ended.
+        assert wait_until_gone([reaper], 2) == []
 
 
 def test_a_second_sigterm_does_not_cut_the_clean_up_short() -> None:
