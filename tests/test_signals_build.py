@@ -28,8 +28,9 @@ pytestmark = [
 ]
 
 EXAMPLE = repo_root() / "examples" / "laptop.toml"
-# Package installation inside mkosi's sandbox (a few generations below mkosi; after the downloads).
-DEEP = ("dpkg",)
+# dpkg unpacking into the image being built, inside mkosi's sandbox (a few generations below mkosi, after
+# the downloads): the moment a stray process would do the most harm.
+DEEP = ("dpkg --root=",)
 
 
 def in_mkosi_sandbox() -> list[str]:
@@ -91,7 +92,9 @@ def test_a_signal_during_mkosi_leaves_no_process_and_frees_the_locks_after(tmp_p
                 time.sleep(0.02)
             assert living_descendants() == {}, "the cache lock came free while mkosi's tree still ran"
         else:
+            sent = time.monotonic()
             proc.wait(120)
+            print(f"imagegen build exited {time.monotonic() - sent:.1f} s after SIGTERM")
             assert proc.returncode != 0, said()
             # imagegen returned only after its children: nothing is left at the moment it exits.
             assert living_descendants() == {}, said()
