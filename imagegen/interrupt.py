@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 # Signals that mean "stop now" to a command-line program; SIGINT already raises KeyboardInterrupt.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -45,19 +46,43 @@ def interrupted(e: KeyboardInterrupt, *, what: str | None = None, artifacts: Pat
     return Interrupted(signum, what, artifacts)
 
 
-@contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM and SIGHUP raise Interrupted, as Ctrl-C raises KeyboardInterrupt."""
+class Terminated(Interrupted):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that every `with`
+    and `finally` on the way out runs: children are ended and locks released before imagegen exits."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+
+
+def _install() -> dict[int, Any] | None:
+    """Make SIGTERM and SIGHUP raise Terminated in the main thread; the handlers they had, else None.
+
+    Only the first signal raises: a second one would cut short the clean-up the first one started."""
     if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread; a caller's thread keeps its own
-        return
+        return None  # Python runs signal handlers in the main thread only (a CLI invoked by a test's thread)
+    fired = False
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(signum)
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise Terminated(signum)
 
-    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    return {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+
+
+def terminate_as_interrupt() -> None:
+    """For the rest of the process, SIGTERM and SIGHUP end it the way Ctrl-C does (see _install)."""
+    _install()
+
+
+@contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM and SIGHUP raise Terminated, as Ctrl-C raises KeyboardInterrupt; the
+    handlers from before come back afterwards."""
+    old = _install()
     try:
         yield
     finally:
-        for s, h in old.items():
+        for s, h in (old or {}).items():
             signal.signal(s, h)

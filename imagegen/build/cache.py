@@ -107,8 +107,9 @@ def record_key(cache_dir: Path, key: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def locked(cache_dir: Path, waiting: Callable[[str], None]) -> Iterator[None]:
-    """Hold the cache for one build: mkosi's output and cached trees there are not safe to share."""
+def locked(cache_dir: Path, waiting: Callable[[str], None]) -> Iterator[int]:
+    """Hold the cache for one build: mkosi's output and cached trees there are not safe to share.
+    Yields the lock's file descriptor, which a process that must hold the lock too can inherit."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     with (cache_dir / ".lock").open("w") as f:
         try:
@@ -116,4 +117,4 @@ def locked(cache_dir: Path, waiting: Callable[[str], None]) -> Iterator[None]:
         except BlockingIOError:
             waiting(f"waiting for another build that uses {cache_dir}")
             fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+        yield f.fileno()

@@ -12,7 +12,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +28,7 @@ from imagegen.build.aptsources import DebianMirror, debian_sources, host_debian_
 from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root, write_root_password_config
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest, packages_from_mkosi_manifest, tree_hash
 from imagegen.errors import CommandError, ImagegenError, UsageError
-from imagegen.run import run
+from imagegen.run import run, spawn
 
 LOG_NAME = "build.log"
 # For QEMU's direct kernel boot of image.raw: mkosi's default partition table names the root partition so.
@@ -42,6 +41,8 @@ LAB_INITRD = "image.lab-initrd"
 MKOSI_MANIFEST = "image.manifest"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TAIL_LINES = 25
+# How long mkosi has after SIGTERM to remove its workspace before what is left of it is killed.
+MKOSI_GRACE = 30.0
 
 
 def take_lab_initrd(output_dir: Path, *, expected: bool, log: Path) -> None:
@@ -201,24 +202,22 @@ class StageFollower:
         return " › ".join(self.stages) if self.stages else "starting mkosi"
 
 
-def run_mkosi(argv: list[str], log: Path, console: Console) -> list[tuple[str, float]]:
-    """Run mkosi with its whole output in `log`, showing the current stage and the elapsed time."""
-    errors: list[BaseException] = []
+def run_mkosi(argv: list[str], log: Path, console: Console, hold: tuple[int, ...] = ()) -> list[tuple[str, float]]:
+    """Run mkosi with its whole output in `log`, showing the current stage and the elapsed time.
 
-    def target() -> None:
-        try:
-            run([*mkosi_command(), *argv], log_file=log)
-        except BaseException as e:  # handed to the main thread, which reports it
-            errors.append(e)
-
-    worker = threading.Thread(target=target, name="mkosi", daemon=True)
+    mkosi is spawned under imagegen's reaper (see imagegen/reaper.py): Ctrl-C or SIGTERM of imagegen
+    leaves this function only once every process of mkosi's tree, its sandboxed apt and dpkg included,
+    has ended, so the cache lock held by the caller is released after them. If imagegen is killed
+    outright, the reaper ends the tree by itself, and holds the locks whose descriptors are in `hold`
+    until it has.
+    """
     follower = StageFollower(log)
     start = time.monotonic()
-    worker.start()
-    with Live(console=console, refresh_per_second=4, transient=True) as live:
+    with spawn([*mkosi_command(), *argv], name="mkosi", log_file=log, reap_tree=True, grace=MKOSI_GRACE,
+               pass_fds=hold) as mkosi, \
+            Live(console=console, refresh_per_second=4, transient=True) as live:
         shown = ""
-        while worker.is_alive():
-            worker.join(0.25)
+        while (status := mkosi.wait(0.25)) is None:
             follower.poll()
             elapsed = int(time.monotonic() - start)
             live.update(Text(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] mkosi: {follower.stage}"))
@@ -227,11 +226,8 @@ def run_mkosi(argv: list[str], log: Path, console: Console) -> list[tuple[str, f
                 shown = follower.stages[0]
                 console.print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {shown}")
     follower.poll()
-    if errors:
-        error = errors[0]
-        if isinstance(error, CommandError):
-            raise MkosiFailed(log, list(follower.tail)) from error
-        raise error
+    if not status.ok:
+        raise MkosiFailed(log, list(follower.tail))
     return follower.timings(time.monotonic())
 
 
@@ -342,13 +338,13 @@ def build_image(
         if request.distribution == "debian"
         else f"arch {request.mirror}"
     )
-    with cache.locked(request.cache_dir, console.print):
-        return _build_locked(request, console, version, mirror, out_dir, repositories, into, refresh)
+    with cache.locked(request.cache_dir, console.print) as lock:
+        return _build_locked(request, console, version, mirror, out_dir, repositories, into, refresh, lock)
 
 
 def _build_locked(
     request: BuildRequest, console: Console, version: str, mirror: DebianMirror, out_dir: Path, repositories: str,
-    into: Path | None = None, refresh: bool = False,
+    into: Path | None = None, refresh: bool = False, lock: int | None = None,
 ) -> BuildResult:
     key = cache.config_key(
         conf_dir=repo_root() / "mkosi.conf.d",
@@ -375,7 +371,7 @@ def _build_locked(
         argv = mkosi_argv(request, inputs)
         log.write_text(f"# mkosi {version}: {' '.join(argv)}\n")
         start = time.monotonic()
-        timings = run_mkosi(argv, log, console)
+        timings = run_mkosi(argv, log, console, hold=() if lock is None else (lock,))
         duration = time.monotonic() - start
         if inputs.root_password_config is not None:
             inputs.root_password_config.unlink()  # in /etc/shadow now; not kept beside the image

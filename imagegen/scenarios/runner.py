@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagegen.errors import ImagegenError
+from imagegen.interrupt import Terminated
 from imagegen.report.artifacts import save_file
 from imagegen.report.console import ConsoleReport
 from imagegen.report.model import RunResult, ScenarioResult
@@ -15,7 +16,7 @@ from imagegen.scenarios.session import LabSession, Recorder, ScenarioFailed
 from imagegen.vm.accel import AccelChoice
 from imagegen.vm.agent import GuestGone
 from imagegen.vm.lab import LAB_NICS, LabPlan
-from imagegen.vm.machine import ImageFiles, Machine
+from imagegen.vm.machine import ImageFiles, Machine, QemuExited
 
 # Which scenarios share one boot. The wifi-only boot needs its own VM: the wired link is off from the start.
 MAIN_VM = ("boot-wired-primary", "failover", "failback", "hotplug", "ap-lost", "clean-shutdown")
@@ -89,7 +90,7 @@ class LabRun:
 
     def _run_group_once(self, group: _Group, keep: bool, attempt: int) -> bool:
         """One boot of the group's VM and, once it is up, its scenarios. False: boot again."""
-        machine = Machine(self.files, accel=self.accel.accel, nics=LAB_NICS, uefi=self.options.uefi, keep=keep)
+        machine = Machine(self.files, accel=self.accel.accel, nics=LAB_NICS, uefi=self.options.uefi)
         lab = LabSession(machine, self.plan, self.dhcp6_unit)
         lab.artifacts = self.options.artifacts
         with machine:
@@ -123,7 +124,7 @@ class LabRun:
                 save_file(machine.sockets.serial_log, self._artifacts(), f"serial-{group.name}.log")
                 self._explain_starvation(group, machine)
             if keep and machine.running:
-                self._print_attach(machine)
+                self._hold(machine)
         return True
 
     def _explain_starvation(self, group: _Group, machine: Machine) -> None:
@@ -155,15 +156,21 @@ class LabRun:
         rec = Recorder(on_check=self.report.check)
         start = time.monotonic()
         error: str | None = None
+        told = False  # whether the error already says how QEMU ended
         try:
-            if not lab.machine.running:
-                raise ImagegenError("the VM is not running any more")
+            if (ended := lab.machine.exit_status) is not None:
+                raise QemuExited(ended, " before the scenario began")
             scenario.run(lab, rec)
         except ScenarioFailed:
             pass  # the failed check is already recorded
+        except QemuExited as e:
+            error, told = str(e), True
         except (ImagegenError, TimeoutError, OSError, EOFError) as e:
             error = f"{type(e).__name__}: {e}"
         passed = error is None and bool(rec.checks) and all(c.ok for c in rec.checks)
+        if not passed and not told and (ended := lab.machine.exit_status) is not None:
+            # A VM that died under the scenario explains its failure better than a closed socket does.
+            error = f"{error}; QEMU {ended}" if error else f"QEMU {ended}"
         result = ScenarioResult(scenario.name, scenario.title, passed=passed,
                                 seconds=round(time.monotonic() - start, 1), checks=tuple(rec.checks),
                                 figures=dict(rec.figures), error=error)
@@ -176,11 +183,19 @@ class LabRun:
             save_file(lab.machine.sockets.serial_log, out, "serial.log")
         self.report.end_scenario(result)
 
-    def _print_attach(self, machine: Machine) -> None:
+    def _hold(self, machine: Machine) -> None:
+        """--keep: the VM lives as long as this command does, so the command waits here until the guest
+        powers off or Ctrl-C is pressed; then the run ends as usual, with its summary and reports."""
         s = machine.sockets
         self.report.console.print(
             f"[bold]VM kept running[/bold] (PID {machine.pid}, run dir {machine.run_dir}):\n"
             f"  serial console:  socat -,raw,echo=0 UNIX-CONNECT:{s.serial}\n"
             f"  QMP:             python -m qemu.qmp.qmp_shell {s.qmp}\n"
             f"  guest agent:     socket {s.agent}\n"
-            f"  stop it:         kill {machine.pid}; rm -r {machine.run_dir}")
+            f"  stop it:         Ctrl-C here, or power the guest off")
+        try:
+            machine.wait_exit(None)
+        except Terminated:
+            raise
+        except KeyboardInterrupt:
+            self.report.note("stopping the kept VM")

@@ -114,8 +114,13 @@ class LabSession:
         try:
             self.agent.wait_ready(agent_timeout, alive=lambda: self.machine.running)
         except GuestGone as e:
+            # How QEMU ended is known from QEMU itself (its exit status and stderr), why from the console.
+            ended = self.machine.exit_status
+            how = f"QEMU {ended.describe()}" if ended else "QEMU exited"
             why = panic_line(self.machine.sockets.serial_log) or "no kernel panic on its console"
-            raise GuestGone(f"{e}: {why}") from e
+            said = f"; QEMU's stderr: {ended.last_words()}" if ended and ended.last_words() else ""
+            raise GuestGone(f"{how} {time.monotonic() - start:.0f} s after start, before the guest agent "
+                            f"answered: {why}{said}") from e
         return time.monotonic() - start
 
     def set_wired_link(self, up: bool) -> float:

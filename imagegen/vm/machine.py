@@ -1,18 +1,14 @@
 """One QEMU process whose lifetime is the Machine object's: launched, then always stopped and reaped.
 
-QEMU runs with -daemonize so that it is started, like every command, through imagegen.run.run(): the
-parent returns once the VM is set up (errors in the command line come back as a CommandError), and
-QEMU's PID comes from its pidfile. Stopping is by that PID, after checking that the process is still
-that QEMU (its command line names our pidfile), never by name.
+QEMU is imagegen's own child, started by imagegen.run.spawn() (no -daemonize, no pidfile): the kernel
+ends it if imagegen dies, and when it ends by itself its exit status and the end of its stderr say why.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
-import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from imagegen.errors import ImagegenError, UsageError
-from imagegen.run import run
+from imagegen.run import Child, ExitStatus, run, spawn
 from imagegen.vm.agent import GuestAgent
 from imagegen.vm.qemu import OVMF_VARS, Accel, Boot, Disk, Nic, Sockets, VmSpec, build_argv, qemu_binary
 from imagegen.vm.qmp import Monitor
@@ -52,6 +48,15 @@ class ImageFiles:
         return cls(image, kernel if kernel.is_file() else None, initrd if initrd.is_file() else None)
 
 
+class QemuExited(ImagegenError):
+    """QEMU ended while it was needed: its exit status and last stderr lines say why."""
+
+    def __init__(self, status: ExitStatus, when: str = "") -> None:
+        words = status.last_words()
+        super().__init__(f"QEMU {status.describe()}{when}" + (f": {words}" if words else ""))
+        self.status = status
+
+
 def cmdline_of(pid: int) -> str:
     """The command line of a process, arguments joined by spaces; "" once it is gone."""
     try:
@@ -77,21 +82,12 @@ def panic_line(serial_log: Path) -> str | None:
     return "; ".join(x for x in (oops, rip, panic) if x)
 
 
-def _alive(pid: int) -> bool:
-    """True while pid runs; a zombie (dead, not yet reaped by its parent, init) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 class Machine:
     """A lab VM. Use as a context manager, or call launch() and then shutdown() in a finally."""
 
     def __init__(self, files: ImageFiles, *, accel: Accel, nics: tuple[Nic, ...], uefi: bool = False,
                  memory_mib: int = 2048, cpus: int = 2, cmdline: str = DIRECT_BOOT_CMDLINE,
-                 run_dir: Path | None = None, keep: bool = False) -> None:
+                 run_dir: Path | None = None) -> None:
         if not uefi and files.kernel is None:
             raise UsageError(f"no kernel next to {files.image}", "use --uefi or rebuild the image")
         self.files = files
@@ -101,17 +97,15 @@ class Machine:
         self.memory_mib = memory_mib
         self.cpus = cpus
         self.cmdline = cmdline
-        self.keep = keep
         self._own_run_dir = run_dir is None
         self.run_dir = run_dir or Path(tempfile.mkdtemp(prefix="imagegen-vm-"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.sockets = Sockets(qmp=self.run_dir / "qmp.sock", agent=self.run_dir / "qga.sock",
                                serial=self.run_dir / "serial.sock",
-                               serial_log=self.run_dir / "serial.log",
-                               pidfile=self.run_dir / "qemu.pid")
+                               serial_log=self.run_dir / "serial.log")
         self.qmp = Monitor(self.sockets.qmp)
         self.agent = GuestAgent(self.sockets.agent)
-        self.pid: int | None = None
+        self.qemu: Child | None = None
         self.launched_at: float | None = None  # host wall clock when the guest CPUs started
 
     def nic(self, nic_id: str) -> Nic:
@@ -137,16 +131,30 @@ class Machine:
         if self.uefi:
             shutil.copyfile(OVMF_VARS, self.run_dir / "OVMF_VARS.fd")
 
+    @property
+    def pid(self) -> int | None:
+        return self.qemu.pid if self.qemu is not None else None
+
+    @property
+    def exit_status(self) -> ExitStatus | None:
+        """How QEMU ended; None while it runs or before it started."""
+        return self.qemu.poll() if self.qemu is not None else None
+
     def launch(self, *, paused: bool = False) -> None:
-        """Start QEMU and connect QMP. With paused, the CPUs wait for resume() (QMP set-up first)."""
-        if self.pid is not None:
-            raise ImagegenError("the machine is already running")
+        """Start QEMU and connect QMP. With paused, the CPUs wait for resume() (QMP set-up first).
+        A QEMU that exits meanwhile (a bad command line, a kernel it cannot load) is a QemuExited."""
+        if self.qemu is not None:
+            raise ImagegenError("the machine was launched already")
         try:
             self._prepare_disk()
-            argv = build_argv(self.spec(start_paused=paused), qemu_binary()) + ["-daemonize"]
-            run(argv, timeout=120)
-            self.pid = int(self.sockets.pidfile.read_text().strip())
-            self.qmp.connect()
+            self.qemu = spawn(build_argv(self.spec(start_paused=paused), qemu_binary()), name="QEMU")
+            try:
+                # The budget -daemonize had for QEMU to set up, now spent waiting for its QMP socket.
+                self.qmp.connect(timeout=120, alive=lambda: self.running)
+            except ImagegenError as e:
+                if (status := self.exit_status) is not None:
+                    raise QemuExited(status, " before QMP answered") from e
+                raise
             if not paused:
                 self.launched_at = time.time()
         except BaseException:
@@ -168,16 +176,11 @@ class Machine:
 
     @property
     def running(self) -> bool:
-        return self.pid is not None and _alive(self.pid) and str(self.sockets.pidfile) in cmdline_of(
-            self.pid)
+        return self.qemu is not None and self.qemu.poll() is None
 
-    def wait_exit(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.running:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.2)
-        return True
+    def wait_exit(self, timeout: float | None) -> bool:
+        """Wait until QEMU has ended (None: however long that takes); False if it still runs."""
+        return self.qemu is None or self.qemu.wait(timeout) is not None
 
     def powerdown(self, timeout: float) -> float:
         """ACPI power button; returns seconds until QEMU exited. Raises if it did not within timeout."""
@@ -187,28 +190,19 @@ class Machine:
             raise ImagegenError(f"the guest did not power off within {timeout:.0f} s")
         return time.monotonic() - start
 
-    def _signal(self, sig: int) -> None:
-        if self.pid is not None and self.running:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
-
     def shutdown(self) -> None:
-        """Stop QEMU now (quit, then SIGTERM, then SIGKILL), close channels, remove the run dir."""
+        """Stop QEMU now (QMP quit, then SIGTERM, then SIGKILL), reap it, close channels, remove the run dir."""
         self.agent.close()
         if self.running and self.qmp.connected:
             self.qmp.quit()
             self.wait_exit(5)
         self.qmp.close()
-        if self.running:
-            self._signal(signal.SIGTERM)
-            if not self.wait_exit(5):
-                self._signal(signal.SIGKILL)
-                self.wait_exit(10)
-        self.pid = None
+        if self.qemu is not None:
+            self.qemu.terminate(grace=5)
         self._cleanup_files()
 
     def _cleanup_files(self) -> None:
-        for p in (self.sockets.qmp, self.sockets.agent, self.sockets.serial, self.sockets.pidfile,
+        for p in (self.sockets.qmp, self.sockets.agent, self.sockets.serial,
                   self.run_dir / "disk.qcow2", self.run_dir / "OVMF_VARS.fd"):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
@@ -216,18 +210,9 @@ class Machine:
             # The serial log goes with the directory: save what you need (artifacts) before this.
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def detach(self) -> None:
-        """Leave QEMU running (--keep): close our channels, keep sockets and files."""
-        self.agent.close()
-        self.qmp.close()
-        self.pid = None
-
     def __enter__(self) -> Machine:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self.keep and exc_type is None:
-            self.detach()
-        else:
-            self.shutdown()
+        self.shutdown()

@@ -59,7 +59,6 @@ class Sockets:
     agent: Path
     serial: Path
     serial_log: Path
-    pidfile: Path
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,6 @@ def build_argv(spec: VmSpec, binary: str = "qemu-system-x86_64") -> list[str]:
         "-nodefaults",
         "-display", "none",
         "-rtc", "base=utc",
-        "-pidfile", str(s.pidfile),
         # QMP: the only way the test drives the VM.
         "-chardev", f"socket,id=qmp0,path={s.qmp},server=on,wait=off",
         "-mon", "chardev=qmp0,mode=control",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,8 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from imagegen.errors import ImagegenError
 
 log = logging.getLogger("imagegen.vm.qmp")
+# A failed connection attempt is raised (and retried) here; the library's own log line would only repeat it.
+logging.getLogger("qemu.qmp.protocol").setLevel(logging.CRITICAL)
 
 COMMAND_TIMEOUT = 30.0
 
@@ -62,16 +64,21 @@ class Monitor:
         self._qmp: QEMUMonitorProtocol | None = None
         self.events: list[Event] = []
 
-    def connect(self, timeout: float = 30.0) -> None:
+    def connect(self, timeout: float = 30.0, alive: Callable[[], bool] | None = None) -> None:
+        """Connect, retrying while QEMU sets up its socket; with alive (does QEMU still run?), a QEMU that
+        has exited ends the wait at once."""
         deadline = time.monotonic() + timeout
         while True:
+            if not self.socket.exists() and time.monotonic() < deadline and (alive is None or alive()):
+                time.sleep(0.05)  # QEMU has not created it yet
+                continue
             qmp = QEMUMonitorProtocol(str(self.socket))
             try:
                 qmp.connect(negotiate=True)
                 break
             except (OSError, QMPError) as e:
                 qmp.close()
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or (alive is not None and not alive()):
                     raise ImagegenError(f"cannot connect to QMP at {self.socket}: {e}") from e
                 time.sleep(0.2)
         qmp.settimeout(COMMAND_TIMEOUT)
