@@ -151,7 +151,7 @@ def test_each_bad_input_names_file_key_and_fix(write_profile, ssh_key: str) -> N
         write_profile, '[system]\ntimezone = "Europe/Nowhere"\n')
     assert "packages.install[1]: 'Bad_Name' is not a Debian package name" in _bad(
         write_profile, '[packages]\ninstall = ["ok", "Bad_Name"]\n')
-    assert "users.alice.password_hash: not a crypt(3) hash" in _bad(
+    assert "users.alice.password_hash: is not a crypt(3) hash" in _bad(
         write_profile, '[users.alice]\nuid = 1000\npassword_hash = "secret"\n')
 
 

@@ -25,6 +25,7 @@ from imagegen.profile.system import (
     SystemSettings,
     UnitName,
     User,
+    check_crypt_hash,
 )
 
 Distribution = Literal["debian", "arch"]
@@ -430,18 +431,6 @@ def check_mirror_url(value: str) -> str:
 
 # crypt(3): $id$[params$]salt$hash over crypt's alphabet ./0-9A-Za-z; the parameters of yescrypt
 # (j9T) and sha-crypt (rounds=5000) add '=' and ','.
-_CRYPT = re.compile(r"\$[0-9a-z]{1,8}\$(?:[./0-9A-Za-z=,]+\$)?[./0-9A-Za-z]+\$[./0-9A-Za-z]+")
-
-
-def check_crypt_hash(value: str) -> str:
-    if not _CRYPT.fullmatch(value):
-        raise ValueError(
-            "root_password_hash is not a crypt(3) hash ($id$[params$]salt$hash of letters, digits, '.' and '/'); "
-            "paste what 'mkpasswd -m yescrypt' prints, not a password"
-        )
-    return value
-
-
 class Image(Strict):
     hostname: Annotated[str, AfterValidator(_check_hostname)]
     # None: the distribution of the machine that builds, as mkosi does.

@@ -104,14 +104,13 @@ CRYPT_IDS = {"y": "yescrypt", "gy": "gost-yescrypt", "7": "scrypt", "2b": "bcryp
 
 
 def check_crypt_hash(value: str) -> str:
-    """A crypt(3) hash in the modular format ($id$salt$hash), as `mkpasswd` prints it.
-
-    The same check belongs on image.root_password_hash; both should share this function.
-    """
+    """A crypt(3) hash in the modular format ($id$salt$hash), as `mkpasswd` prints it: the form of
+    image.root_password_hash and of every user's password_hash. Nothing else can reach /etc/shadow or
+    mkosi's RootPassword= (a ':' or a line break would add a field or a setting)."""
     match = _CRYPT.fullmatch(value)
     if not match or match["id"] not in CRYPT_IDS:
         raise ValueError(
-            "not a crypt(3) hash ($id$salt$hash with id one of "
+            "is not a crypt(3) hash ($id$salt$hash with id one of "
             f"{', '.join(sorted(CRYPT_IDS))}); make one with `mkpasswd -m yescrypt` and paste its output, "
             "never the password"
         )

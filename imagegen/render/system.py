@@ -16,6 +16,7 @@ from pathlib import Path
 from imagegen.errors import UsageError
 from imagegen.profile.load import KeyPath, LoadedProfile, format_path
 from imagegen.profile.system import ADMIN_GROUP, UnitValue, check_ssh_public_key
+from imagegen.render import escape as esc
 from imagegen.render.distro import Target
 from imagegen.render.entries import PUBLIC, SECRET, UNIT_DIR, Entry, File, Symlink
 
@@ -32,18 +33,11 @@ AGETTY = "/usr/sbin/agetty"
 
 
 def unit_value(value: str) -> str:
-    """A literal string as a unit file value: '%' doubled so no specifier is expanded.
-
-    Line breaks, control characters, a trailing backslash (a line continuation) and outer white
-    space (which systemd strips) cannot be written literally and are refused.
-    """
-    if any(ord(c) < 0x20 or c == "\x7f" for c in value):
-        raise ValueError(f"{value!r} holds a line break or control character, which a unit file value cannot")
-    if value.endswith("\\"):
-        raise ValueError(f"{value!r} ends in a backslash, which joins the next line in a unit file")
+    """A literal string as a unit file value (escape.unit_value: '%' doubled, no line break, no trailing
+    backslash), with outer white space refused too: systemd would drop it from a drop-in's value."""
     if value != value.strip():
         raise ValueError(f"{value!r} has leading or trailing white space, which systemd drops")
-    return value.replace("%", "%%")
+    return esc.unit_value(value).text
 
 
 def _setting(value: str | int | bool) -> str:
