@@ -13,7 +13,7 @@ import unicodedata
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 Distribution = Literal["debian", "arch"]
 BondMode = Literal[
@@ -52,6 +52,27 @@ def check_text(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(check_text)]
+
+
+def _string_only(value: object) -> object:
+    # Before the type check: pydantic's own error for a number or a table would quote the value.
+    if not isinstance(value, str):
+        raise ValueError("a secret must be a string; write it in double quotes (the value is not shown)")
+    return value
+
+
+def _check_secret_text(value: str) -> str:
+    if has_control(value):
+        raise ValueError(
+            "contains a control character (a line break, tab, escape, ...), which no configuration file "
+            "carries as text; remove it (the value is not shown)"
+        )
+    return value
+
+
+# A secret: every message about it names the key and the fix, never the value.
+Secret = Annotated[str, BeforeValidator(_string_only)]
+SecretText = Annotated[str, BeforeValidator(_string_only), AfterValidator(_check_secret_text)]
 
 
 def check_ifname(name: str) -> str:
@@ -333,13 +354,13 @@ class Eap(Strict):
     method: Literal["PEAP", "TTLS", "TLS", "PWD"]
     identity: Annotated[Text, Field(min_length=1)]
     anonymous_identity: Annotated[Text, Field(min_length=1)] | None = None
-    password: Annotated[Text, Field(min_length=1)] | None = None
+    password: Annotated[SecretText, Field(min_length=1)] | None = None
     password_file: Text | None = None
     phase2: Annotated[Text, Field(min_length=1)] | None = None
     ca_cert: Text | None = None
     client_cert: Text | None = None
     private_key: Text | None = None
-    private_key_password: Annotated[Text, Field(min_length=1)] | None = None
+    private_key_password: Annotated[SecretText, Field(min_length=1)] | None = None
 
 
 class Network(Strict):
@@ -351,8 +372,8 @@ class Network(Strict):
     proto: Literal["RSN", "WPA", "WPA RSN"] | None = None
     group: Literal["CCMP", "TKIP", "CCMP TKIP", "GCMP", "GCMP-256", "CCMP-256"] | None = None
     pairwise: Literal["CCMP", "TKIP", "CCMP TKIP", "GCMP", "GCMP-256", "CCMP-256"] | None = None
-    passphrase: Annotated[str, AfterValidator(_check_passphrase)] | None = None
-    psk: Annotated[str, AfterValidator(_check_psk)] | None = None
+    passphrase: Annotated[Secret, AfterValidator(_check_passphrase)] | None = None
+    psk: Annotated[Secret, AfterValidator(_check_psk)] | None = None
     # A file holding a passphrase or a 64-hex PSK, relative to the profile that names it.
     psk_file: Text | None = None
     eap: Eap | None = None
@@ -438,7 +459,7 @@ class Image(Strict):
     release: Annotated[str, AfterValidator(check_release)] | None = None
     mirror: Annotated[str, AfterValidator(check_mirror_url)] | None = None
     # A crypt(3) hash as `mkpasswd` prints it; None locks root (log in through the console is then impossible).
-    root_password_hash: Annotated[str, AfterValidator(check_crypt_hash)] | None = None
+    root_password_hash: Annotated[Secret, AfterValidator(check_crypt_hash)] | None = None
 
 
 class Profile(Strict):
