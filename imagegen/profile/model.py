@@ -70,6 +70,21 @@ def _check_secret_text(value: str) -> str:
     return value
 
 
+# wpa_supplicant 2.10 reads a line into 2000 bytes and drops the rest of a longer one, which then
+# fails to parse and takes the whole file (every network) with it. A string it holds may need hex,
+# two characters a byte: this bound keeps the longest field line well inside the limit.
+WPA_STRING_BYTES = 512
+
+
+def _check_wpa_length(value: str) -> str:
+    if len(value.encode()) > WPA_STRING_BYTES:
+        raise ValueError(
+            f"is {len(value.encode())} bytes (UTF-8); wpa_supplicant.conf carries at most {WPA_STRING_BYTES} "
+            "here; shorten it"
+        )
+    return value
+
+
 # A secret: every message about it names the key and the fix, never the value.
 Secret = Annotated[str, BeforeValidator(_string_only)]
 SecretText = Annotated[str, BeforeValidator(_string_only), AfterValidator(_check_secret_text)]
@@ -348,19 +363,23 @@ def _check_psk(value: str) -> str:
     return value.lower()
 
 
+WpaString = Annotated[Text, Field(min_length=1), AfterValidator(_check_wpa_length)]
+WpaSecretString = Annotated[SecretText, Field(min_length=1), AfterValidator(_check_wpa_length)]
+
+
 class Eap(Strict):
     """802.1X credentials for key_mgmt WPA-EAP or IEEE8021X. Files are copied into the image."""
 
     method: Literal["PEAP", "TTLS", "TLS", "PWD"]
-    identity: Annotated[Text, Field(min_length=1)]
-    anonymous_identity: Annotated[Text, Field(min_length=1)] | None = None
-    password: Annotated[SecretText, Field(min_length=1)] | None = None
+    identity: WpaString
+    anonymous_identity: WpaString | None = None
+    password: WpaSecretString | None = None
     password_file: Text | None = None
-    phase2: Annotated[Text, Field(min_length=1)] | None = None
+    phase2: WpaString | None = None
     ca_cert: Text | None = None
     client_cert: Text | None = None
     private_key: Text | None = None
-    private_key_password: Annotated[SecretText, Field(min_length=1)] | None = None
+    private_key_password: WpaSecretString | None = None
 
 
 class Network(Strict):
