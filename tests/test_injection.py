@@ -302,6 +302,16 @@ def test_mirror_urls_that_pass(tmp_path: Path, url: str) -> None:
     assert load_profiles([profile(tmp_path, text)]).profile.image.mirror == url
 
 
+@pytest.mark.parametrize("url", ["http://alice:S3cretPw@h/debian", "https://S3cretPw@h/debian"])
+def test_a_mirror_with_a_login_is_refused_without_repeating_it(tmp_path: Path, url: str) -> None:
+    text = LAPTOP.replace('release = "trixie"', f'release = "trixie"\nmirror = {toml(url)}')
+    found = one_problem(tmp_path, text, "image.mirror")
+    assert "user name or password" in found and "S3cretPw" not in found
+    with pytest.raises(UsageError) as e:
+        mirror_from_url(url)
+    assert "S3cretPw" not in str(e.value)
+
+
 @pytest.mark.parametrize("release", ["", "..", "../../tmp", "trixie\nTrusted: yes", "Trixie", "trixie main"])
 def test_release_must_be_a_plain_suite(tmp_path: Path, release: str) -> None:
     text = LAPTOP.replace('release = "trixie"', f"release = {toml(release)}")

@@ -453,6 +453,14 @@ def check_mirror_url(value: str) -> str:
             f"mirror {value!r} is not an http://, https:// or file:/// URL without white space, query or "
             "fragment; e.g. http://HOST/debian"
         )
+    assert parts is not None
+    if parts.username is not None or parts.password is not None:
+        # The URL reaches mkosi's command line (/proc/PID/cmdline), build.log and the manifest, and so
+        # would a password in it: the message does not repeat it either.
+        raise ValueError(
+            "mirror holds a user name or password (USER:PASSWORD@), which would be on mkosi's command line "
+            "and in the build log and manifest; use a mirror or a local proxy that needs no login"
+        )
     return value
 
 
