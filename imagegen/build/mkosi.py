@@ -137,6 +137,8 @@ def prepare_inputs(request: BuildRequest, work: Path, mirror: DebianMirror) -> M
     # from there; the image files are moved out into the build's own directory afterwards.
     output_dir = request.cache_dir / "output"
     output_dir.mkdir(parents=True, exist_ok=True)
+    # mkosi writes the image there first, with the Wi-Fi keys, the dhcp6c key and the root password hash.
+    os.chmod(output_dir, 0o700)
     config.mkdir(parents=True, exist_ok=True)
     return MkosiInputs(
         output_dir=output_dir,
