@@ -24,6 +24,7 @@ from imagegen.render import host_state_for, plan_overlay, resolve_target
 from imagegen.render.write import write_tree
 from imagegen.store import Entry, Generation, PackageDiff, Store, diff_packages, resolve_store_root
 from imagegen.store.fsutil import remove_tree
+from imagegen.store.roots import check_link_replaceable
 from imagegen.vm.lab import render_lab_overlay
 
 
@@ -136,6 +137,8 @@ def realise_image(
     if link is not None and link.exists() and not link.is_symlink() and not _is_old_output_dir(link):
         raise UsageError(f"--out-link {link} exists and is not a link",
                          "remove it or choose another --out-link NAME")
+    if link is not None:
+        check_link_replaceable(link)
     state = host_state_for(loaded, state_file)
     overlay = realise_overlay(store, loaded, lab=lab, state=state)
     request_release = target.release

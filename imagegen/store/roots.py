@@ -26,11 +26,13 @@ GCROOTS = "gcroots"
 def add_out_link(store: Store, link: Path, entry: Entry) -> Path:
     """Point the symlink `link` at entry (replacing an older link there) and register it as a GC root.
 
-    Returns the absolute link path. A non-link file or directory at `link` is never replaced.
+    Returns the absolute link path. A non-link file or directory at `link` is never replaced, nor a
+    link imagegen did not make: only one that names a store entry (of any store, or one collected since).
     """
     link = Path(os.path.abspath(link))
     if (link.exists() or link.is_symlink()) and not link.is_symlink():
         raise UsageError(f"{link} exists and is not a symbolic link", "remove it or choose another --out-link")
+    check_link_replaceable(link)
     if not link.parent.is_dir():
         raise UsageError(f"{link.parent} is not a directory", "create it or choose another --out-link")
     _replace_symlink(link, entry.path)
@@ -41,6 +43,14 @@ def add_out_link(store: Store, link: Path, entry: Entry) -> Path:
     readable = re.sub(r"[^A-Za-z0-9+._=-]", "_", link.name)
     _replace_symlink(roots / f"{short_digest(str(link).encode())}-{readable}", link)
     return link
+
+
+def check_link_replaceable(link: Path) -> None:
+    """Refuse a symbolic link at `link` that imagegen did not make: one that names no store entry (of any
+    store, or one collected since). Callers check before they build, so a refusal costs nothing."""
+    if link.is_symlink() and not ENTRY_NAME.fullmatch(Path(os.readlink(link)).name):
+        raise UsageError(f"{link} is a symbolic link to {os.readlink(link)}, not to a store entry",
+                         "remove it or choose another --out-link")
 
 
 def _replace_symlink(path: Path, target: Path) -> None:
