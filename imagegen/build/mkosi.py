@@ -237,6 +237,25 @@ def run_mkosi(argv: list[str], log: Path, console: Console) -> list[tuple[str, f
     return follower.timings(time.monotonic())
 
 
+def redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "<secret>") if secret else text
+
+
+def redact_log(log: Path, secret: str | None) -> None:
+    if secret and log.is_file():
+        text = log.read_text(errors="replace")
+        if secret in text:
+            log.write_text(redact(text, secret))
+
+
+def copy_private(source: Path, dest: Path) -> None:
+    """Copy a log to dest as a new 0600 file of ours: a log names paths and the lines mkosi printed."""
+    dest.unlink(missing_ok=True)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out, source.open("rb") as f:
+        shutil.copyfileobj(f, out)
+
+
 class MkosiFailed(ImagegenError):
     def __init__(self, log: Path, tail: list[str]) -> None:
         summary = explain_failure(tail)
@@ -346,7 +365,12 @@ def _build_locked(
         argv = mkosi_argv(request, inputs)
         log.write_text(f"# mkosi {version}: {' '.join(argv)}\n")
         start = time.monotonic()
-        timings = run_mkosi(argv, log, console)
+        try:
+            timings = run_mkosi(argv, log, console)
+        finally:
+            # mkosi itself hands the hash to systemd-firstboot on its command line, and logs a command
+            # line that fails: the log never keeps it.
+            redact_log(log, request.root_password_hash)
         duration = time.monotonic() - start
         if inputs.root_password_config is not None:
             inputs.root_password_config.unlink()  # in /etc/shadow now; not kept beside the image
@@ -390,12 +414,13 @@ def _build_locked(
         # A store's work directory goes when the build fails: the log is kept beside mkosi's cache then.
         failed_log = (request.cache_dir / "failed-build.log" if into is not None
                       else out_dir.with_name(f"{out_dir.name}.failed.log"))
-        shutil.copyfile(e.log, failed_log)
+        copy_private(e.log, failed_log)
         if into is None:
             shutil.rmtree(work, ignore_errors=True)
-        for line in e.tail:
+        tail = [redact(line, request.root_password_hash) for line in e.tail]
+        for line in tail:
             console.print(Text(line), highlight=False)
-        raise MkosiFailed(failed_log, e.tail) from e
+        raise MkosiFailed(failed_log, tail) from e
     except BaseException:
         if into is None:
             shutil.rmtree(work, ignore_errors=True)
