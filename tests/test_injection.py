@@ -169,6 +169,19 @@ def test_eap_strings_with_quotes_and_hashes_are_read_back_exactly(tmp_path: Path
     assert work["private_key_passwd"] == values["pkpass"].encode()
 
 
+@pytest.mark.parametrize("priority", [2147483648, -2147483649, 99999999999999999999])
+def test_a_priority_wpa_supplicant_would_wrap_round_is_refused(tmp_path: Path, priority: int) -> None:
+    text = LAPTOP.replace('priority = 2\n', f'priority = {priority}\n')
+    assert "wireless.networks[0].priority" in one_problem(tmp_path, text, "wireless.networks[0].priority")
+
+
+@needs_wpa
+def test_the_highest_priority_is_read_by_wpa_supplicant_as_written(tmp_path: Path) -> None:
+    out = render(tmp_path, LAPTOP.replace('priority = 2\n', 'priority = 2147483647\n'))
+    conf = read_wpa(out / WPA_CONF)
+    assert conf.loaded and conf.networks[0]["priority"] == "2147483647"
+
+
 SAE_NET = '\n[[wireless.networks]]\nssid = "Home3"\nkey_mgmt = "SAE"\n'
 
 

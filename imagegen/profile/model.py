@@ -386,7 +386,8 @@ class Network(Strict):
     """One network block of wpa_supplicant.conf."""
 
     ssid: Annotated[str, AfterValidator(_check_ssid)] | None = None
-    priority: int = 0
+    # wpa_supplicant keeps a C int: a larger number would wrap round to a low, even negative, priority.
+    priority: Annotated[int, Field(ge=-2147483648, le=2147483647)] = 0
     key_mgmt: KeyMgmt = "WPA-PSK"
     proto: Literal["RSN", "WPA", "WPA RSN"] | None = None
     group: Literal["CCMP", "TKIP", "CCMP TKIP", "GCMP", "GCMP-256", "CCMP-256"] | None = None
