@@ -4,6 +4,7 @@ file it reaches; one that cannot be carried is refused with the file, the key an
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,12 @@ def test_a_dns_host_name_is_the_one_statement_dhclient_reads(tmp_path: Path) -> 
     sent = [s for s in found if s[:2] == ("send", "host-name")]
     assert sent == [("send", "host-name", Str("kiosk-7.lab.example"))]
     assert [s[0] for s in found] == ["initial-interval", "reboot", "timeout", "retry", "send", "send"]
+
+
+@pytest.mark.parametrize("key", ["initial_interval", "reboot", "timeout", "retry"])
+def test_a_dhclient_time_beyond_32_bits_is_refused(tmp_path: Path, key: str) -> None:
+    text = re.sub(rf"^{key} = \d+$", f"{key} = 4294967296", LAPTOP, flags=re.M)
+    assert "less than or equal to 2147483647" in one_problem(tmp_path, text, f"dhcp4.{key}")
 
 
 # --- wpa_supplicant.conf --------------------------------------------------------------------------------

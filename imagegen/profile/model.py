@@ -286,10 +286,11 @@ def _check_dhcp_host_name(value: str) -> str:
 class Dhcp4(Strict):
     """Host-wide ISC dhclient settings (the seed's dhclient.conf); timings in seconds."""
 
-    initial_interval: Annotated[int, Field(ge=1)] = 2
-    reboot: Annotated[int, Field(ge=0)] = 5
-    timeout: Annotated[int, Field(ge=1)] = 10
-    retry: Annotated[int, Field(ge=1)] = 20
+    # ISC dhclient reads these into a signed 32-bit time and refuses a larger number in its file.
+    initial_interval: Annotated[int, Field(ge=1, le=2147483647)] = 2
+    reboot: Annotated[int, Field(ge=0, le=2147483647)] = 5
+    timeout: Annotated[int, Field(ge=1, le=2147483647)] = 10
+    retry: Annotated[int, Field(ge=1, le=2147483647)] = 20
     # None: the image's hostname. "" sends none.
     host_name: Annotated[str, AfterValidator(_check_dhcp_host_name)] | None = None
     # "duid": RFC 4361 identifier built from the host's DUID (the same one dhcp6c uses);
