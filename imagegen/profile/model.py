@@ -286,7 +286,8 @@ def _check_dhcp_host_name(value: str) -> str:
 class Dhcp4(Strict):
     """Host-wide ISC dhclient settings (the seed's dhclient.conf); timings in seconds."""
 
-    # ISC dhclient reads these into a signed 32-bit time and refuses a larger number in its file.
+    # ISC dhclient parses these as 32-bit numbers and warns off a larger one (a parse error in its file);
+    # 31 bits keep them clear of any signed time as well.
     initial_interval: Annotated[int, Field(ge=1, le=2147483647)] = 2
     reboot: Annotated[int, Field(ge=0, le=2147483647)] = 5
     timeout: Annotated[int, Field(ge=1, le=2147483647)] = 10
