@@ -110,6 +110,16 @@ def write_root_password_config(request: BuildRequest, directory: Path) -> Path |
     return path
 
 
+def _tree(option: str, path: Path) -> str:
+    # mkosi splits a tree option at ',' (a list) and ':' (SOURCE:TARGET), --include at ',': such a path would name other
+    # trees, or copy another directory into the image. It has no escape for either.
+    text = os.fspath(path)
+    if any(c in text for c in ",:\n"):
+        raise UsageError(f"{text} holds ',' or ':', which mkosi reads as separators in {option}",
+                         "use a store, cache and checkout directory whose path has neither")
+    return f"{option}={text}"
+
+
 def mkosi_argv(request: BuildRequest, inputs: MkosiInputs, *, verb: str = "build") -> list[str]:
     """The arguments after `python -m mkosi`; the static settings live in mkosi.conf.d/."""
     argv = [
@@ -125,20 +135,20 @@ def mkosi_argv(request: BuildRequest, inputs: MkosiInputs, *, verb: str = "build
         # Debian's repositories come from the sandbox tree; other distributions take Mirror=.
         argv += ["--mirror", request.mirror]
     if inputs.sandbox_tree is not None:
-        argv += [f"--sandbox-tree={inputs.sandbox_tree}"]
-    argv += [f"--tools-tree-sandbox-tree={inputs.tools_sandbox_tree}"]
+        argv += [_tree("--sandbox-tree", inputs.sandbox_tree)]
+    argv += [_tree("--tools-tree-sandbox-tree", inputs.tools_sandbox_tree)]
     # Order matters: the policy tree first, the lab tree next, the rendered overlay last and whole, so
     # that the overlay wins and its hard links stay within one tree.
-    argv += [f"--extra-tree={inputs.policy_tree}"]
+    argv += [_tree("--extra-tree", inputs.policy_tree)]
     if inputs.lab_tree is not None:
-        argv += [f"--extra-tree={inputs.lab_tree}"]
-    argv += [f"--extra-tree={inputs.overlay}"]
+        argv += [_tree("--extra-tree", inputs.lab_tree)]
+    argv += [_tree("--extra-tree", inputs.overlay)]
     if request.hostname:
         argv += ["--hostname", request.hostname]
     if request.root_password_hash:
         if inputs.root_password_config is None:
             raise ValueError("a root password hash is set but no config file holds it (write_root_password_config)")
-        argv += [f"--include={inputs.root_password_config}"]
+        argv += [_tree("--include", inputs.root_password_config)]
     if verb == "build":
         argv += ["--force"]
     argv += [verb]
