@@ -11,6 +11,7 @@ from rich.console import Console
 import imagegen.build.mkosi as mkosi_driver
 from imagegen.build import cache
 from imagegen.build.config import BuildRequest
+from imagegen.build.manifest import tree_hash
 from imagegen.build.mkosi import MkosiFailed, StageFollower, replace_dir, run_mkosi
 from imagegen.errors import ImagegenError
 
@@ -140,3 +141,30 @@ def test_a_failed_build_keeps_neither_the_root_password_hash_nor_a_readable_log(
     for log in (into / mkosi_driver.LOG_NAME, e.value.log):
         assert "--root-password-hashed '<secret>'" in log.read_text() and HASH not in log.read_text()
     assert e.value.log.stat().st_mode & 0o077 == 0
+
+
+# Writes the three outputs into --output-directory, as a finished mkosi build leaves them.
+WRITING_MKOSI = (
+    "import sys, pathlib; print('‣ Building default image'); "
+    "out = pathlib.Path(sys.argv[sys.argv.index('--output-directory') + 1]); "
+    "[(out / n).write_bytes(b'x') for n in ('image.raw', 'image.vmlinuz', 'image.initrd')]"
+)
+
+
+def test_the_manifest_digest_of_the_overlay_is_keyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The overlay holds the Wi-Fi keys next to values a reader may know (the DUID is on the network): a plain
+    # digest of it would test a guessed passphrase.
+    monkeypatch.setattr(mkosi_driver, "mkosi_command", lambda: [sys.executable, "-c", WRITING_MKOSI])
+    overlay = tmp_path / "overlay"
+    (overlay / "etc/wpa_supplicant").mkdir(parents=True)
+    (overlay / "etc/wpa_supplicant/wpa_supplicant.conf").write_text('network={\n psk="guessable"\n}\n')
+    digests = []
+    for key in (b"k" * 32, b"other key" * 4):
+        into = tmp_path / f"entry-{len(digests)}"
+        into.mkdir()
+        request = BuildRequest(overlay=overlay, out_dir=tmp_path / "out", cache_root=tmp_path / "cache",
+                               mirror="http://mirror.invalid/debian", digest_key=key)
+        assert "k" * 32 not in repr(request)
+        digests.append(mkosi_driver.build_image(request, Console(quiet=True), into=into).manifest.overlay_hash)
+    assert all(d.startswith("hmac-sha256:") for d in digests) and digests[0] != digests[1]
+    assert tree_hash(overlay) not in digests

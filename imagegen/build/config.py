@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import imagegen
@@ -34,6 +34,10 @@ class BuildRequest:
     root_password_hash: str | None = None
     profile_hash: str | None = None
     cache_root: Path | None = None
+    # Keys the manifest's overlay digest (the host's hash key): the overlay holds the Wi-Fi keys, and a
+    # plain digest of it is a test of a guessed passphrase for whoever knows the rest of it (the DUID
+    # is on the network). Not in repr: a request may be printed.
+    digest_key: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if self.distribution not in DISTRIBUTIONS:

@@ -30,6 +30,7 @@ from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_ro
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest, packages_from_mkosi_manifest, tree_hash
 from imagegen.errors import CommandError, ImagegenError, UsageError
 from imagegen.run import run
+from imagegen.store.hashing import keyed_digest
 
 LOG_NAME = "build.log"
 # For QEMU's direct kernel boot of image.raw: mkosi's default partition table names the root partition so.
@@ -237,6 +238,12 @@ def run_mkosi(argv: list[str], log: Path, console: Console) -> list[tuple[str, f
     return follower.timings(time.monotonic())
 
 
+def overlay_digest(request: BuildRequest) -> str:
+    """The overlay's digest as the manifest shows it: keyed when the request has a key (see BuildRequest)."""
+    plain = tree_hash(request.overlay)
+    return keyed_digest(request.digest_key, {"overlay": plain}) if request.digest_key else plain
+
+
 def redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "<secret>") if secret else text
 
@@ -394,7 +401,7 @@ def _build_locked(
             variant=request.variant,
             mkosi_version=version,
             profile_hash=request.profile_hash,
-            overlay_hash=tree_hash(request.overlay),
+            overlay_hash=overlay_digest(request),
             config_hash=cache.key_hash(key),
             cache_reused=reused,
             cache_reason=decision.reason,
