@@ -255,3 +255,24 @@ def test_a_store_key_of_another_user_says_the_store_is_not_yours(tmp_path: Path)
     with pytest.raises(UsageError, match="belongs to another user") as e:
         store.keyed_digest("x")
     assert "--store" in e.value.hint
+
+
+def test_gc_never_removes_files_through_a_planted_gcroots_link(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    realise(store, "laptop-image")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    (store.root / "gcroots").symlink_to(mine)
+    with pytest.raises(UsageError, match="symbolic link"):
+        store.gc(keep=0)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+
+
+def test_gc_leaves_what_is_no_root_in_gcroots_alone(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    entry = realise(store, "laptop-image")
+    store.add_out_link(tmp_path / "result", entry)
+    (store.root / "gcroots" / "notes.txt").write_text("not a root")
+    store.gc(keep=0)
+    assert (store.root / "gcroots" / "notes.txt").is_file() and entry.path.is_dir()
