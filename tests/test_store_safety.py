@@ -276,3 +276,14 @@ def test_gc_leaves_what_is_no_root_in_gcroots_alone(tmp_path: Path) -> None:
     (store.root / "gcroots" / "notes.txt").write_text("not a root")
     store.gc(keep=0)
     assert (store.root / "gcroots" / "notes.txt").is_file() and entry.path.is_dir()
+
+
+def test_generations_are_never_written_through_a_planted_profiles_link(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    entry = realise(store, "laptop-image")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (store.root / "profiles").symlink_to(elsewhere)
+    with pytest.raises(UsageError, match="symbolic link"):
+        store.record_generation("laptop", entry, "hmac-sha256:00")
+    assert list(elsewhere.iterdir()) == []
