@@ -1,7 +1,14 @@
+import json
+import stat
 from pathlib import Path
 
+import pytest
+
 from imagegen.build import cache
-from imagegen.build.mkosi import explain_failure, was_cache_reused
+from imagegen.build.aptsources import DebianMirror
+from imagegen.build.config import BuildRequest
+from imagegen.build.mkosi import explain_failure, prepare_inputs, was_cache_reused
+from imagegen.errors import UsageError
 
 
 def key(conf: Path, **over: str) -> dict[str, str]:
@@ -87,3 +94,35 @@ def test_failures_are_explained_in_one_line() -> None:
         "mkosi could not download from the Arch mirror"
     )
     assert explain_failure(["‣ Installing Debian", "E: boom"]) == "mkosi build failed: Installing Debian"
+
+
+def test_the_cache_lock_never_follows_a_planted_link(tmp_path: Path) -> None:
+    victim = tmp_path / "shadow"
+    victim.write_text("root:$y$...:19000::::::\n")
+    cache_dir = tmp_path / "cache" / "debian~trixie~plain"
+    cache_dir.mkdir(parents=True)
+    (cache_dir / ".lock").symlink_to(victim)
+    with pytest.raises(UsageError, match="symbolic link"):
+        with cache.locked(cache_dir, lambda _: None):
+            pass
+    assert victim.read_text() == "root:$y$...:19000::::::\n"
+
+
+def test_recording_the_cache_key_never_writes_through_a_planted_link(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    (cache_dir / (cache.KEY_FILE + ".tmp")).symlink_to(victim)
+    cache.record_key(cache_dir, {"a": "b"})
+    assert victim.read_text() == "keep\n"
+    assert json.loads((cache_dir / cache.KEY_FILE).read_text()) == {"a": "b"}
+
+
+def test_mkosi_writes_the_image_into_an_output_directory_only_its_owner_can_enter(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    request = BuildRequest(overlay=overlay, out_dir=tmp_path / "out", cache_root=tmp_path / "cache")
+    (request.cache_dir / "output").mkdir(parents=True, mode=0o755)  # left by an older imagegen
+    inputs = prepare_inputs(request, tmp_path / "work", DebianMirror("http://mirror.invalid/debian"))
+    assert stat.S_IMODE(inputs.output_dir.stat().st_mode) == 0o700

@@ -128,3 +128,13 @@ def test_mkosi_reads_the_root_password_from_the_config_file_and_no_log_has_it(
     assert "Root Password: (set)" in text
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "mkosi" in logged and "hashhash" not in logged
+
+
+@pytest.mark.parametrize("store", ["st,ore", "st:ore"])
+def test_a_path_mkosi_would_split_into_other_trees_is_refused(tmp_path: Path, store: str) -> None:
+    # e.g. --store /srv/a,b: mkosi would read "--extra-tree=/srv/a,b/..." as two trees, /srv/a among them.
+    root = tmp_path / store
+    overlay = make_overlay(root / "overlay")
+    request = BuildRequest(overlay=overlay, out_dir=tmp_path / "out", hostname="laptop")
+    with pytest.raises(UsageError, match="mkosi reads as separators in --extra-tree"):
+        mkosi_argv(request, inputs(tmp_path, overlay))

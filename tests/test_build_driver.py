@@ -1,3 +1,4 @@
+import io
 import subprocess
 import sys
 import threading
@@ -9,6 +10,8 @@ from rich.console import Console
 
 import imagegen.build.mkosi as mkosi_driver
 from imagegen.build import cache
+from imagegen.build.config import BuildRequest
+from imagegen.build.manifest import tree_hash
 from imagegen.build.mkosi import MkosiFailed, StageFollower, replace_dir, run_mkosi
 from imagegen.errors import ImagegenError
 
@@ -108,3 +111,60 @@ def test_the_lab_initrd_replaces_mkosis_and_a_missing_one_is_an_error(tmp_path: 
     assert (tmp_path / "image.initrd").read_bytes() == b"lab"
     with pytest.raises(ImagegenError, match="did not write image.lab-initrd"):
         mkosi_driver.take_lab_initrd(tmp_path, expected=True, log=tmp_path / "log")
+
+
+HASH = "$y$j9T$saltsaltsalt$hashhashhashhashhashhashhashhashhashhashhas"
+# What mkosi 25.3 prints when systemd-firstboot, which it gives the hash on its command line, fails.
+FAILING_MKOSI = (
+    "import sys; print('‣ Applying first boot settings'); "
+    f"print(\"‣ \\\"systemd-firstboot --root=/buildroot --force --root-password-hashed '{HASH}'\\\" returned "
+    "non-zero exit code 1.\"); sys.exit(1)"
+)
+
+
+def test_a_failed_build_keeps_neither_the_root_password_hash_nor_a_readable_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mkosi_driver, "mkosi_command", lambda: [sys.executable, "-c", FAILING_MKOSI])
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    request = BuildRequest(overlay=overlay, out_dir=tmp_path / "out", cache_root=tmp_path / "cache",
+                           mirror="http://mirror.invalid/debian", root_password_hash=HASH)
+    into = tmp_path / "entry"
+    into.mkdir()
+    console = Console(file=io.StringIO(), width=200)
+    with pytest.raises(MkosiFailed) as e:
+        mkosi_driver.build_image(request, console, into=into)
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "systemd-firstboot" in shown and HASH not in shown
+    assert all(HASH not in line for line in e.value.tail)
+    for log in (into / mkosi_driver.LOG_NAME, e.value.log):
+        assert "--root-password-hashed '<secret>'" in log.read_text() and HASH not in log.read_text()
+    assert e.value.log.stat().st_mode & 0o077 == 0
+
+
+# Writes the three outputs into --output-directory, as a finished mkosi build leaves them.
+WRITING_MKOSI = (
+    "import sys, pathlib; print('‣ Building default image'); "
+    "out = pathlib.Path(sys.argv[sys.argv.index('--output-directory') + 1]); "
+    "[(out / n).write_bytes(b'x') for n in ('image.raw', 'image.vmlinuz', 'image.initrd')]"
+)
+
+
+def test_the_manifest_digest_of_the_overlay_is_keyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The overlay holds the Wi-Fi keys next to values a reader may know (the DUID is on the network): a plain
+    # digest of it would test a guessed passphrase.
+    monkeypatch.setattr(mkosi_driver, "mkosi_command", lambda: [sys.executable, "-c", WRITING_MKOSI])
+    overlay = tmp_path / "overlay"
+    (overlay / "etc/wpa_supplicant").mkdir(parents=True)
+    (overlay / "etc/wpa_supplicant/wpa_supplicant.conf").write_text('network={\n psk="guessable"\n}\n')
+    digests = []
+    for key in (b"k" * 32, b"other key" * 4):
+        into = tmp_path / f"entry-{len(digests)}"
+        into.mkdir()
+        request = BuildRequest(overlay=overlay, out_dir=tmp_path / "out", cache_root=tmp_path / "cache",
+                               mirror="http://mirror.invalid/debian", digest_key=key)
+        assert "k" * 32 not in repr(request)
+        digests.append(mkosi_driver.build_image(request, Console(quiet=True), into=into).manifest.overlay_hash)
+    assert all(d.startswith("hmac-sha256:") for d in digests) and digests[0] != digests[1]
+    assert tree_hash(overlay) not in digests

@@ -4,6 +4,7 @@ file it reaches; one that cannot be carried is refused with the file, the key an
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,10 @@ from imagegen.build.config import BuildRequest
 from imagegen.cli import app
 from imagegen.errors import ProfileError, UsageError
 from imagegen.profile import HostState, load_profiles
+from imagegen.profile.model import WPA_STRING_BYTES
 from imagegen.render import render_overlay
 from imagegen.render.distro import DEBIAN, Target
+from imagegen.render.escape import WPA_FIELD_MAX, wpa_field, wpa_string
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 STATE = HostState(duid=bytes.fromhex("0004" + "11" * 16), dhcp6c_key="AAECAwQFBgcICQoLDA0ODw==")
@@ -121,6 +124,12 @@ def test_a_dns_host_name_is_the_one_statement_dhclient_reads(tmp_path: Path) -> 
     assert [s[0] for s in found] == ["initial-interval", "reboot", "timeout", "retry", "send", "send"]
 
 
+@pytest.mark.parametrize("key", ["initial_interval", "reboot", "timeout", "retry"])
+def test_a_dhclient_time_beyond_32_bits_is_refused(tmp_path: Path, key: str) -> None:
+    text = re.sub(rf"^{key} = \d+$", f"{key} = 4294967296", LAPTOP, flags=re.M)
+    assert "less than or equal to 2147483647" in one_problem(tmp_path, text, f"dhcp4.{key}")
+
+
 # --- wpa_supplicant.conf --------------------------------------------------------------------------------
 
 EAP_NET = (
@@ -167,6 +176,19 @@ def test_eap_strings_with_quotes_and_hashes_are_read_back_exactly(tmp_path: Path
     assert work["private_key_passwd"] == values["pkpass"].encode()
 
 
+@pytest.mark.parametrize("priority", [2147483648, -2147483649, 99999999999999999999])
+def test_a_priority_wpa_supplicant_would_wrap_round_is_refused(tmp_path: Path, priority: int) -> None:
+    text = LAPTOP.replace('priority = 2\n', f'priority = {priority}\n')
+    assert "wireless.networks[0].priority" in one_problem(tmp_path, text, "wireless.networks[0].priority")
+
+
+@needs_wpa
+def test_the_highest_priority_is_read_by_wpa_supplicant_as_written(tmp_path: Path) -> None:
+    out = render(tmp_path, LAPTOP.replace('priority = 2\n', 'priority = 2147483647\n'))
+    conf = read_wpa(out / WPA_CONF)
+    assert conf.loaded and conf.networks[0]["priority"] == "2147483647"
+
+
 SAE_NET = '\n[[wireless.networks]]\nssid = "Home3"\nkey_mgmt = "SAE"\n'
 
 
@@ -177,6 +199,46 @@ def test_an_sae_password_with_a_quote_and_a_hash_is_loaded(tmp_path: Path) -> No
     assert conf.loaded and not conf.errors
     assert [n["ssid"] for n in conf.networks] == [b"MyHome", b"Home3"]
     assert conf.networks[1]["sae_password"] == b'pa"ss#word'
+
+
+# wpa_supplicant 2.10 reads 1998 characters of a line and drops the rest: a longer line no longer
+# parses and the whole file, every network with it, is refused.
+LONG = "é" * 1000  # 2000 bytes, 4000 characters of hex
+
+
+@pytest.mark.parametrize(("field", "key"), [
+    ("identity", "identity"), ("anonymous", "anonymous_identity"), ("password", "password"),
+    ("phase2", "phase2"), ("pkpass", "private_key_password"),
+])
+def test_an_eap_string_longer_than_a_wpa_supplicant_line_is_refused(tmp_path: Path, field: str, key: str) -> None:
+    found = one_problem(tmp_path, eap_profile(**{field: LONG}), f"wireless.networks[1].eap.{key}")
+    assert "2000 bytes" in found and LONG not in found
+
+
+@needs_wpa
+def test_the_longest_eap_strings_are_loaded_by_wpa_supplicant(tmp_path: Path) -> None:
+    longest = "é" * (WPA_STRING_BYTES // 2)
+    values = {"identity": longest, "anonymous": longest, "password": longest, "phase2": longest, "pkpass": longest}
+    conf = read_wpa(render(tmp_path, eap_profile(**values)) / WPA_CONF)
+    assert conf.loaded and not conf.errors
+    assert conf.networks[1]["identity"] == longest.encode()
+    assert conf.networks[1]["private_key_passwd"] == longest.encode()
+
+
+def test_a_password_file_longer_than_a_wpa_supplicant_line_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text(LONG + "\n")
+    with pytest.raises(UsageError) as e:
+        render(tmp_path, LAPTOP + SAE_NET + 'psk_file = "secret.txt"\n')
+    assert e.value.exit_code == 2
+    assert str(e.value).startswith(f"{tmp_path / 'host.toml'}: wireless.networks[1].psk_file: ")
+    assert LONG not in str(e.value) and not (tmp_path / "out").exists()
+
+
+def test_a_wpa_field_line_is_never_longer_than_wpa_supplicant_reads() -> None:
+    with pytest.raises(ValueError) as e:
+        wpa_field("password", wpa_string("é" * 1000))
+    assert "é" not in str(e.value)
+    assert len(wpa_field("private_key_passwd", wpa_string("é" * (WPA_STRING_BYTES // 2))).text) <= WPA_FIELD_MAX
 
 
 @pytest.mark.parametrize(("net", "key"), [
@@ -258,6 +320,16 @@ def test_mirror_with_a_line_break_is_refused(tmp_path: Path) -> None:
 def test_mirror_urls_that_pass(tmp_path: Path, url: str) -> None:
     text = LAPTOP.replace('release = "trixie"', f'release = "trixie"\nmirror = {toml(url)}')
     assert load_profiles([profile(tmp_path, text)]).profile.image.mirror == url
+
+
+@pytest.mark.parametrize("url", ["http://alice:S3cretPw@h/debian", "https://S3cretPw@h/debian"])
+def test_a_mirror_with_a_login_is_refused_without_repeating_it(tmp_path: Path, url: str) -> None:
+    text = LAPTOP.replace('release = "trixie"', f'release = "trixie"\nmirror = {toml(url)}')
+    found = one_problem(tmp_path, text, "image.mirror")
+    assert "user name or password" in found and "S3cretPw" not in found
+    with pytest.raises(UsageError) as e:
+        mirror_from_url(url)
+    assert "S3cretPw" not in str(e.value)
 
 
 @pytest.mark.parametrize("release", ["", "..", "../../tmp", "trixie\nTrusted: yes", "Trixie", "trixie main"])

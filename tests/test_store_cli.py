@@ -65,6 +65,14 @@ def test_out_replaces_a_build_directory_from_before_the_store(work: Path, fake_m
     assert (other / "notes.txt").read_text() == "mine"
 
 
+def test_out_link_never_replaces_a_link_of_the_users_and_builds_nothing(work: Path, fake_mkosi: FakeMkosi) -> None:
+    (work / "dotfiles").mkdir()
+    (work / "config").symlink_to(work / "dotfiles")
+    result = runner.invoke(app, ["build", "laptop.toml", "--out-link", str(work / "config")])
+    assert result.exit_code == 2 and "is a symbolic link to" in result.output and "not into the store" in result.output
+    assert os.readlink(work / "config") == str(work / "dotfiles") and fake_mkosi.builds == 0
+
+
 def test_address_change_rebuilds_and_adds_a_generation(work: Path, fake_mkosi: FakeMkosi) -> None:
     a = invoke("build", "laptop.toml", "--json")
     b = invoke("build", "moved.toml", "--json")

@@ -42,6 +42,19 @@ def test_out_link_never_replaces_a_real_file(tmp_path: Path) -> None:
     assert (tmp_path / "result").is_dir()
 
 
+def test_out_link_never_replaces_a_link_to_something_else(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    entry = realise(store, "laptop-image")
+    (tmp_path / "dotfiles").mkdir()
+    (tmp_path / "config").symlink_to(tmp_path / "dotfiles")
+    with pytest.raises(UsageError, match="not to a store entry"):
+        store.add_out_link(tmp_path / "config", entry)
+    assert os.readlink(tmp_path / "config") == str(tmp_path / "dotfiles")
+    # A link to an entry, even one collected since, is an older out-link: it is replaced.
+    (tmp_path / "result").symlink_to(store.root / ("0" * 32 + "-laptop-image"))
+    assert os.path.realpath(store.add_out_link(tmp_path / "result", entry)) == str(entry.path)
+
+
 def test_gc_keeps_linked_and_removes_unlinked_entries(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     linked = realise(store, "linked", size=64 * 1024)

@@ -6,12 +6,15 @@ import os
 import stat
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from imagegen.errors import UsageError
 from imagegen.store import Derivation, Entry, Store
+from imagegen.store.lock import is_locked
 from imagegen.store.private import KEY, MARKER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,3 +209,81 @@ def test_a_directory_holding_only_a_profiles_folder_is_not_taken_for_an_old_stor
     mine.chmod(0o755)
     realise(Store(mine), "laptop-image")
     assert mode(mine) == 0o755 and not (mine / MARKER).exists()
+
+
+def _returns_within(seconds: float, fifo: Path, call: Callable[[], object]) -> BaseException | object:
+    """call()'s result or exception; a call still blocked (in open() of the FIFO) after `seconds` fails."""
+    out: list[BaseException | object] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            out.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # release the blocked reader
+        worker.join(seconds)
+        pytest.fail(f"blocked on the FIFO {fifo}")
+    return out[0]
+
+
+def test_a_fifo_planted_as_the_store_key_is_refused_without_blocking(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    store.ensure_root()
+    key = store.root / KEY
+    key.unlink()
+    os.mkfifo(key, 0o600)
+    found = _returns_within(10, key, lambda: store.keyed_digest("x"))
+    assert isinstance(found, UsageError) and "mode 0600" in str(found)
+
+
+def test_a_fifo_planted_as_a_lock_counts_as_in_use_or_free_without_blocking(tmp_path: Path) -> None:
+    lock = tmp_path / "x.lock"
+    os.mkfifo(lock, 0o600)
+    assert _returns_within(10, lock, lambda: is_locked(lock)) in (True, False)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving the key to another user needs root")
+def test_a_store_key_of_another_user_says_the_store_is_not_yours(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    store.ensure_root()
+    os.chown(store.root / KEY, 65534, 65534)
+    with pytest.raises(UsageError, match="belongs to another user") as e:
+        store.keyed_digest("x")
+    assert "--store" in e.value.hint
+
+
+def test_gc_never_removes_files_through_a_planted_gcroots_link(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    realise(store, "laptop-image")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    (store.root / "gcroots").symlink_to(mine)
+    with pytest.raises(UsageError, match="symbolic link"):
+        store.gc(keep=0)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+
+
+def test_gc_leaves_what_is_no_root_in_gcroots_alone(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    entry = realise(store, "laptop-image")
+    store.add_out_link(tmp_path / "result", entry)
+    (store.root / "gcroots" / "notes.txt").write_text("not a root")
+    store.gc(keep=0)
+    assert (store.root / "gcroots" / "notes.txt").is_file() and entry.path.is_dir()
+
+
+def test_generations_are_never_written_through_a_planted_profiles_link(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    entry = realise(store, "laptop-image")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (store.root / "profiles").symlink_to(elsewhere)
+    with pytest.raises(UsageError, match="symbolic link"):
+        store.record_generation("laptop", entry, "hmac-sha256:00")
+    assert list(elsewhere.iterdir()) == []

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from store_fixtures import FakeMkosi, fake_mkosi, work
 from typer.testing import CliRunner
 
 from imagegen.cli import app
-from imagegen.pipeline.derivations import profile_json, render_derivation
+from imagegen.pipeline.derivations import profile_files, profile_json, render_derivation
 from imagegen.pipeline.stages import realise_overlay
 from imagegen.profile import HostState, load_profiles
 from imagegen.profile.state import read_state
@@ -169,3 +171,21 @@ def test_build_history_and_manifest_hold_only_keyed_profile_digests(work: Path, 
     assert generation["profile_hash"] == json.loads(built.stdout)["profile_hash"]
     assert manifest["profile_hash"].startswith("hmac-sha256:")
     assert plain not in history.stdout + built.stdout + readable_text(work / "store")
+
+
+def test_hashing_the_inputs_never_blocks_on_a_fifo_named_as_a_secret_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "psk.fifo"
+    os.mkfifo(fifo)
+    path = tmp_path / "laptop.toml"
+    path.write_text(EXAMPLE.read_text().replace('passphrase = "SuperSecret"', f'psk_file = "{fifo.name}"'))
+    loaded = load_profiles([path])
+    state = HostState.generate()
+    found: dict[str, str] = {}
+    worker = threading.Thread(target=lambda: found.update(profile_files(loaded, state)), daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # blocked in open(): let it go, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+        pytest.fail("profile_files blocked on the FIFO")
+    assert found == {"wireless.networks.0.psk_file": "unreadable"}

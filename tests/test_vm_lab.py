@@ -101,3 +101,23 @@ def test_seed_units_of_the_laptop() -> None:
     assert set(units.running) == {"supplicant@wlp2s0.service", "dhclient@bond0.service", "dhcp6c@bond0.service"}
     assert set(units.exited) == {"master@bond0.service", "enp3s0@bond0.service", "wlp2s0@bond0.service",
                                  "static@bond0.service"}
+
+
+def hostapd_settings(text: str) -> list[tuple[str, str]]:
+    """hostapd's reading of its file: a line starting with '#' is skipped, any other is NAME=VALUE with
+    the value to the end of the line."""
+    return [tuple(line.split("=", 1)) for line in text.splitlines() if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("passphrase", ["letmein1|id=guest", "pass|mac=02:00:00:00:00:01", "a|pk=b|vlanid=7 #x"])
+def test_the_lab_ap_takes_an_sae_password_with_hostapd_options_in_it_literally(
+    write_profile, tmp_path: Path, passphrase: str
+) -> None:
+    text = RENAMED.replace('key_mgmt = "WPA-PSK"', 'key_mgmt = "SAE"').replace(
+        'psk = "404fe69d94ef522ba8e7a0c456a67a583c8f39ba0b29a3ac22ebe9494cf9992b"', f"passphrase = {passphrase!r}")
+    render_lab_overlay(load_profiles([write_profile(text)]).profile, tmp_path)
+    settings = hostapd_settings((tmp_path / "etc/imagegen-lab/hostapd.conf").read_text())
+    # sae_password= would split the password at "|id=", "|mac=", ... ; hostapd uses wpa_passphrase for SAE.
+    assert not [name for name, _ in settings if name == "sae_password"]
+    assert ("wpa_passphrase", passphrase) in settings
+    assert ("wpa_key_mgmt", "SAE") in settings and ("ieee80211w", "2") in settings

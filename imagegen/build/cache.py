@@ -8,13 +8,18 @@ repositories or the mkosi version must not. imagegen records its own key beside 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from imagegen.errors import UsageError
 
 KEY_FILE = "imagegen-cache-key.json"
 
@@ -101,9 +106,12 @@ def drop_image_cache(cache_dir: Path, distribution: str) -> None:
 
 def record_key(cache_dir: Path, key: dict[str, str]) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / (KEY_FILE + ".tmp")
-    tmp.write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
-    tmp.rename(cache_dir / KEY_FILE)
+    # A fresh name (O_EXCL): a link planted at a fixed temporary name would be followed and written through.
+    fd, tmp = tempfile.mkstemp(prefix=f".{KEY_FILE}.", dir=cache_dir)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(key, indent=2, sort_keys=True) + "\n")
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, cache_dir / KEY_FILE)
 
 
 @contextlib.contextmanager
@@ -111,7 +119,17 @@ def locked(cache_dir: Path, waiting: Callable[[str], None]) -> Iterator[int]:
     """Hold the cache for one build: mkosi's output and cached trees there are not safe to share.
     Yields the lock's file descriptor, which a process that must hold the lock too can inherit."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with (cache_dir / ".lock").open("w") as f:
+    path = cache_dir / ".lock"
+    try:
+        # Never followed and never truncated: imagegen builds as root, and a link planted here would
+        # otherwise make it empty whatever file the link names.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UsageError(f"{path} is a symbolic link, not the cache lock imagegen made",
+                             "remove it") from None
+        raise
+    with os.fdopen(fd, "r+b") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

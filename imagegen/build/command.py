@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -52,10 +51,6 @@ def doctor(
     Console().print(table)
     if any(not c.ok for c in checks if c.required):
         raise typer.Exit(1)
-
-
-def profile_digest(merged: dict[str, object]) -> str:
-    return hashlib.sha256(json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def build(

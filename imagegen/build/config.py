@@ -74,6 +74,10 @@ class BuildRequest:
     profile_hash: str | None = None
     cache_root: Path | None = None
     content: ImageContent = ImageContent()
+    # Keys the manifest's overlay digest (the host's hash key): the overlay holds the Wi-Fi keys, and a
+    # plain digest of it is a test of a guessed passphrase for whoever knows the rest of it (the DUID
+    # is on the network). Not in repr: a request may be printed.
+    digest_key: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if self.distribution not in DISTRIBUTIONS:
@@ -150,6 +154,16 @@ def write_root_password_config(request: BuildRequest, directory: Path) -> Path |
     return path
 
 
+def _tree(option: str, path: Path) -> str:
+    # mkosi splits a tree option at ',' (a list) and ':' (SOURCE:TARGET), --include at ',': such a path would name other
+    # trees, or copy another directory into the image. It has no escape for either.
+    text = os.fspath(path)
+    if any(c in text for c in ",:\n"):
+        raise UsageError(f"{text} holds ',' or ':', which mkosi reads as separators in {option}",
+                         "use a store, cache and checkout directory whose path has neither")
+    return f"{option}={text}"
+
+
 def mkosi_argv(request: BuildRequest, inputs: MkosiInputs, *, verb: str = "build") -> list[str]:
     """The arguments after `python -m mkosi`; the static settings live in mkosi.conf.d/."""
     argv = [
@@ -165,14 +179,14 @@ def mkosi_argv(request: BuildRequest, inputs: MkosiInputs, *, verb: str = "build
         # Debian's repositories come from the sandbox tree; other distributions take Mirror=.
         argv += ["--mirror", request.mirror]
     if inputs.sandbox_tree is not None:
-        argv += [f"--sandbox-tree={inputs.sandbox_tree}"]
-    argv += [f"--tools-tree-sandbox-tree={inputs.tools_sandbox_tree}"]
+        argv += [_tree("--sandbox-tree", inputs.sandbox_tree)]
+    argv += [_tree("--tools-tree-sandbox-tree", inputs.tools_sandbox_tree)]
     # Order matters: the policy tree first, the lab tree next, the rendered overlay last and whole, so
     # that the overlay wins and its hard links stay within one tree.
-    argv += [f"--extra-tree={inputs.policy_tree}"]
+    argv += [_tree("--extra-tree", inputs.policy_tree)]
     if inputs.lab_tree is not None:
-        argv += [f"--extra-tree={inputs.lab_tree}"]
-    argv += [f"--extra-tree={inputs.overlay}"]
+        argv += [_tree("--extra-tree", inputs.lab_tree)]
+    argv += [_tree("--extra-tree", inputs.overlay)]
     content = request.content
     argv += [f"--package={name}" for name in content.packages]
     argv += [f"--remove-package={name}" for name in content.remove_packages]
@@ -184,7 +198,7 @@ def mkosi_argv(request: BuildRequest, inputs: MkosiInputs, *, verb: str = "build
     if request.root_password_hash:
         if inputs.root_password_config is None:
             raise ValueError("a root password hash is set but no config file holds it (write_root_password_config)")
-        argv += [f"--include={inputs.root_password_config}"]
+        argv += [_tree("--include", inputs.root_password_config)]
     if verb == "build":
         argv += ["--force"]
     argv += [verb]

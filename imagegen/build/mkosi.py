@@ -29,6 +29,7 @@ from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_ro
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest, packages_from_mkosi_manifest, tree_hash
 from imagegen.errors import CommandError, ImagegenError, UsageError
 from imagegen.run import run, spawn
+from imagegen.store.hashing import keyed_digest
 
 LOG_NAME = "build.log"
 # For QEMU's direct kernel boot of image.raw: mkosi's default partition table names the root partition so.
@@ -138,6 +139,8 @@ def prepare_inputs(request: BuildRequest, work: Path, mirror: DebianMirror) -> M
     # from there; the image files are moved out into the build's own directory afterwards.
     output_dir = request.cache_dir / "output"
     output_dir.mkdir(parents=True, exist_ok=True)
+    # mkosi writes the image there first, with the Wi-Fi keys, the dhcp6c key and the root password hash.
+    os.chmod(output_dir, 0o700)
     config.mkdir(parents=True, exist_ok=True)
     return MkosiInputs(
         output_dir=output_dir,
@@ -229,6 +232,31 @@ def run_mkosi(argv: list[str], log: Path, console: Console, hold: tuple[int, ...
     if not status.ok:
         raise MkosiFailed(log, list(follower.tail))
     return follower.timings(time.monotonic())
+
+
+def overlay_digest(request: BuildRequest) -> str:
+    """The overlay's digest as the manifest shows it: keyed when the request has a key (see BuildRequest)."""
+    plain = tree_hash(request.overlay)
+    return keyed_digest(request.digest_key, {"overlay": plain}) if request.digest_key else plain
+
+
+def redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "<secret>") if secret else text
+
+
+def redact_log(log: Path, secret: str | None) -> None:
+    if secret and log.is_file():
+        text = log.read_text(errors="replace")
+        if secret in text:
+            log.write_text(redact(text, secret))
+
+
+def copy_private(source: Path, dest: Path) -> None:
+    """Copy a log to dest as a new 0600 file of ours: a log names paths and the lines mkosi printed."""
+    dest.unlink(missing_ok=True)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out, source.open("rb") as f:
+        shutil.copyfileobj(f, out)
 
 
 class MkosiFailed(ImagegenError):
@@ -371,7 +399,12 @@ def _build_locked(
         argv = mkosi_argv(request, inputs)
         log.write_text(f"# mkosi {version}: {' '.join(argv)}\n")
         start = time.monotonic()
-        timings = run_mkosi(argv, log, console, hold=() if lock is None else (lock,))
+        try:
+            timings = run_mkosi(argv, log, console, hold=() if lock is None else (lock,))
+        finally:
+            # mkosi itself hands the hash to systemd-firstboot on its command line, and logs a command
+            # line that fails: the log never keeps it.
+            redact_log(log, request.root_password_hash)
         duration = time.monotonic() - start
         if inputs.root_password_config is not None:
             inputs.root_password_config.unlink()  # in /etc/shadow now; not kept beside the image
@@ -395,7 +428,7 @@ def _build_locked(
             variant=request.variant,
             mkosi_version=version,
             profile_hash=request.profile_hash,
-            overlay_hash=tree_hash(request.overlay),
+            overlay_hash=overlay_digest(request),
             config_hash=cache.key_hash(key),
             cache_reused=reused,
             cache_reason=decision.reason,
@@ -415,15 +448,16 @@ def _build_locked(
         # A store's work directory goes when the build fails: the log is kept beside mkosi's cache then.
         failed_log = (request.cache_dir / "failed-build.log" if into is not None
                       else out_dir.with_name(f"{out_dir.name}.failed.log"))
-        shutil.copyfile(e.log, failed_log)
+        copy_private(e.log, failed_log)
         if into is None:
             shutil.rmtree(work, ignore_errors=True)
         unknown = unknown_package_error(request, failed_log.read_text(errors="replace"), failed_log)
         if unknown is not None:
             raise unknown from e
-        for line in e.tail:
+        tail = [redact(line, request.root_password_hash) for line in e.tail]
+        for line in tail:
             console.print(Text(line), highlight=False)
-        raise MkosiFailed(failed_log, e.tail) from e
+        raise MkosiFailed(failed_log, tail) from e
     except BaseException:
         if into is None:
             shutil.rmtree(work, ignore_errors=True)

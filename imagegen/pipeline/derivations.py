@@ -28,7 +28,6 @@ same entry name on every machine that builds this host (a binary cache substitut
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from imagegen.profile import HostState, LoadedProfile
 from imagegen.render import Target, host_state_for, resolve_target
 from imagegen.render.system import named_files
 from imagegen.store import Derivation, Entry, FileTree
-from imagegen.store.hashing import keyed_digest
+from imagegen.store.hashing import file_sha256, keyed_digest
 
 PACKAGE = Path(imagegen.__file__).resolve().parent
 TEMPLATES = PACKAGE / "templates"
@@ -99,15 +98,15 @@ def profile_files(loaded: LoadedProfile, state: HostState) -> dict[str, str]:
             if not path.is_absolute():
                 path = loaded.origin(key).resolve().parent / path
             try:
-                content = digest(state, {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+                content = digest(state, {"sha256": file_sha256(path)})
             except OSError:
-                content = "unreadable"  # rendering reports it, naming the field
+                content = "unreadable"  # rendering reports it (a FIFO or a device too), naming the field
             found[".".join(map(str, key))] = content
     # Files a `files` entry or a user's key file names may be secrets too (a private key shipped under
     # files): keyed like the rest.
     for key, path in named_files(loaded).items():
         try:
-            content = digest(state, {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+            content = digest(state, {"sha256": file_sha256(path)})
         except OSError:
             content = "unreadable"
         found[".".join(map(str, key))] = content

@@ -180,6 +180,7 @@ def realise_image(
                 overlay=copy, out_dir=store.path_of(drv), distribution=distribution, release=request_release,
                 mirror=mirror, lab=lab, hostname=image.hostname, root_password_hash=image.root_password_hash,
                 profile_hash=phash, cache_root=cache_root, content=image_content(loaded),
+                digest_key=state.hash_key,
             )
             result = build_image(request, console=console, into=work, refresh=refresh)
         m = result.manifest

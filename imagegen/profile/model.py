@@ -13,7 +13,7 @@ import unicodedata
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from imagegen.profile.system import (
     AccountName,
@@ -65,6 +65,42 @@ def check_text(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(check_text)]
+
+
+def _string_only(value: object) -> object:
+    # Before the type check: pydantic's own error for a number or a table would quote the value.
+    if not isinstance(value, str):
+        raise ValueError("a secret must be a string; write it in double quotes (the value is not shown)")
+    return value
+
+
+def _check_secret_text(value: str) -> str:
+    if has_control(value):
+        raise ValueError(
+            "contains a control character (a line break, tab, escape, ...), which no configuration file "
+            "carries as text; remove it (the value is not shown)"
+        )
+    return value
+
+
+# wpa_supplicant 2.10 reads a line into 2000 bytes and drops the rest of a longer one, which then
+# fails to parse and takes the whole file (every network) with it. A string it holds may need hex,
+# two characters a byte: this bound keeps the longest field line well inside the limit.
+WPA_STRING_BYTES = 512
+
+
+def _check_wpa_length(value: str) -> str:
+    if len(value.encode()) > WPA_STRING_BYTES:
+        raise ValueError(
+            f"is {len(value.encode())} bytes (UTF-8); wpa_supplicant.conf carries at most {WPA_STRING_BYTES} "
+            "here; shorten it"
+        )
+    return value
+
+
+# A secret: every message about it names the key and the fix, never the value.
+Secret = Annotated[str, BeforeValidator(_string_only)]
+SecretText = Annotated[str, BeforeValidator(_string_only), AfterValidator(_check_secret_text)]
 
 
 def check_ifname(name: str) -> str:
@@ -263,10 +299,12 @@ def _check_dhcp_host_name(value: str) -> str:
 class Dhcp4(Strict):
     """Host-wide ISC dhclient settings (the seed's dhclient.conf); timings in seconds."""
 
-    initial_interval: Annotated[int, Field(ge=1)] = 2
-    reboot: Annotated[int, Field(ge=0)] = 5
-    timeout: Annotated[int, Field(ge=1)] = 10
-    retry: Annotated[int, Field(ge=1)] = 20
+    # ISC dhclient parses these as 32-bit numbers and warns off a larger one (a parse error in its file);
+    # 31 bits keep them clear of any signed time as well.
+    initial_interval: Annotated[int, Field(ge=1, le=2147483647)] = 2
+    reboot: Annotated[int, Field(ge=0, le=2147483647)] = 5
+    timeout: Annotated[int, Field(ge=1, le=2147483647)] = 10
+    retry: Annotated[int, Field(ge=1, le=2147483647)] = 20
     # None: the image's hostname. "" sends none.
     host_name: Annotated[str, AfterValidator(_check_dhcp_host_name)] | None = None
     # "duid": RFC 4361 identifier built from the host's DUID (the same one dhcp6c uses);
@@ -340,32 +378,37 @@ def _check_psk(value: str) -> str:
     return value.lower()
 
 
+WpaString = Annotated[Text, Field(min_length=1), AfterValidator(_check_wpa_length)]
+WpaSecretString = Annotated[SecretText, Field(min_length=1), AfterValidator(_check_wpa_length)]
+
+
 class Eap(Strict):
     """802.1X credentials for key_mgmt WPA-EAP or IEEE8021X. Files are copied into the image."""
 
     method: Literal["PEAP", "TTLS", "TLS", "PWD"]
-    identity: Annotated[Text, Field(min_length=1)]
-    anonymous_identity: Annotated[Text, Field(min_length=1)] | None = None
-    password: Annotated[Text, Field(min_length=1)] | None = None
+    identity: WpaString
+    anonymous_identity: WpaString | None = None
+    password: WpaSecretString | None = None
     password_file: Text | None = None
-    phase2: Annotated[Text, Field(min_length=1)] | None = None
+    phase2: WpaString | None = None
     ca_cert: Text | None = None
     client_cert: Text | None = None
     private_key: Text | None = None
-    private_key_password: Annotated[Text, Field(min_length=1)] | None = None
+    private_key_password: WpaSecretString | None = None
 
 
 class Network(Strict):
     """One network block of wpa_supplicant.conf."""
 
     ssid: Annotated[str, AfterValidator(_check_ssid)] | None = None
-    priority: int = 0
+    # wpa_supplicant keeps a C int: a larger number would wrap round to a low, even negative, priority.
+    priority: Annotated[int, Field(ge=-2147483648, le=2147483647)] = 0
     key_mgmt: KeyMgmt = "WPA-PSK"
     proto: Literal["RSN", "WPA", "WPA RSN"] | None = None
     group: Literal["CCMP", "TKIP", "CCMP TKIP", "GCMP", "GCMP-256", "CCMP-256"] | None = None
     pairwise: Literal["CCMP", "TKIP", "CCMP TKIP", "GCMP", "GCMP-256", "CCMP-256"] | None = None
-    passphrase: Annotated[str, AfterValidator(_check_passphrase)] | None = None
-    psk: Annotated[str, AfterValidator(_check_psk)] | None = None
+    passphrase: Annotated[Secret, AfterValidator(_check_passphrase)] | None = None
+    psk: Annotated[Secret, AfterValidator(_check_psk)] | None = None
     # A file holding a passphrase or a 64-hex PSK, relative to the profile that names it.
     psk_file: Text | None = None
     eap: Eap | None = None
@@ -426,6 +469,14 @@ def check_mirror_url(value: str) -> str:
             f"mirror {value!r} is not an http://, https:// or file:/// URL without white space, query or "
             "fragment; e.g. http://HOST/debian"
         )
+    assert parts is not None
+    if parts.username is not None or parts.password is not None:
+        # The URL reaches mkosi's command line (/proc/PID/cmdline), build.log and the manifest, and so
+        # would a password in it: the message does not repeat it either.
+        raise ValueError(
+            "mirror holds a user name or password (USER:PASSWORD@), which would be on mkosi's command line "
+            "and in the build log and manifest; use a mirror or a local proxy that needs no login"
+        )
     return value
 
 
@@ -439,7 +490,7 @@ class Image(Strict):
     release: Annotated[str, AfterValidator(check_release)] | None = None
     mirror: Annotated[str, AfterValidator(check_mirror_url)] | None = None
     # A crypt(3) hash as `mkpasswd` prints it; None locks root (log in through the console is then impossible).
-    root_password_hash: Annotated[str, AfterValidator(check_crypt_hash)] | None = None
+    root_password_hash: Annotated[Secret, AfterValidator(check_crypt_hash)] | None = None
 
 
 class Profile(Strict):

@@ -192,11 +192,22 @@ def wpa_token(value: str) -> WpaText:
     return WpaText(value)
 
 
+# wpa_supplicant 2.10 reads a line into 2000 bytes (1998 characters and the line break) and drops the
+# rest of a longer one, which then fails to parse and takes the whole file with it. The template
+# indents a field line by 8.
+WPA_FIELD_MAX = 1998 - 8
+
+
 def wpa_field(name: str, value: WpaText) -> WpaText:
     """One `name=value` line of a network block."""
     if not _WPA_NAME.fullmatch(name):
         raise _refuse(name, "a wpa_supplicant field name", "use lower-case letters, digits and _")
-    return WpaText(f"{name}={value.text}")
+    line = f"{name}={value.text}"
+    if len(line.encode()) > WPA_FIELD_MAX:
+        # The value may be a password: the message names the field only.
+        raise ValueError(f"the {name} line would be {len(line.encode())} bytes; wpa_supplicant reads at most "
+                         f"{WPA_FIELD_MAX} here")
+    return WpaText(line)
 
 
 # --- ISC dhclient.conf and WIDE dhcp6c.conf -------------------------------------------------------

@@ -18,7 +18,7 @@ import jinja2
 
 from imagegen.errors import UsageError
 from imagegen.profile.load import LoadedProfile, format_path
-from imagegen.profile.model import Bond, Network, Profile, has_control
+from imagegen.profile.model import WPA_STRING_BYTES, Bond, Network, Profile, has_control
 from imagegen.profile.secretfile import CERT_LIMIT, SECRET_LIMIT, read_secret_file
 from imagegen.profile.state import HostState
 from imagegen.render import escape as esc
@@ -116,6 +116,12 @@ def _secret_text(loaded: LoadedProfile, key: tuple[str | int, ...], name: str) -
             f"{loaded.origin(key)}: {format_path(key)}: {name} is empty or holds a line break or another "
             "control character inside the password",
             hint="put the password alone, on one line, in the file",
+        )
+    if len(value.encode()) > WPA_STRING_BYTES:
+        raise UsageError(
+            f"{loaded.origin(key)}: {format_path(key)}: the password in {name} is {len(value.encode())} bytes; "
+            f"wpa_supplicant.conf carries at most {WPA_STRING_BYTES}",
+            hint="use a shorter password",
         )
     return value
 

@@ -46,7 +46,13 @@ class Generation:
 
 
 def _host_dir(store: Store, host: str) -> Path:
-    return store.root / PROFILES / check_name(host, "host name")
+    directory = store.root / PROFILES / check_name(host, "host name")
+    # Generations are written (and replaced) in there: never through a planted link.
+    for path in (directory.parent, directory):
+        if path.is_symlink():
+            raise UsageError(f"{path} is a symbolic link, not a directory of generations imagegen made",
+                             "remove the link")
+    return directory
 
 
 def _write(path: Path, generation: Generation) -> None:

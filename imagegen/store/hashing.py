@@ -6,6 +6,7 @@ dictionary order, so the same inputs give the same digest in any process on any 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
@@ -98,8 +99,13 @@ def is_private_mode(st_mode: int) -> bool:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
+    """The sha256 of a regular file, read in chunks. Anything else raises OSError: a FIFO would block
+    the open for ever and a device such as /dev/zero never ends."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        digest = hashlib.sha256()
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

@@ -105,7 +105,8 @@ def is_locked(path: Path) -> bool:
     A symbolic link there counts as locked: whoever asks must leave the entry alone.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO where a lock belongs must not block the open for ever.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return False
     except OSError as e:

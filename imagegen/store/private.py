@@ -72,14 +72,19 @@ def store_key(root: Path, *, create: bool = False) -> bytes | None:
 
 def _read_key(path: Path) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO planted here must be refused below, not block the open for ever.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise UsageError(f"{path} is a symbolic link", "remove it; the store makes a new key") from None
         raise
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        if stat.S_ISREG(st.st_mode) and st.st_uid != os.getuid():
+            # Entries are private to their owner too: a store is one user's, never shared.
+            raise UsageError(f"{path}: this store belongs to another user (uid {st.st_uid})",
+                             "use a store of your own: --store DIR or IMAGEGEN_STORE")
+        if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o077:
             raise UsageError(f"{path}: the store key must be a file of yours with mode 0600",
                              f"chmod 600 {path}, or remove it to make a new key")
         key = f.read()
