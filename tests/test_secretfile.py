@@ -135,3 +135,26 @@ def test_an_eap_certificate_may_be_larger_than_a_password(tmp_path: Path) -> Non
         'phase2 = "auth=MSCHAPV2"\n'))
     render_overlay(load_profiles([tmp_path / "laptop.toml"]), tmp_path / "out", state=STATE)
     assert (tmp_path / "out/etc/wpa_supplicant/certs/0-ca_cert.pem").read_text() == cert
+
+
+def test_a_binary_der_certificate_is_copied_byte_for_byte(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    shutil.copy(EXAMPLES / "laptop.toml", tmp_path / "laptop.toml")
+    der = bytes(range(256)) * 4  # not UTF-8, and with CR, LF and NUL bytes that a text read would change
+    (tmp_path / "ca.der").write_bytes(der)
+    os.chmod(tmp_path / "ca.der", 0o644)
+    (tmp_path / "key.der").write_bytes(der[::-1])
+    os.chmod(tmp_path / "key.der", 0o600)
+    text = (tmp_path / "laptop.toml").read_text()
+    start = text.index("[[wireless.networks]]")
+    (tmp_path / "laptop.toml").write_text(text[:start] + (
+        '[[wireless.networks]]\nssid = "Corp"\nkey_mgmt = "WPA-EAP"\n'
+        '[wireless.networks.eap]\nmethod = "TLS"\nidentity = "me"\nca_cert = "ca.der"\nclient_cert = "ca.der"\n'
+        'private_key = "key.der"\n'))
+    with caplog.at_level(logging.WARNING):
+        render_overlay(load_profiles([tmp_path / "laptop.toml"]), tmp_path / "out", state=STATE)
+    certs = tmp_path / "out/etc/wpa_supplicant/certs"
+    assert (certs / "0-ca_cert.der").read_bytes() == der
+    assert (certs / "0-private_key.der").read_bytes() == der[::-1]
+    assert (certs / "0-private_key.der").stat().st_mode & 0o077 == 0
+    # A CA certificate is public: readable by others is no reason to warn.
+    assert not [r for r in caplog.records if "readable" in r.getMessage()]

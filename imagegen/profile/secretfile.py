@@ -30,6 +30,17 @@ def read_secret_file(path: Path, where: str, *, limit: int = SECRET_LIMIT,
     UsageError (exit 2) when it is missing, not a regular file, larger than limit or not UTF-8; a
     warning on stderr when group or others may read it.
     """
+    data = read_file_bytes(path, where, limit=limit, hint=hint)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{where}: {path} is not UTF-8 text", hint="save the secret as UTF-8 text") from None
+
+
+def read_file_bytes(path: Path, where: str, *, limit: int = SECRET_LIMIT,
+                    hint: str = "create the file or fix the path", secret: bool = True) -> bytes:
+    """The bytes of the file at path, by the rules above (a certificate may be binary DER); secret:
+    warn when group or others may read it (not for public material such as a CA certificate)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as e:
@@ -55,15 +66,11 @@ def read_secret_file(path: Path, where: str, *, limit: int = SECRET_LIMIT,
         raise UsageError(f"{where}: cannot read {path}: {e.strerror}", hint=hint) from None
     finally:
         os.close(fd)
-    try:
-        text = b"".join(chunks).decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{where}: {path} is not UTF-8 text", hint="save the secret as UTF-8 text") from None
-    if stat.S_IMODE(st.st_mode) & 0o044:
+    if secret and stat.S_IMODE(st.st_mode) & 0o044:
         log.warning("warning: %s: %s is readable by %s; chmod 600 it", where, path,
                     "group and others" if stat.S_IMODE(st.st_mode) & 0o044 == 0o044 else
                     "others" if st.st_mode & 0o004 else "its group")
-    return text
+    return b"".join(chunks)
 
 
 def _kind(mode: int) -> str:

@@ -19,7 +19,7 @@ import jinja2
 from imagegen.errors import UsageError
 from imagegen.profile.load import LoadedProfile, format_path
 from imagegen.profile.model import WPA_STRING_BYTES, Bond, Network, Profile, has_control
-from imagegen.profile.secretfile import CERT_LIMIT, SECRET_LIMIT, read_secret_file
+from imagegen.profile.secretfile import CERT_LIMIT, SECRET_LIMIT, read_file_bytes, read_secret_file
 from imagegen.profile.state import HostState
 from imagegen.render import escape as esc
 from imagegen.render.distro import Layout, Target
@@ -102,8 +102,7 @@ def _read_secret(loaded: LoadedProfile, key: tuple[str | int, ...], name: str) -
     path = Path(name)
     if not path.is_absolute():
         path = loaded.origin(key).resolve().parent / path
-    limit = CERT_LIMIT if key[-1] in ("ca_cert", "client_cert", "private_key") else SECRET_LIMIT
-    return read_secret_file(path, f"{loaded.origin(key)}: {format_path(key)}", limit=limit,
+    return read_secret_file(path, f"{loaded.origin(key)}: {format_path(key)}", limit=SECRET_LIMIT,
                             hint="create the file or fix the path (relative paths start at the profile "
                             "that names them)").strip()
 
@@ -174,9 +173,16 @@ def _secret_lines(loaded: LoadedProfile, index: int, net: Network, extra: list[F
             name = getattr(eap, key)
             if name is None:
                 continue
-            content = _read_secret(loaded, base + ("eap", key), name)
+            # Copied as they are: PEM or binary DER, which no text reading may change.
+            path = Path(name)
+            if not path.is_absolute():
+                path = loaded.origin(base + ("eap", key)).resolve().parent / path
+            content = read_file_bytes(path, f"{loaded.origin(base)}: {format_path(base + ('eap', key))}",
+                                      limit=CERT_LIMIT, secret=key == "private_key",
+                                      hint="create the file or fix the path (relative paths start at the "
+                                      "profile that names them)")
             target = _cert_target(index, key, name)
-            extra.append(File(target, (content + "\n").encode(), SECRET if key == "private_key" else PUBLIC))
+            extra.append(File(target, content, SECRET if key == "private_key" else PUBLIC))
             lines.append(field(key, esc.wpa_string(f"/{target}")))
         if eap.private_key_password:
             lines.append(field("private_key_passwd", esc.wpa_string(eap.private_key_password)))
