@@ -21,6 +21,14 @@ needs_mkosi = pytest.mark.skipif(
 )
 
 
+def test_stage_follower_has_no_timings_when_mkosi_named_no_step(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    log.write_text("‣ /etc/mkosi.conf: unknown setting\n")
+    follower = StageFollower(log)
+    follower.poll()
+    assert follower.timings(time.monotonic()) == []
+
+
 def test_stage_follower_tracks_nested_steps_and_skips_notices(tmp_path: Path) -> None:
     log = tmp_path / "build.log"
     log.write_text("‣ Building tools image\n‣  Installing Debian\nGet:1 http://x.example/debian trixie\n")

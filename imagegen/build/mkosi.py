@@ -196,7 +196,10 @@ class StageFollower:
                     self.started.append((now, self.stage))
 
     def timings(self, end: float) -> list[tuple[str, float]]:
-        """Seconds spent in each step of the first two levels, in order."""
+        """Seconds spent in each step of the first two levels, in order (none: mkosi named no step, as
+        when it fails reading its configuration)."""
+        if not self.started:
+            return []
         ends = [t for t, _ in self.started[1:]] + [end]
         return [(name, round(stop - start, 1)) for (start, name), stop in zip(self.started, ends, strict=True)]
 
