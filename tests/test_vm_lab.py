@@ -121,3 +121,13 @@ def test_the_lab_ap_takes_an_sae_password_with_hostapd_options_in_it_literally(
     assert not [name for name, _ in settings if name == "sae_password"]
     assert ("wpa_passphrase", passphrase) in settings
     assert ("wpa_key_mgmt", "SAE") in settings and ("ieee80211w", "2") in settings
+
+
+def test_a_lab_template_cannot_print_a_value_that_ends_its_line(write_profile, tmp_path: Path) -> None:
+    # The profile's checks refuse such an SSID; a value that slipped past them must not reach hostapd.conf.
+    profile = load_profiles([write_profile(RENAMED)]).profile
+    net = profile.wireless.networks[0].model_copy(update={"ssid": "Home\nwpa=0"})
+    bad = profile.model_copy(update={"wireless": profile.wireless.model_copy(update={"networks": [net]})})
+    with pytest.raises(ValueError, match="line break"):
+        render_lab_overlay(bad, tmp_path)
+    assert not (tmp_path / "etc/imagegen-lab/hostapd.conf").exists()

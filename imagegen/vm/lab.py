@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 
 from imagegen.errors import UsageError
-from imagegen.profile.model import Network, Profile
+from imagegen.profile.model import Network, Profile, has_control
 from imagegen.vm.qemu import Nic
 
 # The QEMU side. NIC ids are what QMP set_link/device_del name.
@@ -157,12 +157,22 @@ def _dhcp_range4(plan: LabPlan) -> tuple[str, str]:
     return str(free[0]), str(free[-1])
 
 
+def _one_line(value: object) -> object:
+    """The lab's files (hostapd, dnsmasq, .link, an env file) are all `key=value` lines read to the end
+    of the line: a printed value is safe as long as it cannot end its line. The profile's checks refuse
+    such text long before; this makes a template that prints something unchecked fail, not ship."""
+    text = str(value)
+    if has_control(text):
+        raise ValueError(f"a lab template printed a value with a line break or control character: {text!r}")
+    return value
+
+
 def render_lab_overlay(profile: Profile, out_dir: Path) -> list[Path]:
     """Write the profile-specific lab files into out_dir (an ExtraTrees source); returns what it wrote."""
     plan = plan_lab(profile)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False,
-                             trim_blocks=True, lstrip_blocks=True)
+                             trim_blocks=True, lstrip_blocks=True, finalize=_one_line)
     env.filters["hex"] = lambda s: s.encode().hex()
     lo4, hi4 = _dhcp_range4(plan)
     context = {
