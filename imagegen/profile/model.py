@@ -758,7 +758,7 @@ class Image(Strict):
     )
     mirror: Annotated[str, AfterValidator(check_mirror_url)] | None = Field(
         default=None,
-        description="The package mirror, an http://, https:// or file:/// URL (`imagegen build --mirror` "
+        description="The package mirror, an http://, https:// or file:/// URL (`imagegen build --mirror URL` "
         "overrides it). None: the building machine's own apt mirror. Not part of any store hash.",
         examples=["http://HOST/debian"],
     )
