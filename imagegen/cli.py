@@ -159,6 +159,16 @@ def schema() -> None:
     print()
 
 
+@app.command()
+@reports_errors
+def options(key: Annotated[str | None, typer.Argument(help="An option or a section, e.g. bonds.bond0.miimon or "
+                                                      "users; without one, every option.")] = None) -> None:
+    """Print a profile option's reference (type, default, example, merge rule), or a section's, like nixos-option."""
+    from imagegen.profile.reference import options as option_reference
+
+    sys.stdout.write(option_reference(key))
+
+
 # The build stage's commands live in imagegen/build/command.py.
 app.command("setup")(reports_errors(build_command.setup))
 app.command("doctor")(reports_errors(build_command.doctor))
