@@ -30,8 +30,12 @@ key_mgmt = "WPA-EAP"
 method = "PEAP"
 identity = "alice"
 password = "EapPassw0rd"
+
+[users.bob]
+uid = 1001
+password_hash = "$y$j9T$bobsaltbobsalt$bobhashbobhashbobhashbobhashbobhashbobhash"
 """
-SECRETS = ("SuperSecret", "EapPassw0rd", "hashhashhash")
+SECRETS = ("SuperSecret", "EapPassw0rd", "hashhashhash", "bobhash")
 
 
 def write(tmp_path: Path) -> Path:

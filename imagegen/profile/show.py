@@ -16,7 +16,9 @@ from imagegen.profile.load import KeyPath, LoadedProfile
 from imagegen.profile.system import MERGED_LISTS
 
 # Profile keys whose value is a secret, wherever they appear (a network, its EAP table, the image).
-SECRET_KEYS = frozenset({"passphrase", "psk", "password", "private_key_password", "root_password_hash"})
+SECRET_KEYS = frozenset({
+    "passphrase", "psk", "password", "private_key_password", "root_password_hash", "password_hash",
+})
 MASK = "<secret>"
 
 
