@@ -1,27 +1,21 @@
-"""The build stage's commands: `imagegen setup`, `imagegen doctor`, `imagegen build`."""
+"""`imagegen build`, and this host's `setup` and `doctor`."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from imagegen.build.aptsources import mirror_from_url
-from imagegen.build.doctor import host_checks
-from imagegen.build.hostsetup import setup_host
-from imagegen.build.mkosi import BuildResult
-from imagegen.cache.command import SubstituteOnlyOpt, SubstituterOpt, substituter
-from imagegen.pipeline.stages import ImageBuild, default_link_name, open_store, realise_image
-from imagegen.profile import load_profiles
-from imagegen.store.substitution import Substituter
+from imagegen.cli.options import JsonFlag, Profiles, StateFile, StoreOpt, SubstituteOnlyOpt, SubstituterOpt
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from imagegen.build.mkosi import BuildResult
+    from imagegen.pipeline.stages import ImageBuild
+    from imagegen.store.substitution import Substituter
 
 
 def setup(
@@ -30,6 +24,12 @@ def setup(
     ] = None,
 ) -> None:
     """Install QEMU, OVMF and mkosi 25.3 on this host (idempotent; the host's apt sources stay as they are)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from imagegen.build.aptsources import mirror_from_url
+    from imagegen.build.hostsetup import setup_host
+
     console = Console(stderr=True)
     setup_host(lambda line: console.print(Text(f"setup: {line}")), mirror=mirror_from_url(mirror) if mirror else None)
 
@@ -41,6 +41,12 @@ def doctor(
     ] = None,
 ) -> None:
     """Report every tool imagegen uses, its version, and whether KVM really works."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from imagegen.build.doctor import host_checks
+
     if kernel is None:
         kernels = sorted(Path().glob("result-*/image.vmlinuz")) + sorted(Path("build").glob("*/image.vmlinuz"))
         kernel = kernels[0] if kernels else None
@@ -54,34 +60,38 @@ def doctor(
         raise typer.Exit(1)
 
 
-def profile_digest(merged: dict[str, object]) -> str:
-    return hashlib.sha256(json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def build(
-    profiles: Annotated[list[Path], typer.Argument(help="host profile TOML files, later ones layered on top")],
-    out_link: Annotated[Path | None, typer.Option("--out-link", "-o", help="symlink to leave pointing at the "
-                                                  "image's store entry (default: result-HOSTNAME[-lab])")] = None,
-    out: Annotated[Path | None, typer.Option(help="the same as --out-link DIR, kept for scripts: DIR becomes a "
+    profiles: Profiles,
+    out_link: Annotated[Path | None, typer.Option("--out-link", show_default=False,
+                                                  help="Symlink to leave pointing at the image's store entry. "
+                                                  "Default: result-HOSTNAME[-lab].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", show_default=False,
+                                             help="The same as --out-link DIR, kept for scripts: DIR becomes a "
                                              "link to the store entry (an older build's directory there is "
-                                             "replaced)")] = None,
-    lab: Annotated[bool, typer.Option(help="add the lab packages and overlay used by the VM tests")] = False,
-    mirror: Annotated[str | None, typer.Option(help="package mirror URL (default: image.mirror, else the host's "
-                                               "Debian mirror); not part of the store hash")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="mkosi cache root (default: .cache/mkosi)")] = None,
-    state: Annotated[Path | None, typer.Option("--state", help="host state file (DUID, dhcp6c key); default: "
-                                               "HOSTNAME.state.toml beside the last profile")] = None,
-    refresh: Annotated[bool, typer.Option("--refresh", help="build again without mkosi's cached packages, "
-                                          "resolving them anew, and say whether the package set changed")] = False,
-    store: Annotated[Path | None, typer.Option("--store", help="store directory (default: $IMAGEGEN_STORE, "
-                                               "else ~/.cache/imagegen/store)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the store paths and the manifest as JSON "
-                                          "on stdout")] = False,
+                                             "replaced).")] = None,
+    lab: Annotated[bool, typer.Option(help="Add the lab packages and overlay used by the VM tests.")] = False,
+    mirror: Annotated[str | None, typer.Option(help="Package mirror URL (default: image.mirror, else the host's "
+                                               "Debian mirror); not part of the store hash.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="mkosi cache root (default: .cache/mkosi).")] = None,
+    state: StateFile = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Build again without mkosi's cached packages, "
+                                          "resolving them anew, and say whether the package set changed.")] = False,
+    store: StoreOpt = None,
+    as_json: JsonFlag = False,
     substituters: SubstituterOpt = None,
     substitute_only: SubstituteOnlyOpt = False,
 ) -> None:
     """Render the profile and build a bootable disk image with mkosi into the store (image.raw, vmlinuz,
     initrd, manifest); an unchanged profile is a no-op that names the stored image."""
+    import json
+    import sys
+
+    from rich.console import Console
+
+    from imagegen.cli.cache import substituter
+    from imagegen.pipeline.stages import default_link_name
+    from imagegen.profile import load_profiles
+
     started = time.monotonic()
     hostname = load_profiles(profiles).profile.image.hostname
     link = out_link or out or default_link_name(hostname, lab)
@@ -130,6 +140,9 @@ def build_into_store(
     substituter: Substituter | None = None,
 ) -> ImageBuild:
     """Load, render and build through the store: the whole `imagegen build` without the printing."""
+    from imagegen.pipeline.stages import open_store, realise_image
+    from imagegen.profile import load_profiles
+
     return realise_image(open_store(store, substituter), load_profiles(profiles), lab=lab, mirror=mirror,
                          cache_root=cache_root, state_file=state_file, refresh=refresh, link=link, record=record,
                          console=console)
