@@ -1,0 +1,35 @@
+"""The command line starts fast: importing it loads no stage, and each command loads only its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("matplotlib", "httpx", "cryptography", "mkosi", "jinja2", "pydantic", "zstandard", "qemu")
+
+
+def loaded_after(code: str) -> set[str]:
+    """The top-level packages, and imagegen's modules, loaded in a fresh interpreter after code ran."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    names = json.loads(proc.stdout.splitlines()[-1])
+    return {n.split(".")[0] for n in names} | {n for n in names if n.startswith("imagegen.")}
+
+
+def test_importing_the_command_line_loads_no_heavy_library() -> None:
+    loaded = loaded_after("import imagegen.cli")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    stages = {n for n in loaded if n.startswith("imagegen.") and not n.startswith(("imagegen.cli", "imagegen.errors",
+                                                                                  "imagegen.interrupt"))}
+    assert not stages, sorted(stages)
+
+
+def test_the_top_level_help_loads_no_stage() -> None:
+    loaded = loaded_after("import sys\nfrom imagegen.cli import app\nsys.argv = ['imagegen', '--help']\n"
+                          "try:\n    app()\nexcept SystemExit:\n    pass")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
