@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
     from imagegen.build.mkosi import BuildResult
     from imagegen.pipeline.stages import ImageBuild
+    from imagegen.store import Entry, Store
     from imagegen.store.substitution import Substituter
 
 
@@ -36,9 +38,12 @@ def setup(
 
 def doctor(
     kernel: Annotated[
-        Path | None, typer.Option(help="a kernel to prove KVM with (default: the image.vmlinuz of a result-* "
-                                  "link here, else of build/*)")
+        Path | None, typer.Option(show_default=False,
+                                  help="A kernel to prove KVM with. Default: the image.vmlinuz of a result-* link "
+                                  "here, else of build/*, else of the newest image in the store, else this "
+                                  "host's own /boot/vmlinuz-*.")
     ] = None,
+    store: StoreOpt = None,
 ) -> None:
     """Report every tool imagegen uses, its version, and whether KVM really works."""
     from rich.console import Console
@@ -46,18 +51,54 @@ def doctor(
     from rich.text import Text
 
     from imagegen.build.doctor import host_checks
+    from imagegen.pipeline.stages import open_store
 
-    if kernel is None:
-        kernels = sorted(Path().glob("result-*/image.vmlinuz")) + sorted(Path("build").glob("*/image.vmlinuz"))
-        kernel = kernels[0] if kernels else None
-    checks = host_checks(kernel)
+    found = kernel_to_probe(open_store(store)) if kernel is None else KernelToProbe(kernel, "--kernel")
+    checks = host_checks(found.path if found else None)
     table = Table("tool", "state", "version / detail", "fix")
     for c in checks:
         state = "[green]ok[/]" if c.ok else "[red]missing[/]" if c.required else "[yellow]unusable[/]"
         table.add_row(Text(c.name), state, Text(c.detail), Text(c.fix))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if found is not None:
+        console.print(Text(f"KVM was probed with {found.path} ({found.source})"))
     if any(not c.ok for c in checks if c.required):
         raise typer.Exit(1)
+
+
+@dataclass(frozen=True)
+class KernelToProbe:
+    path: Path
+    source: str
+    # A store entry's hold, kept while the kernel is booted so that gc leaves it alone.
+    held: Entry | None = None
+
+
+def kernel_to_probe(store: Store, here: Path = Path(), boot: Path = Path("/boot")) -> KernelToProbe | None:
+    """A kernel that boots under QEMU, to prove KVM with: a result link's or an old build directory's
+    here, else the newest image entry's in the store, else the host's own (where it is readable)."""
+    import os
+
+    local = sorted(here.glob("result-*/image.vmlinuz")) + sorted((here / "build").glob("*/image.vmlinuz"))
+    if local:
+        return KernelToProbe(local[0], "a build here")
+    images = []
+    for entry in store.entries():
+        try:
+            meta = entry.metadata()
+        except (OSError, ValueError):
+            continue
+        if meta.get("derivation", {}).get("stage") == "build" and (entry.path / "image.vmlinuz").is_file():
+            images.append((str(meta.get("created", "")), entry.path_name))
+    for _, name in sorted(images, reverse=True):
+        held = store.hold(name)
+        if held is not None:
+            return KernelToProbe(held.path / "image.vmlinuz", f"the newest image in {store.root}", held)
+    host = [p for p in boot.glob("vmlinuz-*") if p.is_file() and os.access(p, os.R_OK)]
+    if host:
+        return KernelToProbe(max(host, key=lambda p: p.stat().st_mtime), "this host's kernel")
+    return None
 
 
 def build(
