@@ -12,11 +12,11 @@ REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("matplotlib", "httpx", "cryptography", "mkosi", "jinja2", "pydantic", "zstandard", "qemu")
 
 
-def loaded_after(code: str) -> set[str]:
+def loaded_after(code: str, env: dict[str, str] | None = None) -> set[str]:
     """The top-level packages, and imagegen's modules, loaded in a fresh interpreter after code ran."""
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env={**(env or os.environ), "PYTHONPATH": str(REPO)})
     names = json.loads(proc.stdout.splitlines()[-1])
     return {n.split(".")[0] for n in names} | {n for n in names if n.startswith("imagegen.")}
 
@@ -33,3 +33,11 @@ def test_the_top_level_help_loads_no_stage() -> None:
     loaded = loaded_after("import sys\nfrom imagegen.cli import app\nsys.argv = ['imagegen', '--help']\n"
                           "try:\n    app()\nexcept SystemExit:\n    pass")
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_a_build_with_no_binary_cache_loads_neither_http_nor_crypto(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGEN_")}
+    env.update(HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path))
+    loaded = loaded_after("from rich.console import Console\nfrom imagegen.cli.cache import substituter\n"
+                          "assert substituter(None, False, Console()) is None", env)
+    assert not loaded & {"httpx", "cryptography", "zstandard"}, sorted(loaded)

@@ -21,11 +21,12 @@ if TYPE_CHECKING:
 def substituter(urls: list[str] | None, only: bool, console: Console) -> CacheSubstituter | None:
     """The store's substituter for these options and the environment (None: no cache to ask)."""
     from imagegen.cache.config import load_config
-    from imagegen.cache.substitute import CacheSubstituter
 
     config = load_config(os.environ, substituters=urls or ())
     if not config.substituters and not only:
         return None
+    from imagegen.cache.substitute import CacheSubstituter
+
     return CacheSubstituter(config.substituters, config.trusted_keys,
                             lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True), only)
 
