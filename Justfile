@@ -15,7 +15,7 @@ setup:
 # Build the example host's lab image and prove its network failover in a VM.
 demo: setup
     imagegen build {{ profile }} --lab
-    imagegen test {{ profile }} --junit build/junit.xml --json build/verdict.json
+    imagegen test {{ profile }} --junit build/junit.xml --json-file build/verdict.json
 
 # Every test: fast unit tests, then the image build and the VM boots (about 25-30 min on 2 cores, TCG).
 test: setup lint

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from imagegen.build.command import build_profile
+from imagegen.cli.image import build_profile
 
 
 def timed_build(profile: Path, out: Path, cache: Path, lab: bool) -> tuple[float, bool]:

@@ -485,7 +485,8 @@ def bench_test(res: Results, runs: int, image: Path | None, work: Path) -> None:
     for i in range(runs):
         console.print(f"test: imagegen test --rerun {i + 1}/{runs} (about 4 minutes under TCG)…")
         verdict = work / f"verdict-{i}.json"
-        argv = [*CLI, "test", str(EXAMPLE), "--rerun", "--json", str(verdict), "--artifacts", str(work / f"art-{i}")]
+        argv = [*CLI, "test", str(EXAMPLE), "--rerun", "--json-file", str(verdict),
+                "--artifacts", str(work / f"art-{i}")]
         if image is not None:
             argv += ["--image", str(image)]
         start = time.perf_counter()

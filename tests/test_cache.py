@@ -299,7 +299,7 @@ def test_build_and_test_on_a_second_store_come_from_the_cache(
     assert fake_mkosi.builds == 2, "no mkosi run on the second store"
     assert f"substituted {b}" in built.stdout and (work / "result-b/image.raw").is_file()
 
-    tested = runner.invoke(app, ["test", "laptop.toml", "--store", str(b), "--substituter", url, "--json", "-"])
+    tested = runner.invoke(app, ["test", "laptop.toml", "--store", str(b), "--substituter", url, "--json"])
     assert tested.exit_code == 0, tested.output
     data = json.loads(tested.stdout)
     assert data["reused"] and data["passed"] and len(fake_lab.runs) == 1, "the stored verdict, no boot"

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from imagegen.cache.signing import SecretKey
 from imagegen.cli import app
 from imagegen.pipeline import stages
-from imagegen.scenarios import command as scenarios_command
 from imagegen.store.hashing import tree_digest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +33,7 @@ def test_second_runner_gets_image_and_verdict_from_the_cache(tmp_path: Path, ngi
     (tmp_path / "ci.secret").chmod(0o600)
 
     tested = runner.invoke(app, ["test", "laptop.toml", "--store", str(a), "--scenario", "boot-wired-primary",
-                                 "--json", "-"])
+                                 "--json"])
     assert tested.exit_code in (0, 1), tested.output
     verdict_a = json.loads(tested.stdout)
     pushed = runner.invoke(app, ["push", "laptop.toml", "--store", str(a), "--to", nginx.url,
@@ -48,11 +47,11 @@ def test_second_runner_gets_image_and_verdict_from_the_cache(tmp_path: Path, ngi
         raise AssertionError("a VM booted on the second store")
 
     monkeypatch.setattr(stages, "build_image", no_mkosi)
-    monkeypatch.setattr(scenarios_command, "LabRun", no_vm)
+    monkeypatch.setattr("imagegen.scenarios.runner.LabRun", no_vm)
     monkeypatch.setenv("IMAGEGEN_TRUSTED_KEYS", str(key.public()))
 
     again = runner.invoke(app, ["test", "laptop.toml", "--store", str(b), "--scenario", "boot-wired-primary",
-                                "--substituter", nginx.url, "--substitute-only", "--json", "-"])
+                                "--substituter", nginx.url, "--substitute-only", "--json"])
     assert again.exit_code == (0 if verdict_a["passed"] else 1), again.output
     verdict_b = json.loads(again.stdout)
     assert verdict_b["reused"] and verdict_b["verdict"] == verdict_a["verdict"], "the stored verdict came back"

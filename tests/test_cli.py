@@ -93,5 +93,5 @@ def test_show_json_has_defaults() -> None:
 
 
 def test_repeat_cannot_keep_the_vm(laptop: Path) -> None:
-    result = runner.invoke(app, ["test", str(laptop), "--repeat", "3", "--keep"])
-    assert result.exit_code == 2 and "--keep" in result.output and "--repeat" in result.output
+    result = runner.invoke(app, ["test", str(laptop), "--repeat", "3", "--keep-vm"])
+    assert result.exit_code == 2 and "--keep-vm" in result.output and "--repeat" in result.output

@@ -19,7 +19,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from imagegen import cli
+from imagegen import render
 from imagegen.cli import app
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -123,7 +123,7 @@ def interrupt_in(monkeypatch: pytest.MonkeyPatch, name: str, error: BaseExceptio
     """Make the stage function `name` that the command calls raise error, as Ctrl-C would there."""
     def stage(*args: object, **kwargs: object) -> None:
         raise error
-    monkeypatch.setattr(cli, name, stage)
+    monkeypatch.setattr(render, name, stage)
 
 
 def test_ctrl_c_in_a_command_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch, laptop: Path) -> None:
@@ -145,7 +145,7 @@ def test_sigterm_takes_the_same_path_with_exit_143(monkeypatch: pytest.MonkeyPat
     def outside(signum: int, frame: object) -> None:
         raise Unhandled("SIGTERM reached the handler outside the command")
 
-    monkeypatch.setattr(cli, "render_overlay", stage)
+    monkeypatch.setattr(render, "render_overlay", stage)
     before = signal.signal(signal.SIGTERM, outside)
     try:
         result = runner.invoke(app, ["render", str(laptop), "--out", str(laptop.parent / "out")])

@@ -90,7 +90,7 @@ def test_safe_replace_creates_a_new_file_with_its_mode(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("option", "make"), [
     ("--junit", lambda p: p.write_text("<mine/>\n")),
-    ("--json", lambda p: p.write_text('{"mine": 1}\n')),
+    ("--json-file", lambda p: p.write_text('{"mine": 1}\n')),
     ("--artifacts", lambda p: (p.mkdir(), (p / "mine.txt").write_text("x"))),
 ])
 def test_imagegen_test_refuses_an_output_path_before_it_builds_or_boots(laptop: Path, tmp_path: Path,
@@ -194,13 +194,11 @@ class InterruptedLabRun:
 
 def test_ctrl_c_in_imagegen_test_names_the_evidence(laptop: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from imagegen.scenarios import command
-
     image = tmp_path / "image"
     image.mkdir()
     for name in ("image.raw", "image.vmlinuz", "image.initrd"):
         (image / name).write_bytes(b"")
-    monkeypatch.setattr(command, "LabRun", InterruptedLabRun)
+    monkeypatch.setattr("imagegen.scenarios.runner.LabRun", InterruptedLabRun)
     evidence = tmp_path / "evidence"
     result = runner.invoke(app, ["test", str(laptop), "--accel", "tcg", "--image", str(image), "--artifacts",
                                  str(evidence), "--store", str(tmp_path / "store")])
@@ -212,9 +210,7 @@ def test_ctrl_c_in_imagegen_test_names_the_evidence(laptop: Path, tmp_path: Path
 
 def test_ctrl_c_in_a_stored_test_run_keeps_the_evidence_the_store_discards(
         work: Path, fake_mkosi: FakeMkosi, monkeypatch: pytest.MonkeyPatch) -> None:
-    from imagegen.scenarios import command
-
-    monkeypatch.setattr(command, "LabRun", InterruptedLabRun)
+    monkeypatch.setattr("imagegen.scenarios.runner.LabRun", InterruptedLabRun)
     result = runner.invoke(app, ["test", "laptop.toml", "--accel", "tcg"])
     assert result.exit_code == 130, result.output
     line = result.stderr.splitlines()[-1]

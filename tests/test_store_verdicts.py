@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from imagegen.cli import app
 from imagegen.pipeline.verdicts import VERDICT_JSON, realise_verdict
 from imagegen.report.model import Check, RunResult, ScenarioResult
-from imagegen.scenarios import command as scenarios_command
 from imagegen.store import Derivation, Store
 from imagegen.vm.accel import AccelChoice
 
@@ -48,8 +47,8 @@ class FakeLabRun:
 @pytest.fixture
 def fake_lab(monkeypatch: pytest.MonkeyPatch) -> type[FakeLabRun]:
     FakeLabRun.runs = []
-    monkeypatch.setattr(scenarios_command, "LabRun", FakeLabRun)
-    monkeypatch.setattr(scenarios_command, "choose_accel", lambda request, kernel: AccelChoice("tcg", "test"))
+    monkeypatch.setattr("imagegen.scenarios.runner.LabRun", FakeLabRun)
+    monkeypatch.setattr("imagegen.vm.accel.choose_accel", lambda request, kernel: AccelChoice("tcg", "test"))
     return FakeLabRun
 
 
@@ -89,13 +88,13 @@ def test_an_interrupted_run_leaves_no_verdict(tmp_path: Path) -> None:
 
 def test_second_test_is_a_no_op_and_parameters_retest_only(work: Path, fake_mkosi: FakeMkosi,
                                                            fake_lab: type[FakeLabRun]) -> None:
-    first = runner.invoke(app, ["test", "laptop.toml", "--json", "-"])
+    first = runner.invoke(app, ["test", "laptop.toml", "--json"])
     assert first.exit_code == 0, first.output
     data = json.loads(first.stdout)
     assert not data["reused"] and data["passed"] and fake_mkosi.builds == 1 and len(fake_lab.runs) == 1
     assert "verdict: stored" in first.stderr
 
-    second = runner.invoke(app, ["test", "laptop.toml", "--json", "-"])
+    second = runner.invoke(app, ["test", "laptop.toml", "--json"])
     assert second.exit_code == 0 and json.loads(second.stdout)["reused"]
     assert "lab image: reused" in second.stderr and "verdict: reused" in second.stderr
     assert len(fake_lab.runs) == 1 and fake_mkosi.builds == 1
@@ -107,7 +106,7 @@ def test_second_test_is_a_no_op_and_parameters_retest_only(work: Path, fake_mkos
     runner.invoke(app, ["test", "laptop.toml", "--rerun"])
     assert len(fake_lab.runs) == 3
 
-    moved = runner.invoke(app, ["test", "moved.toml", "--json", "-"])
+    moved = runner.invoke(app, ["test", "moved.toml", "--json"])
     assert moved.exit_code == 0 and fake_mkosi.builds == 2 and len(fake_lab.runs) == 4
     assert json.loads(moved.stdout)["image_path"] != data["image_path"]
 
@@ -141,7 +140,7 @@ def test_repeat_boots_every_run_and_tallies_them(work: Path, fake_mkosi: FakeMko
         return run_result(next(outcomes))
 
     monkeypatch.setattr(FakeLabRun, "run", run)
-    result = runner.invoke(app, ["test", "laptop.toml", "--repeat", "3", "--json", "repeat.json",
+    result = runner.invoke(app, ["test", "laptop.toml", "--repeat", "3", "--json-file", "repeat.json",
                                  "--artifacts", "evidence"])
     assert result.exit_code == 1, "one run of three failed"
     assert fake_lab.runs[1:] == [("repeat",)] * 3, "every run boots, the stored verdict is not one of them"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from imagegen.build.command import build_profile
 from imagegen.build.config import repo_root
+from imagegen.cli.image import build_profile
 
 pytestmark = [
     pytest.mark.vm,
@@ -47,7 +47,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_laptop_passes_every_scenario(workdir: Path) -> None:
     # --rerun: a verdict the store already holds would otherwise be printed without booting anything.
-    proc = imagegen("test", "laptop.toml", "--rerun", "--json", "result.json", "--junit", "result.xml",
+    proc = imagegen("test", "laptop.toml", "--rerun", "--json-file", "result.json", "--junit", "result.xml",
                     "--artifacts", "artifacts", cwd=workdir)
     assert (workdir / "result.json").exists(), proc.stdout[-5000:]
     result = json.loads((workdir / "result.json").read_text())
@@ -90,7 +90,7 @@ def test_chosen_scenarios_pass_without_the_ones_before_them(workdir: Path, chose
     # hotplug then follows failover with the wired link still off; failback alone has no failover before it.
     args = [a for name in chosen for a in ("--scenario", name)]
     out = f"alone-{'-'.join(chosen)}.json"
-    proc = imagegen("test", "laptop.toml", "--rerun", *args, "--json", out, cwd=workdir)
+    proc = imagegen("test", "laptop.toml", "--rerun", *args, "--json-file", out, cwd=workdir)
     result = json.loads((workdir / out).read_text())
     verdicts = {s["name"]: s["passed"] for s in result["scenarios"]}
     assert verdicts == dict.fromkeys(chosen, True), proc.stdout[-5000:]
@@ -113,7 +113,7 @@ def test_image_without_fail_over_mac_active_fails(workdir: Path) -> None:
     wrong = build_profile([workdir / "laptop.toml", workdir / "none.toml"], out=workdir / "wrong-image", lab=True)
     proc = imagegen("test", "laptop.toml", "--rerun", "--image", str(wrong.out_dir),
                     "--scenario", "boot-wired-primary",
-                    "--scenario", "failover", "--json", "wrong.json", "--artifacts", "wrong-artifacts",
+                    "--scenario", "failover", "--json-file", "wrong.json", "--artifacts", "wrong-artifacts",
                     cwd=workdir)
     assert proc.returncode == 1, proc.stdout[-5000:]
     result = json.loads((workdir / "wrong.json").read_text())

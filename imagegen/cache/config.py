@@ -18,10 +18,12 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from imagegen.cache.signing import PublicKey, SecretKey
-from imagegen.cache.transport import transport_for
 from imagegen.errors import UsageError
+
+if TYPE_CHECKING:
+    from imagegen.cache.signing import PublicKey, SecretKey
 
 CONFIG_ENV = "IMAGEGEN_CACHE_CONFIG"
 SUBSTITUTERS_ENV = "IMAGEGEN_SUBSTITUTERS"
@@ -75,14 +77,23 @@ def load_config(
                          (SUBSTITUTERS_ENV, environ.get(SUBSTITUTERS_ENV, "").split()),
                          (f"{path}: substituters", _strings(data, "substituters", path))):
         for url in found:
+            # httpx and cryptography are imported only when a cache or key is named: every build and
+            # test asks this function, most with no cache at all.
+            from imagegen.cache.transport import transport_for
+
             try:
                 transport_for(url)
             except UsageError as e:
                 raise UsageError(f"{where}: {e.message}", e.hint) from None
             if url.rstrip("/") not in urls:
                 urls.append(url.rstrip("/"))
-    keys = [PublicKey.parse(k, f"{path}: trusted_keys") for k in _strings(data, "trusted_keys", path)]
-    keys += [PublicKey.parse(k, TRUSTED_KEYS_ENV) for k in environ.get(TRUSTED_KEYS_ENV, "").split()]
+    trusted = [(k, f"{path}: trusted_keys") for k in _strings(data, "trusted_keys", path)]
+    trusted += [(k, TRUSTED_KEYS_ENV) for k in environ.get(TRUSTED_KEYS_ENV, "").split()]
+    keys: list[PublicKey] = []
+    if trusted:
+        from imagegen.cache.signing import PublicKey
+
+        keys = [PublicKey.parse(k, where) for k, where in trusted]
     secret = key_file
     if secret is None and environ.get(SECRET_KEY_ENV):
         secret = Path(environ[SECRET_KEY_ENV])
@@ -95,6 +106,8 @@ def load_config(
 
 
 def read_secret_key(path: Path) -> SecretKey:
+    from imagegen.cache.signing import SecretKey
+
     try:
         text = path.read_text()
     except OSError as e:

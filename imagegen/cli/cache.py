@@ -1,39 +1,32 @@
 """The cache's commands: `imagegen push`, `imagegen key generate`, `imagegen cache gc`, and the
---substituter options of `imagegen build` and `imagegen test`."""
+substituter that `imagegen build` and `imagegen test` ask."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from imagegen.cache.config import load_config, read_secret_key
-from imagegen.cache.gc import collect_cache
-from imagegen.cache.push import push as push_entries
-from imagegen.cache.push import resolve_refs
-from imagegen.cache.signing import SecretKey, check_key_name
-from imagegen.cache.substitute import CacheSubstituter
-from imagegen.errors import UsageError
-from imagegen.pipeline.command import StoreOpt, human_bytes
-from imagegen.pipeline.stages import open_store
+from imagegen.cli.options import DryRun, StoreOpt
+from imagegen.cli.store import human_bytes
 
-SubstituterOpt = Annotated[list[str] | None, typer.Option(
-    "--substituter", help="binary cache to fetch entries from before building them (repeatable; also "
-    "$IMAGEGEN_SUBSTITUTERS and ~/.config/imagegen/cache.toml)", show_default=False)]
-SubstituteOnlyOpt = Annotated[bool, typer.Option(
-    "--substitute-only", help="fail instead of building an image or running the scenarios when no "
-    "substituter has a verified copy")]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from imagegen.cache.substitute import CacheSubstituter
 
 
 def substituter(urls: list[str] | None, only: bool, console: Console) -> CacheSubstituter | None:
     """The store's substituter for these options and the environment (None: no cache to ask)."""
+    from imagegen.cache.config import load_config
+
     config = load_config(os.environ, substituters=urls or ())
     if not config.substituters and not only:
         return None
+    from imagegen.cache.substitute import CacheSubstituter
+
     return CacheSubstituter(config.substituters, config.trusted_keys,
                             lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True), only)
 
@@ -53,6 +46,14 @@ def push(
 ) -> None:
     """Upload store entries with what they were built from (overlay, image, verdict) to a binary cache,
     signed; entries already there are skipped."""
+    from rich.console import Console
+
+    from imagegen.cache.config import load_config, read_secret_key
+    from imagegen.cache.push import push as push_entries
+    from imagegen.cache.push import resolve_refs
+    from imagegen.errors import UsageError
+    from imagegen.pipeline.stages import open_store
+
     config = load_config(os.environ, key_file=key)
     if config.secret_key_file is None:
         raise UsageError("push: no key to sign with", "pass --key FILE (imagegen key generate NAME makes one)")
@@ -74,6 +75,11 @@ def key_generate(
     out_dir: Annotated[Path, typer.Option("--dir", help="where NAME.secret (0600) and NAME.public go")] = Path("."),
 ) -> None:
     """Make an ed25519 key pair; prints the public key, for trusted_keys."""
+    from rich.console import Console
+
+    from imagegen.cache.signing import SecretKey, check_key_name
+    from imagegen.errors import UsageError
+
     check_key_name(name)
     secret_path, public_path = out_dir / f"{name}.secret", out_dir / f"{name}.public"
     for path in (secret_path, public_path):
@@ -92,23 +98,14 @@ def key_generate(
 def cache_gc(
     url: Annotated[str, typer.Argument(help="a directory cache, file:///DIR", show_default=False)],
     keep_days: Annotated[float, typer.Option("--keep-days", help="keep entries pushed in the last N days")] = 30,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would go, delete nothing")] = False,
+    dry_run: DryRun = False,
 ) -> None:
     """Delete entries older than --keep-days from a directory cache (an HTTP cache is cleaned by its server)."""
+    from imagegen.cache.gc import collect_cache
+
     result = collect_cache(url, keep_days, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     typer.echo(f"{verb} {len(result.removed)} files ({human_bytes(result.bytes_freed)}); kept {result.kept} "
                f"entries in {url}")
     for name in result.removed:
         typer.echo(f"  {name}")
-
-
-def register(app: typer.Typer, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    """Add push, key generate and cache gc to the imagegen command line, each wrapped (error reporting)."""
-    app.command("push")(wrap(push))
-    keys = typer.Typer(help="Signing keys for binary caches.", no_args_is_help=True)
-    keys.command("generate")(wrap(key_generate))
-    app.add_typer(keys, name="key")
-    caches = typer.Typer(help="Binary caches: maintenance.", no_args_is_help=True)
-    caches.command("gc")(wrap(cache_gc))
-    app.add_typer(caches, name="cache")

@@ -2,61 +2,48 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-from imagegen.cache.command import SubstituteOnlyOpt, SubstituterOpt, substituter
-from imagegen.errors import UsageError
-from imagegen.interrupt import interrupted
-from imagegen.pipeline.derivations import profile_hash, verdict_derivation
-from imagegen.pipeline.stages import open_store, planned_image, realise_image
-from imagegen.pipeline.verdicts import ARTIFACTS, attach_verdict, realise_verdict
-from imagegen.profile import LoadedProfile, load_profiles
-from imagegen.render import host_state_for, resolve_target
-from imagegen.report.artifacts import default_artifacts_dir
-from imagegen.report.console import ConsoleReport
-from imagegen.report.jsonout import is_json_report, write_json
-from imagegen.report.junit import is_junit_report, write_junit
-from imagegen.report.model import RunResult
-from imagegen.report.repeat import repeat_dict, write_repeat_json
-from imagegen.safeoutput import MARKER, check_file, check_tree, claim_tree, release_tree
-from imagegen.scenarios.catalog import BY_NAME
-from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
-from imagegen.store import Entry, Store
-from imagegen.vm.accel import AccelRequest, choose_accel
-from imagegen.vm.lab import LAB_NICS, plan_lab
-from imagegen.vm.machine import ImageFiles, Machine
+from imagegen.cli.options import (
+    Accel,
+    AccelOpt,
+    ImageOpt,
+    JsonFlag,
+    Profiles,
+    ScenarioOpt,
+    StoreOpt,
+    SubstituteOnlyOpt,
+    SubstituterOpt,
+    UefiOpt,
+)
 
-Profiles = Annotated[list[Path], typer.Argument(help="host profile TOML files, later ones layered on top",
-                                                show_default=False)]
-AccelOpt = Annotated[str, typer.Option("--accel", help="auto: KVM only if a short real boot works, else TCG; "
-                                       "or kvm, tcg")]
-ImageOpt = Annotated[Path | None, typer.Option("--image", help="directory (or result link) with image.raw, "
-                                               "image.vmlinuz, image.initrd (default: the profile's lab image "
-                                               "in the store, built when its inputs changed)")]
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="store directory (default: $IMAGEGEN_STORE, "
-                                               "else ~/.cache/imagegen/store)")]
-UefiOpt = Annotated[bool, typer.Option("--uefi", help="boot through OVMF and the image's ESP instead of "
-                                       "direct kernel boot (slower)")]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from imagegen.profile import LoadedProfile
+    from imagegen.store import Entry, Store
+    from imagegen.vm.machine import ImageFiles
 
 
-def _accel_request(value: str) -> AccelRequest:
-    if value not in ("auto", "kvm", "tcg"):
-        raise UsageError(f"--accel {value!r} is not one of auto, kvm, tcg", "use --accel auto")
-    return value  # type: ignore[return-value]
+def _refuse_old_keep(value: bool) -> None:
+    if value:
+        typer.echo("error: imagegen test --keep is now --keep-vm (leave the VM running at the end)", err=True)
+        raise typer.Exit(2)
 
 
 def lab_image(loaded: LoadedProfile, image: Path | None, console: Console,
               store: Store) -> tuple[ImageFiles, Entry | None]:
     """The lab image to test and its store entry: the one given (an entry only if it lives in the store),
     else the profile's lab image from the store, built when any of its inputs changed."""
+    from rich.text import Text
+
+    from imagegen.errors import UsageError
+    from imagegen.pipeline.stages import realise_image
+    from imagegen.vm.machine import ImageFiles
+
     if image is not None:
         try:
             return ImageFiles.from_dir(image), store.get(image)
@@ -69,58 +56,89 @@ def lab_image(loaded: LoadedProfile, image: Path | None, console: Console,
 
 def test(
     profiles: Profiles,
-    accel: AccelOpt = "auto",
-    junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here; - prints "
-                                                 "the store paths and the verdict on stdout")] = None,
-    keep: Annotated[bool, typer.Option("--keep", help="leave the VM running at the end and print how to "
-                                       "attach (skips the clean-shutdown scenario)")] = False,
+    accel: AccelOpt = Accel.auto,
+    junit: Annotated[Path | None, typer.Option("--junit", show_default=False,
+                                               help="Write JUnit XML here.")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json-file", show_default=False,
+                                                   help="Write the results as JSON here.")] = None,
+    as_json: JsonFlag = False,
+    keep_vm: Annotated[bool, typer.Option("--keep-vm", help="Leave the VM running at the end and print how to "
+                                          "attach (skips the clean-shutdown scenario).")] = False,
+    old_keep: Annotated[bool, typer.Option("--keep", hidden=True, callback=_refuse_old_keep)] = False,
     uefi: UefiOpt = False,
-    artifacts: Annotated[Path | None, typer.Option("--artifacts", help="where a failure's evidence goes "
-                                                   "(default: the verdict's store entry, artifacts/)")] = None,
+    artifacts: Annotated[Path | None, typer.Option("--artifacts", show_default=False,
+                                                   help="Where a failure's evidence goes. Default: the verdict's "
+                                                   "store entry, artifacts/.")] = None,
     image: ImageOpt = None,
-    scenario: Annotated[list[str] | None, typer.Option("--scenario", help="run only this scenario "
-                                                       f"(repeatable): {', '.join(BY_NAME)}")] = None,
-    rerun: Annotated[bool, typer.Option("--rerun", help="run the scenarios even if the store holds a verdict "
-                                        "for this image, scenario set and parameters")] = False,
+    scenario: ScenarioOpt = None,
+    rerun: Annotated[bool, typer.Option("--rerun", help="Run the scenarios even if the store holds a verdict "
+                                        "for this image, scenario set and parameters.")] = False,
     store: StoreOpt = None,
-    repeat: Annotated[int, typer.Option("--repeat", min=1, help="run the scenarios N times, each on a fresh "
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Run the scenarios N times, each on a fresh "
                                         "boot, and report how often each passed (implies --rerun: a stored "
-                                        "verdict is no run)")] = 1,
+                                        "verdict is no run).")] = 1,
     substituters: SubstituterOpt = None,
     substitute_only: SubstituteOnlyOpt = False,
 ) -> None:
     """Boot the profile's lab image under QEMU and prove its network: failover, failback, hot-plug, ...
 
     The verdict is kept in the store under the hash of the image, the scenarios and their parameters: an
-    unchanged run prints the stored verdict (--rerun runs again). --json - prints the store paths and the
+    unchanged run prints the stored verdict (--rerun runs again). --json prints the store paths and the
     verdict on stdout. --repeat N runs N times; a scenario that does not pass every time is flaky.
     """
+    import json
+    import shutil
+    import sys
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from imagegen.cli.cache import substituter
+    from imagegen.errors import UsageError
+    from imagegen.interrupt import interrupted
+    from imagegen.pipeline.derivations import profile_hash, verdict_derivation
+    from imagegen.pipeline.stages import open_store, planned_image
+    from imagegen.pipeline.verdicts import ARTIFACTS, attach_verdict, realise_verdict
+    from imagegen.profile import load_profiles
+    from imagegen.render import host_state_for, resolve_target
+    from imagegen.report.artifacts import default_artifacts_dir
+    from imagegen.report.console import ConsoleReport
+    from imagegen.report.jsonout import is_json_report, write_json
+    from imagegen.report.junit import is_junit_report, write_junit
+    from imagegen.report.model import RunResult
+    from imagegen.report.repeat import repeat_dict, write_repeat_json
+    from imagegen.safeoutput import MARKER, check_file, check_tree, claim_tree, release_tree
+    from imagegen.scenarios.catalog import BY_NAME
+    from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
+    from imagegen.vm.accel import choose_accel
+    from imagegen.vm.lab import plan_lab
+
     console = Console(stderr=True)
-    if repeat > 1 and keep:
-        raise UsageError("--keep leaves the VM running, so it cannot be repeated", "drop --keep or --repeat")
-    for name in scenario or []:
-        if name not in BY_NAME:
-            raise UsageError(f"--scenario {name!r} is unknown", f"choose from {', '.join(BY_NAME)}")
-    request = _accel_request(accel)
+    if as_json and any(str(p) == "-" or p.suffix == ".json" for p in profiles):
+        raise UsageError("imagegen test --json takes no value: it prints the verdict on stdout",
+                         "use --json-file PATH to write the results to a file")
+    if repeat > 1 and keep_vm:
+        raise UsageError("--keep-vm leaves the VM running, so it cannot be repeated", "drop --keep-vm or --repeat")
+    request = accel.request
+    only = tuple(s.value for s in scenario or ())
     # Every path the run writes is checked before anything is built or booted.
     root = artifacts  # where evidence outside the store goes; the default is named once the host is known
     if root is not None:
         check_tree(root, "--artifacts")
     if junit is not None:
         check_file(junit, "--junit", is_junit_report)
-    if json_out is not None and str(json_out) != "-":
-        check_file(json_out, "--json", is_json_report)
+    if json_file is not None:
+        check_file(json_file, "--json-file", is_json_report)
     loaded = load_profiles(profiles)
     plan = plan_lab(loaded.profile)
     dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit
     st = open_store(store, substituter(substituters, substitute_only, console))
     hostname = loaded.profile.image.hostname
-    chosen = tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (scenario or BY_NAME))
+    chosen = tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (only or BY_NAME))
     # With a cache to ask, the verdict is looked for before the image: a hit needs no image at all. The
     # host's hash key keys the lab AP's passphrase in the verdict's hash; a new host's state file is
     # not written for that question (its hashes then match nothing, and the image is built).
-    asks_first = st.substituter is not None and image is None and not (keep or rerun or repeat > 1)
+    asks_first = st.substituter is not None and image is None and not (keep_vm or rerun or repeat > 1)
     planned = planned_image(st, loaded, lab=True) if asks_first else None
     files: ImageFiles | None
     image_entry: Entry | None
@@ -148,7 +166,7 @@ def test(
             report.step("choosing the accelerator (a short KVM boot)…")
             choice = choose_accel(request, files.kernel)
             report.note(f"accelerator: {choice.reason}")
-            options = TestOptions(uefi=uefi, keep=keep, artifacts=evidence, only=tuple(scenario or ()))
+            options = TestOptions(uefi=uefi, keep=keep_vm, artifacts=evidence, only=only)
             return LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
         except KeyboardInterrupt as e:
             # The evidence so far: a store run's would go with its unfinished entry, so it is copied out.
@@ -158,7 +176,7 @@ def test(
             raise interrupted(e, what=f"imagegen test {label}", artifacts=kept) from None
 
     def once(again: bool, run_dir: Path | None) -> tuple[RunResult, Path, Entry | None]:
-        if keep or image_entry is None:
+        if keep_vm or image_entry is None:
             # A kept VM is for a person to look at, and an image outside the store has no identity to
             # file a verdict under: both run as they are, outside the store.
             claimed = claim_tree(root, "artifacts", "--artifacts")
@@ -198,36 +216,45 @@ def test(
     if junit is not None:
         # JUnit has no notion of repeats: the last run, whose evidence the store keeps.
         write_junit(result, junit)
-    if json_out is not None and str(json_out) == "-":
+    if as_json:
         json.dump({"verdict_path": str(verdict_entry.path) if verdict_entry else None,
                    "image_path": str(image_entry.path) if image_entry else None,
                    "reused": verdict_entry.reused if verdict_entry else False,
                    "passed": all(r.passed for r in results), "verdict": result.to_dict(),
                    **({"repeat": repeat_dict(results)} if repeat > 1 else {})}, sys.stdout, indent=2)
         print()
-    elif json_out is not None:
+    if json_file is not None:
         if repeat > 1:
-            write_repeat_json(results, json_out)
+            write_repeat_json(results, json_file)
         else:
-            write_json(result, json_out)
+            write_json(result, json_file)
     if not all(r.passed for r in results):
         raise typer.Exit(1)
 
 
 def vm(
     profiles: Profiles,
-    accel: AccelOpt = "auto",
+    accel: AccelOpt = Accel.auto,
     uefi: UefiOpt = False,
     image: ImageOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Boot the profile's lab image with its serial console on this terminal (Ctrl-A x quits)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from imagegen.pipeline.stages import open_store
+    from imagegen.profile import load_profiles
+    from imagegen.vm.accel import choose_accel
+    from imagegen.vm.lab import LAB_NICS, plan_lab
+    from imagegen.vm.machine import Machine
+
     console = Console(stderr=True)
     loaded = load_profiles(profiles)
     plan_lab(loaded.profile)
     # The entry is kept for as long as the VM runs: its hold keeps gc from the image being booted.
     files, booted = lab_image(loaded, image, console, open_store(store))
-    choice = choose_accel(_accel_request(accel), files.kernel)
+    choice = choose_accel(accel.request, files.kernel)
     console.print(Text(f"accelerator: {choice.reason}"))
     machine = Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi)
     s = machine.sockets

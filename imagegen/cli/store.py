@@ -1,22 +1,16 @@
-"""The store's commands: `imagegen history`, `imagegen gc`, `imagegen diff`."""
+"""The store's commands: `imagegen history`, `imagegen diff`, `imagegen gc`."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-from imagegen.pipeline.stages import open_store
-from imagegen.pipeline.systems import diff_systems, resolve
-from imagegen.store import Generation
+from imagegen.cli.options import DryRun, JsonFlag, StoreOpt
 
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="store directory (default: $IMAGEGEN_STORE, "
-                                               "else ~/.cache/imagegen/store)")]
+if TYPE_CHECKING:
+    from imagegen.store import Generation
 
 
 def verdict_text(verdict: Any) -> str:
@@ -43,9 +37,17 @@ def human_bytes(count: int) -> str:
 def history(
     host: Annotated[str, typer.Argument(help="host name (image.hostname of its profile)")],
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the generations as JSON on stdout")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """List a host's generations: when each build changed it, its store path, profile hash and test verdict."""
+    import json
+    import sys
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from imagegen.pipeline.stages import open_store
+
     st = open_store(store)
     generations = st.history(host)
     if as_json:
@@ -76,10 +78,12 @@ def _generation_json(root: Path, g: Generation) -> dict[str, Any]:
 def gc(
     keep: Annotated[int, typer.Option("--keep", help="keep the newest N generations of every host (and what "
                                       "they were built from and tested by)")] = 5,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would go, delete nothing")] = False,
+    dry_run: DryRun = False,
     store: StoreOpt = None,
 ) -> None:
     """Delete store entries that no result link and none of the newest --keep generations hold."""
+    from imagegen.pipeline.stages import open_store
+
     st = open_store(store)
     result = st.gc(keep, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
@@ -96,9 +100,15 @@ def diff(
                                      "link, or a generation HOST@N", show_default=False)],
     b: Annotated[str, typer.Argument(help="the same kinds as A", show_default=False)],
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the three sections as JSON")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """What changed between two systems: overlay files (unified diff, secrets masked), packages, test verdicts."""
+    import json
+    import sys
+
+    from imagegen.pipeline.stages import open_store
+    from imagegen.pipeline.systems import diff_systems, resolve
+
     st = open_store(store)
     result = diff_systems(resolve(st, a), resolve(st, b))
     if as_json:

@@ -1,0 +1,43 @@
+"""The command line starts fast: importing it loads no stage, and each command loads only its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("matplotlib", "httpx", "cryptography", "mkosi", "jinja2", "pydantic", "zstandard", "qemu")
+
+
+def loaded_after(code: str, env: dict[str, str] | None = None) -> set[str]:
+    """The top-level packages, and imagegen's modules, loaded in a fresh interpreter after code ran."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO,
+                          env={**(env or os.environ), "PYTHONPATH": str(REPO)})
+    names = json.loads(proc.stdout.splitlines()[-1])
+    return {n.split(".")[0] for n in names} | {n for n in names if n.startswith("imagegen.")}
+
+
+def test_importing_the_command_line_loads_no_heavy_library() -> None:
+    loaded = loaded_after("import imagegen.cli")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    stages = {n for n in loaded if n.startswith("imagegen.") and not n.startswith(("imagegen.cli", "imagegen.errors",
+                                                                                  "imagegen.interrupt"))}
+    assert not stages, sorted(stages)
+
+
+def test_the_top_level_help_loads_no_stage() -> None:
+    loaded = loaded_after("import sys\nfrom imagegen.cli import app\nsys.argv = ['imagegen', '--help']\n"
+                          "try:\n    app()\nexcept SystemExit:\n    pass")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_a_build_with_no_binary_cache_loads_neither_http_nor_crypto(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGEN_")}
+    env.update(HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path))
+    loaded = loaded_after("from rich.console import Console\nfrom imagegen.cli.cache import substituter\n"
+                          "assert substituter(None, False, Console()) is None", env)
+    assert not loaded & {"httpx", "cryptography", "zstandard"}, sorted(loaded)
