@@ -12,7 +12,7 @@ from typing import Any
 
 from imagegen.build.manifest import MANIFEST_NAME
 from imagegen.build.mkosi import mkosi_version
-from imagegen.errors import UsageError
+from imagegen.errors import ImagegenError, UsageError
 from imagegen.pipeline.derivations import build_derivation, profile_hash
 from imagegen.pipeline.stages import realise_overlay
 from imagegen.pipeline.verdicts import VERDICT_JSON
@@ -102,10 +102,16 @@ def _from_profile(store: Store, files: list[Path], label: str) -> System:
     overlay = realise_overlay(store, loaded)
     image = loaded.profile.image
     target = resolve_target(image)
-    drv = build_derivation(overlay, distribution=target.distribution, release=target.release, lab=False,
-                           hostname=image.hostname, root_password_hash=image.root_password_hash,
-                           mkosi=mkosi_version())
-    built = store.lookup(drv)
+    try:
+        mkosi = mkosi_version()
+    except ImagegenError:
+        # The image's hash names the mkosi that builds it: with none here there is no image to look up,
+        # and the overlays still compare.
+        built = None
+    else:
+        drv = build_derivation(overlay, distribution=target.distribution, release=target.release, lab=False,
+                               hostname=image.hostname, root_password_hash=image.root_password_hash, mkosi=mkosi)
+        built = store.lookup(drv)
     phash = profile_hash(loaded)
     verdict: Mapping[str, Any] | Path | None = None
     for generation in reversed(store.history(image.hostname)):
