@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 from collections.abc import Generator
 from pathlib import Path
 
@@ -97,6 +98,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, None, None]:
     outcome = yield
     _fail_skip_on_ci(outcome.get_result())
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Generator[Path, None, None]:
+    """A directory on a tmpfs of its own: another file system than the checkout and tmp_path."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "imagegen-test", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "--lazy", str(mnt)], check=True)
 
 
 @pytest.fixture

@@ -24,13 +24,14 @@ runner = CliRunner()
 
 
 def test_unchanged_build_is_a_no_op_and_an_address_change_rebuilds_on_the_warm_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tmpfs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The store is on a tmpfs, mkosi's cache in the checkout: outputs cross file systems (Debian 13's /tmp)."""
     shutil.copy(REPO / "examples/laptop.toml", tmp_path / "laptop.toml")
     (tmp_path / "moved.toml").write_text((tmp_path / "laptop.toml").read_text()
                                          .replace('"192.168.0.2/24"', '"192.168.0.3/24"'))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("IMAGEGEN_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("IMAGEGEN_STORE", str(tmpfs / "store"))
 
     first = runner.invoke(app, ["build", "laptop.toml", "--json"])
     assert first.exit_code == 0, first.output[-3000:]
