@@ -23,7 +23,7 @@ demo: setup
 # Every test: fast unit tests (also once with mkosi hidden), then the image build and the VM boots (about 25-30 min on 2 cores, TCG).
 test: setup lint
     pytest -m "not slow and not vm" -q
-    IMAGEGEN_TEST_NO_MKOSI=1 pytest -m "not slow and not vm" -q -p no:cacheprovider
+    IMAGEGEN_TEST_NO_MKOSI=1 pytest -m "not slow and not vm" -q
     pytest -m "slow or vm" -q -x --timeout=3600
 
 # The fast tests only (no mkosi, no VM); no host set-up needed (checks needing systemd or wpasupplicant skip without them).
