@@ -1,6 +1,9 @@
-# imagegen tasks. `./bootstrap RECIPE` installs the Python side first; the recipes install the rest.
+# imagegen tasks. `./bootstrap RECIPE` installs the Python side into .venv first; the recipes install the rest.
+# The recipes run the tools of the project's .venv whether it is activated or not.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
 
 profile := "examples/laptop.toml"
 
@@ -8,7 +11,7 @@ profile := "examples/laptop.toml"
 default:
     @just --list
 
-# Install QEMU, OVMF and the pinned mkosi on this host (idempotent).
+# Install QEMU, OVMF, the pinned mkosi and the tools the tests call on this host (idempotent).
 setup:
     imagegen setup
 
@@ -17,12 +20,13 @@ demo: setup
     imagegen build {{ profile }} --lab
     imagegen test {{ profile }} --junit build/junit.xml --json-file build/verdict.json
 
-# Every test: fast unit tests, then the image build and the VM boots (about 25-30 min on 2 cores, TCG).
+# Every test: fast unit tests (also once with mkosi hidden), then the image build and the VM boots (about 25-30 min on 2 cores, TCG).
 test: setup lint
     pytest -m "not slow and not vm" -q
+    IMAGEGEN_TEST_NO_MKOSI=1 pytest -m "not slow and not vm" -q
     pytest -m "slow or vm" -q -x --timeout=3600
 
-# The fast tests only (no mkosi, no VM); no host set-up needed.
+# The fast tests only (no mkosi, no VM); no host set-up needed (checks needing systemd or wpasupplicant skip without them).
 test-fast:
     pytest -m "not slow and not vm" -q
 
@@ -34,3 +38,7 @@ lint:
 # Benchmarks: print a table of figures and write bench/results.json.
 bench: setup
     python3 bench/run.py
+
+# Clean Debian 12 and 13 roots (debootstrap, as root), a clone of this checkout in each, the README's two commands there, timed. Long; not part of CI.
+fresh-check *ARGS:
+    scripts/fresh-check {{ ARGS }}

@@ -6,14 +6,17 @@ import os
 import re
 from pathlib import Path
 
-_CANDIDATES = [
-    Path(os.environ.get("IMAGEGEN_SEED", "/nonexistent")),
-    Path(__file__).resolve().parents[2] / "shared/seed/archwiki-wireless-bonding.txt",
-]
+# Beside the checkout, as in a clone next to a copy of shared/ (CI's layout).
+BESIDE = Path(__file__).resolve().parents[2] / "shared/seed/archwiki-wireless-bonding.txt"
+HOW_TO_GIVE = "pass --seed PATH to pytest or set IMAGEGEN_SEED (tests/conftest.py's --seed sets it)"
 
 
 def seed_path() -> Path | None:
-    return next((p for p in _CANDIDATES if p.is_file()), None)
+    """The article: IMAGEGEN_SEED when set (it must then be a file), else the copy beside the checkout."""
+    given = os.environ.get("IMAGEGEN_SEED")
+    if given:
+        return Path(given) if Path(given).is_file() else None
+    return BESIDE if BESIDE.is_file() else None
 
 
 def _is_config(line: str) -> bool:

@@ -11,13 +11,15 @@ import pytest
 from imagegen.build.config import BuildRequest
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest, Package
 from imagegen.build.mkosi import KERNEL_COMMAND_LINE, OUTPUTS, BuildResult
-from imagegen.pipeline import stages
+from imagegen.pipeline import stages, systems
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class FakeMkosi:
     """Writes what mkosi and imagegen's driver leave; each refresh moves one package's version."""
+
+    version = "25.3"
 
     def __init__(self) -> None:
         self.builds = 0
@@ -34,7 +36,7 @@ class FakeMkosi:
         (into / "build.log").write_text("log\n")
         manifest = BuildManifest(
             distribution=request.distribution, release=request.resolved_release, variant=request.variant,
-            mkosi_version="25.3", profile_hash=request.profile_hash, overlay_hash="x", config_hash="y",
+            mkosi_version=self.version, profile_hash=request.profile_hash, overlay_hash="x", config_hash="y",
             cache_reused=True, cache_reason="test", duration_seconds=1.0,
             outputs={k: str(request.out_dir / n) for k, n in OUTPUTS.items()},
             kernel_command_line=KERNEL_COMMAND_LINE,
@@ -48,6 +50,9 @@ class FakeMkosi:
 def fake_mkosi(monkeypatch: pytest.MonkeyPatch) -> FakeMkosi:
     fake = FakeMkosi()
     monkeypatch.setattr(stages, "build_image", fake)
+    # The version goes into the image's derivation; with no mkosi on the machine there is none to read.
+    monkeypatch.setattr(stages, "mkosi_version", lambda: fake.version)
+    monkeypatch.setattr(systems, "mkosi_version", lambda: fake.version)
     return fake
 
 

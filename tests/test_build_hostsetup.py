@@ -1,10 +1,14 @@
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from imagegen.build.hostsetup import (
+    DEBIAN_CHECK_PACKAGES,
+    DEBIAN_HOST_PACKAGES,
     MKOSI_VERSION,
     HostSetup,
     default_host_setup,
@@ -68,3 +72,22 @@ def test_setup_is_idempotent_and_leaves_host_apt_alone() -> None:
     assert not any(line.startswith("apt-get install") for line in lines), lines
     after = {p: p.stat().st_mtime_ns for p in apt.rglob("*") if p.is_file()}
     assert after == before
+
+
+# Every program a test calls on the host to read what imagegen wrote (a missing one makes its test skip).
+TOOLS_THE_TESTS_CALL = ("systemd-analyze", "systemctl", "wpa_passphrase", "wpa_supplicant")
+
+
+@pytest.mark.parametrize("tool", TOOLS_THE_TESTS_CALL)
+def test_setup_installs_the_package_of_every_tool_the_tests_call(tool: str) -> None:
+    path = shutil.which(tool)
+    if path is None or shutil.which("dpkg-query") is None:
+        pytest.skip(f"{tool} is not installed here (imagegen setup installs it on Debian)")
+    # dpkg knows a file by the path its package ships it under: /bin/systemctl on a merged /usr too.
+    real = os.path.realpath(path)
+    candidates = dict.fromkeys([real, path, real.removeprefix("/usr"), path.removeprefix("/usr")])
+    found = [subprocess.run(["dpkg-query", "-S", c], capture_output=True, text=True) for c in candidates]
+    owners = next((f.stdout for f in found if f.returncode == 0), "")
+    assert owners, f"no Debian package ships {path}"
+    packages = {name.strip().split(":")[0] for name in owners.split(": ", 1)[0].split(",")}
+    assert packages & set(DEBIAN_HOST_PACKAGES + DEBIAN_CHECK_PACKAGES), (tool, packages)

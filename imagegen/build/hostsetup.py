@@ -1,9 +1,11 @@
-"""Prepare the host: QEMU, OVMF and mkosi pinned to one version, without touching the host's apt configuration.
+"""Prepare the host: QEMU, OVMF, mkosi pinned to one version and the tools the checks call, without touching the
+host's apt configuration.
 
 mkosi is not on PyPI. On Debian and Ubuntu hosts its pure-Python package is taken from Debian trixie's
 `mkosi` .deb, fetched with a private apt configuration (own sources list derived from the host's, own
 lists and cache directories), unpacked under the user's data directory and made importable through a
-.pth file in the running interpreter's site-packages. On Arch, pacman installs it.
+.pth file in the running interpreter's site-packages: the project's .venv when `./bootstrap` runs it.
+On Arch, pacman installs it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ DEBIAN_HOST_PACKAGES = (
     "util-linux",  # losetup and mount, to inspect a built image without booting it
     "e2fsprogs",
 )
-ARCH_HOST_PACKAGES = ("qemu-base", "edk2-ovmf", "mkosi")
+# What `imagegen check` and the test suite run against the rendered files, so that every check runs:
+# systemd-analyze verify and systemctl preset (systemd), wpa_passphrase and wpa_supplicant (wpasupplicant).
+# On CI a check skipped for want of one of them fails the run (tests/conftest.py).
+DEBIAN_CHECK_PACKAGES = ("systemd", "wpasupplicant")
+ARCH_HOST_PACKAGES = ("qemu-base", "edk2-ovmf", "mkosi", "wpa_supplicant")
 
 PTH_NAME = "imagegen-mkosi.pth"
 UPSTREAM_INSTALL = "pipx install git+https://github.com/systemd/mkosi.git@v25.3"
@@ -197,7 +203,7 @@ def mkosi_importable_version(python: str = sys.executable) -> str | None:
 
 
 def setup_debian(setup: HostSetup, report: Report, mirror: DebianMirror | None = None) -> None:
-    apt_install(missing_debian_packages(DEBIAN_HOST_PACKAGES), report)
+    apt_install(missing_debian_packages(DEBIAN_HOST_PACKAGES + DEBIAN_CHECK_PACKAGES), report)
 
     if unpacked_mkosi_version(setup) == MKOSI_VERSION:
         report(f"mkosi {MKOSI_VERSION} already unpacked in {setup.mkosi_root}")

@@ -28,6 +28,7 @@ from imagegen.build.aptsources import DebianMirror, debian_sources, host_debian_
 from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root, write_root_password_config
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest, packages_from_mkosi_manifest, tree_hash
 from imagegen.errors import CommandError, ImagegenError, UsageError
+from imagegen.fsmove import move_file
 from imagegen.run import run, spawn
 from imagegen.store.hashing import keyed_digest
 
@@ -420,9 +421,10 @@ def _build_locked(
             )
         take_lab_initrd(inputs.output_dir, expected=request.variant == "lab" and request.distribution == "debian",
                         log=log)
+        # mkosi's output directory is in the cache, the store may be on another file system.
         for name in [*OUTPUTS.values(), MKOSI_MANIFEST]:
             if (inputs.output_dir / name).exists():
-                (inputs.output_dir / name).rename(work / name)
+                move_file(inputs.output_dir / name, work / name)
         reused = was_cache_reused(log.read_text(errors="replace"))
         cache.record_key(request.cache_dir, key)
         manifest = BuildManifest(

@@ -13,7 +13,7 @@ from typing import Any
 from imagegen.build.config import image_content
 from imagegen.build.manifest import MANIFEST_NAME
 from imagegen.build.mkosi import mkosi_version
-from imagegen.errors import UsageError
+from imagegen.errors import ImagegenError, UsageError
 from imagegen.pipeline.derivations import build_derivation, profile_hash
 from imagegen.pipeline.stages import realise_overlay
 from imagegen.pipeline.verdicts import VERDICT_JSON
@@ -115,10 +115,17 @@ def _from_profile(store: Store, files: list[Path], label: str) -> System:
     image = loaded.profile.image
     target = resolve_target(image)
     content = image_content(loaded)
-    drv = build_derivation(overlay, distribution=target.distribution, release=target.release, lab=False,
-                           hostname=image.hostname, root_password_hash=image.root_password_hash,
-                           mkosi=mkosi_version(), state=state, content=content)
-    built = store.lookup(drv)
+    try:
+        mkosi = mkosi_version()
+    except ImagegenError:
+        # The image's hash names the mkosi that builds it: with none here there is no image to look up,
+        # and the overlays still compare.
+        built = None
+    else:
+        drv = build_derivation(overlay, distribution=target.distribution, release=target.release, lab=False,
+                               hostname=image.hostname, root_password_hash=image.root_password_hash,
+                               mkosi=mkosi, state=state, content=content)
+        built = store.lookup(drv)
     recorded = store.known_digest(profile_hash(loaded, state))
     verdict: Mapping[str, Any] | Path | None = None
     for generation in reversed(store.history(image.hostname)):
