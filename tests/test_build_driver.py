@@ -134,6 +134,7 @@ def test_a_failed_build_keeps_neither_the_root_password_hash_nor_a_readable_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(mkosi_driver, "mkosi_command", lambda: [sys.executable, "-c", FAILING_MKOSI])
+    monkeypatch.setattr(mkosi_driver, "mkosi_version", lambda: "25.3")  # the fake stands in for mkosi
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     request = BuildRequest(overlay=overlay, out_dir=tmp_path / "out", cache_root=tmp_path / "cache",
@@ -163,6 +164,7 @@ def test_the_manifest_digest_of_the_overlay_is_keyed(tmp_path: Path, monkeypatch
     # The overlay holds the Wi-Fi keys next to values a reader may know (the DUID is on the network): a plain
     # digest of it would test a guessed passphrase.
     monkeypatch.setattr(mkosi_driver, "mkosi_command", lambda: [sys.executable, "-c", WRITING_MKOSI])
+    monkeypatch.setattr(mkosi_driver, "mkosi_version", lambda: "25.3")  # the fake stands in for mkosi
     overlay = tmp_path / "overlay"
     (overlay / "etc/wpa_supplicant").mkdir(parents=True)
     (overlay / "etc/wpa_supplicant/wpa_supplicant.conf").write_text('network={\n psk="guessable"\n}\n')
