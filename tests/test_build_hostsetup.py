@@ -75,7 +75,7 @@ def test_setup_is_idempotent_and_leaves_host_apt_alone() -> None:
 
 
 # Every program a test calls on the host to read what imagegen wrote (a missing one makes its test skip).
-TOOLS_THE_TESTS_CALL = ("systemd-analyze", "systemctl", "wpa_passphrase", "wpa_supplicant")
+TOOLS_THE_TESTS_CALL = ("systemd-analyze", "systemctl", "wpa_passphrase", "wpa_supplicant", "nginx")
 
 
 @pytest.mark.parametrize("tool", TOOLS_THE_TESTS_CALL)
@@ -91,3 +91,17 @@ def test_setup_installs_the_package_of_every_tool_the_tests_call(tool: str) -> N
     assert owners, f"no Debian package ships {path}"
     packages = {name.strip().split(":")[0] for name in owners.split(": ", 1)[0].split(",")}
     assert packages & set(DEBIAN_HOST_PACKAGES + DEBIAN_CHECK_PACKAGES), (tool, packages)
+
+
+def test_packages_setup_installs_start_no_service_and_the_machines_policy_is_left_alone(tmp_path: Path) -> None:
+    from imagegen.build.hostsetup import services_not_started
+
+    policy = tmp_path / "policy-rc.d"
+    with services_not_started(policy):
+        # What invoke-rc.d runs before it starts a service: 101 means "not allowed".
+        assert subprocess.run([str(policy), "nginx", "start"]).returncode == 101
+    assert not policy.exists()
+    policy.write_text("#!/bin/sh\nexit 0\n")
+    with services_not_started(policy):
+        assert policy.read_text() == "#!/bin/sh\nexit 0\n"
+    assert policy.read_text() == "#!/bin/sh\nexit 0\n", "a policy the machine had stays"

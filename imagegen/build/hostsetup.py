@@ -15,7 +15,8 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +42,14 @@ DEBIAN_HOST_PACKAGES = (
     "e2fsprogs",
 )
 # What `imagegen check` and the test suite run against the rendered files, so that every check runs:
-# systemd-analyze verify and systemctl preset (systemd), wpa_passphrase and wpa_supplicant (wpasupplicant).
+# systemd-analyze verify and systemctl preset (systemd), wpa_passphrase and wpa_supplicant (wpasupplicant),
+# and a real WebDAV server for the binary cache's tests (nginx, started by the tests on 127.0.0.1 only).
 # On CI a check skipped for want of one of them fails the run (tests/conftest.py).
-DEBIAN_CHECK_PACKAGES = ("systemd", "wpasupplicant")
+DEBIAN_CHECK_PACKAGES = ("systemd", "wpasupplicant", "nginx")
+# Debian's maintainer scripts start a package's services unless policy-rc.d says no (exit 101): setup
+# installs programs, and no server of a package it installs may keep running after it.
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+_POLICY_TEXT = "#!/bin/sh\n# Written by imagegen setup while it installs packages: start no service.\nexit 101\n"
 ARCH_HOST_PACKAGES = ("qemu-base", "edk2-ovmf", "mkosi", "wpa_supplicant")
 
 PTH_NAME = "imagegen-mkosi.pth"
@@ -105,13 +111,32 @@ def missing_debian_packages(packages: tuple[str, ...]) -> list[str]:
     return missing
 
 
-def apt_install(packages: list[str], report: Report) -> None:
+def apt_install(packages: list[str], report: Report, policy: Path = POLICY_RC_D) -> None:
     if not packages:
         return
     report(f"apt-get install {' '.join(packages)}")
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     run(["apt-get", "update"], env=env)
-    run(["apt-get", "install", "--yes", "--no-install-recommends", *packages], env=env)
+    with services_not_started(policy):
+        run(["apt-get", "install", "--yes", "--no-install-recommends", *packages], env=env)
+
+
+@contextmanager
+def services_not_started(policy: Path = POLICY_RC_D) -> Iterator[None]:
+    """Within the block, Debian's maintainer scripts start no service. An existing policy-rc.d (the
+    machine's own) is left as it is and decides; the one written here is removed afterwards."""
+    try:
+        fd = os.open(policy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755)
+    except FileExistsError:
+        yield
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(_POLICY_TEXT)
+    try:
+        yield
+    finally:
+        if policy.is_file() and not policy.is_symlink() and policy.read_text() == _POLICY_TEXT:
+            policy.unlink()
 
 
 def private_apt_options(root: Path) -> list[str]:
