@@ -42,6 +42,14 @@ class LoadedProfile:
     def origin(self, path: KeyPath) -> Path:
         return _origin(self.origins, path, self.files[-1])
 
+    def test_scripts(self) -> tuple[Path, ...]:
+        """The files of tests.scripts, each resolved from the profile file that names it, in order."""
+        found = []
+        for i, name in enumerate(self.profile.tests.scripts):
+            path = Path(name)
+            found.append(path if path.is_absolute() else self.origin(("tests", "scripts", i)).parent / path)
+        return tuple(found)
+
 
 def format_path(path: KeyPath) -> str:
     out = ""
@@ -149,7 +157,23 @@ def load_profiles(paths: Sequence[Path]) -> LoadedProfile:
         raise ProfileError([
             f"{_origin(origins, f.path, files[-1])}: {format_path(f.path)}: {f.message}" for f in findings
         ])
-    return LoadedProfile(profile=profile, files=files, origins=origins, merged=merged)
+    loaded = LoadedProfile(profile=profile, files=files, origins=origins, merged=merged)
+    problems = [f"{loaded.origin(('tests', 'scripts', i))}: tests.scripts[{i}]: {path}: {why}"
+                for i, path in enumerate(loaded.test_scripts()) if (why := script_problem(path))]
+    if problems:
+        raise ProfileError(problems)
+    return loaded
+
+
+def script_problem(path: Path) -> str | None:
+    """Why path cannot be a test script (None: it can): it must be a regular .py file."""
+    if path.suffix != ".py":
+        return "not a Python file; name a file ending in .py"
+    if not path.exists():
+        return "no such file; create it or fix the path (relative to the profile that names it)"
+    if not path.is_file():
+        return "not a regular file; name a Python file"
+    return None
 
 
 def _unwrap(ann: Any) -> Any:

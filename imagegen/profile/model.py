@@ -23,6 +23,7 @@ from imagegen.profile.system import (
     Packages,
     Service,
     SystemSettings,
+    Tests,
     UnitName,
     User,
 )
@@ -477,6 +478,7 @@ class Profile(Strict):
         "path. Merge: tables merge by path across layers.")
     system: SystemSettings = Field(default=SystemSettings(), description="Time zone, locale, keymap, "
                                    "kernel command line and sysctl settings.")
+    tests: Tests = Field(default=Tests(), description="The profile's own checks for `imagegen test`.")
 
     def masters(self) -> dict[str, Bond | Bridge]:
         return {**self.bonds, **self.bridges}
