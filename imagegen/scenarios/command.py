@@ -30,6 +30,7 @@ from imagegen.safeoutput import MARKER, check_file, check_tree, claim_tree, rele
 from imagegen.scenarios.catalog import BY_NAME
 from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
 from imagegen.store import Entry, Store
+from imagegen.testing.scripts import load_scripts, user_scenarios
 from imagegen.vm.accel import AccelRequest, choose_accel
 from imagegen.vm.lab import LAB_NICS, plan_lab
 from imagegen.vm.machine import ImageFiles, Machine
@@ -89,6 +90,10 @@ def test(
                                         "verdict is no run)")] = 1,
     substituters: SubstituterOpt = None,
     substitute_only: SubstituteOnlyOpt = False,
+    script: Annotated[list[Path] | None, typer.Option("--script", help="a test file whose functions "
+                                                      "test_…(machine, lab) run after the scenarios, beside "
+                                                      "the profile's tests.scripts (repeatable; "
+                                                      "docs/testing-api.md)")] = None,
 ) -> None:
     """Boot the profile's lab image under QEMU and prove its network: failover, failback, hot-plug, ...
 
@@ -113,6 +118,9 @@ def test(
         check_file(json_out, "--json", is_json_report)
     loaded = load_profiles(profiles)
     plan = plan_lab(loaded.profile)
+    # Imported now: a broken test file is a usage error before anything is built or booted.
+    tests = load_scripts([*loaded.test_scripts(), *(script or [])])
+    scripts = tuple(dict.fromkeys(t.script for t in tests))
     dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit
     st = open_store(store, substituter(substituters, substitute_only, console))
     hostname = loaded.profile.image.hostname
@@ -126,7 +134,7 @@ def test(
     image_entry: Entry | None
     if planned is not None and st.substitute(verdict_derivation(
             planned, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan, dhcp6_unit=dhcp6_unit,
-            state=host_state_for(loaded, create=False))):
+            state=host_state_for(loaded, create=False), scripts=scripts)):
         console.print(Text(f"lab image: not needed ({planned.path_name} has a verdict)"))
         files, image_entry = None, planned
     else:
@@ -148,7 +156,8 @@ def test(
             report.step("choosing the accelerator (a short KVM boot)…")
             choice = choose_accel(request, files.kernel)
             report.note(f"accelerator: {choice.reason}")
-            options = TestOptions(uefi=uefi, keep=keep, artifacts=evidence, only=tuple(scenario or ()))
+            options = TestOptions(uefi=uefi, keep=keep, artifacts=evidence, only=tuple(scenario or ()),
+                                  extra=user_scenarios(tests))
             return LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
         except KeyboardInterrupt as e:
             # The evidence so far: a store run's would go with its unfinished entry, so it is copied out.
@@ -169,7 +178,7 @@ def test(
                 if claimed:
                     release_tree(root)  # a run that kept no evidence leaves no empty directory
         drv = verdict_derivation(image_entry, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan,
-                                 dhcp6_unit=dhcp6_unit, state=state)
+                                 dhcp6_unit=dhcp6_unit, state=state, scripts=scripts)
         entry, result = realise_verdict(st, drv, lambda evidence: run(evidence, run_dir or root), rerun=again)
         console.print(Text(f"verdict: {'reused' if entry.reused else 'stored'} {entry.path}"))
         attach_verdict(st, hostname, image_entry, profile_hash(loaded, state), entry, result)
