@@ -43,11 +43,18 @@ class LoadedProfile:
         return _origin(self.origins, path, self.files[-1])
 
     def test_scripts(self) -> tuple[Path, ...]:
-        """The files of tests.scripts, each resolved from the profile file that names it, in order."""
-        found = []
+        """The files of tests.scripts, each resolved from the profile file that names it, in order;
+        ProfileError when one is not a regular .py file. Checked only where the tests run: a profile
+        copied without its test files still renders and builds."""
+        found, problems = [], []
         for i, name in enumerate(self.profile.tests.scripts):
-            path = Path(name)
-            found.append(path if path.is_absolute() else self.origin(("tests", "scripts", i)).parent / path)
+            origin = self.origin(("tests", "scripts", i))
+            path = Path(name) if Path(name).is_absolute() else origin.parent / name
+            if why := script_problem(path):
+                problems.append(f"{origin}: tests.scripts[{i}]: {path}: {why}")
+            found.append(path)
+        if problems:
+            raise ProfileError(problems)
         return tuple(found)
 
 
@@ -157,12 +164,7 @@ def load_profiles(paths: Sequence[Path]) -> LoadedProfile:
         raise ProfileError([
             f"{_origin(origins, f.path, files[-1])}: {format_path(f.path)}: {f.message}" for f in findings
         ])
-    loaded = LoadedProfile(profile=profile, files=files, origins=origins, merged=merged)
-    problems = [f"{loaded.origin(('tests', 'scripts', i))}: tests.scripts[{i}]: {path}: {why}"
-                for i, path in enumerate(loaded.test_scripts()) if (why := script_problem(path))]
-    if problems:
-        raise ProfileError(problems)
-    return loaded
+    return LoadedProfile(profile=profile, files=files, origins=origins, merged=merged)
 
 
 def script_problem(path: Path) -> str | None:

@@ -126,9 +126,9 @@ def failure(test: TestFunction, error: BaseException) -> tuple[str, str]:
     """The failed check of a test that raised error: (FILE:LINE: statement, what was seen)."""
     where = _where_in(error.__traceback__, test.script)
     line, source = where if where else (test.line, f"def {test.name}(…)")
-    seen = str(error) or type(error).__name__
-    if not isinstance(error, AssertionError) or type(error) is AssertionError:
-        seen = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    # A failed check or assert says what it saw; anything else is a bug in the test, named by its type.
+    seen = str(error) if isinstance(error, AssertionError) else f"{type(error).__name__}: {error}"
+    seen = seen or f"{type(error).__name__} (the assert has no message)"
     return f"{test.script}:{line}: {source}", seen
 
 
