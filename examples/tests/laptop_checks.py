@@ -32,3 +32,11 @@ def test_ssh_listens_and_refuses_passwords(machine, lab):
 def test_console_shows_a_login_prompt(machine, lab):
     """The serial console reached getty's login prompt"""
     machine.wait_for_console_text(r"laptop login:", timeout=300)
+
+
+def test_evidence_can_be_kept(machine, lab):
+    """A guest file and the display are saved into the artifacts"""
+    release = machine.copy_from_vm("/etc/os-release")
+    assert "trixie" in release.read_text(), release.read_text()
+    screen = machine.screenshot("display-after-checks")
+    assert screen.read_bytes().startswith(b"\x89PNG"), f"{screen} is no PNG"
