@@ -27,7 +27,8 @@ from imagegen.store import Entry
 from imagegen.testing.calls import CallLog
 from imagegen.testing.errors import CommandFailed, UnitFailed, WaitTimeout
 from imagegen.testing.machine import Machine
-from imagegen.testing.scripts import CALL_LOG, load_scripts, user_scenarios
+from imagegen.testing.repl import interact
+from imagegen.testing.scripts import CALL_LOG, bind, load_scripts, user_scenarios
 from imagegen.testing.waits import Clock, delays, wait_until
 from imagegen.vm.agent import ExecResult
 from imagegen.vm.lab import LAB_NICS, plan_lab
@@ -359,3 +360,23 @@ def test_console_text_waits_consume_what_they_matched(tmp_path: Path) -> None:
     assert out == tmp_path / "copies" / "serial.txt" and out.stat().st_mode & 0o777 == 0o600
     with pytest.raises(ValueError):
         machine.copy_from_vm(str(log), "../outside")
+
+
+# --- The interactive prompt ----------------------------------------------------------------------------
+
+def test_the_prompt_runs_lines_with_machine_and_lab_bound(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = iter(['out = machine.succeed("echo hi")', 'print(out.strip() + "!", lab.plan.bond)',
+                  'machine.succeed("echo gone >&2; exit 4")', 'print("still here")'])
+
+    def read(prompt: str) -> str:
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    interact(*bind(session(tmp_path), CallLog(tmp_path / CALL_LOG)), read=read)
+    out, err = capsys.readouterr()
+    assert "hi! bond0" in out and "still here" in out
+    # A failed check is its message, not a traceback.
+    assert "CommandFailed: machine: `echo gone >&2; exit 4` exited 4" in err and "Traceback" not in err
+    assert "machine.succeed `echo hi`" in (tmp_path / CALL_LOG).read_text()

@@ -29,10 +29,13 @@ from imagegen.report.repeat import repeat_dict, write_repeat_json
 from imagegen.safeoutput import MARKER, check_file, check_tree, claim_tree, release_tree
 from imagegen.scenarios.catalog import BY_NAME
 from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
+from imagegen.scenarios.session import LabSession
 from imagegen.store import Entry, Store
-from imagegen.testing.scripts import load_scripts, user_scenarios
+from imagegen.testing.calls import CallLog
+from imagegen.testing.repl import interact
+from imagegen.testing.scripts import CALL_LOG, bind, load_scripts, user_scenarios
 from imagegen.vm.accel import AccelRequest, choose_accel
-from imagegen.vm.lab import LAB_NICS, plan_lab
+from imagegen.vm.lab import LAB_NICS, LabPlan, plan_lab
 from imagegen.vm.machine import ImageFiles, Machine
 
 Profiles = Annotated[list[Path], typer.Argument(help="host profile TOML files, later ones layered on top",
@@ -229,19 +232,52 @@ def vm(
     uefi: UefiOpt = False,
     image: ImageOpt = None,
     store: StoreOpt = None,
+    interactive: Annotated[bool, typer.Option("--interactive", help="boot the lab and open a Python prompt "
+                                              "with machine and lab bound (docs/testing-api.md) instead "
+                                              "of the serial console")] = False,
+    artifacts: Annotated[Path | None, typer.Option("--artifacts", help="with --interactive: where "
+                                                   "screenshots, copies and the call log go")] = None,
 ) -> None:
-    """Boot the profile's lab image with its serial console on this terminal (Ctrl-A x quits)."""
+    """Boot the profile's lab image with its serial console on this terminal (Ctrl-A x quits), or with
+    --interactive the whole lab with a Python prompt to drive it."""
     console = Console(stderr=True)
     loaded = load_profiles(profiles)
-    plan_lab(loaded.profile)
+    plan = plan_lab(loaded.profile)
+    root = artifacts or default_artifacts_dir(loaded.profile.image.hostname)
+    if interactive:
+        check_tree(root, "--artifacts")
     # The entry is kept for as long as the VM runs: its hold keeps gc from the image being booted.
     files, booted = lab_image(loaded, image, console, open_store(store))
     choice = choose_accel(_accel_request(accel), files.kernel)
     console.print(Text(f"accelerator: {choice.reason}"))
     machine = Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi)
+    if interactive:
+        _interactive(machine, plan, resolve_target(loaded.profile.image).layout.dhcp6_unit, root, console,
+                     agent_timeout=900 if choice.accel == "tcg" else 300)
+        return
     s = machine.sockets
     console.print(Text(f"QMP: {s.qmp}   guest agent: {s.agent}   serial log: {s.serial_log}\n"
                        f"wired NIC: QMP id {LAB_NICS[0].id}; Ctrl-A x quits, Ctrl-A c toggles the QEMU monitor"))
     rc = machine.interactive()
     if rc != 0:
         raise typer.Exit(rc)
+
+
+def _interactive(machine: Machine, plan: LabPlan, dhcp6_unit: str, root: Path, console: Console, *,
+                 agent_timeout: float) -> None:
+    """Boot the lab as imagegen test does, hand a prompt to the person, stop the VM when it ends."""
+    claimed = claim_tree(root, "artifacts", "--artifacts")
+    session = LabSession(machine, plan, dhcp6_unit)
+    session.artifacts = root
+    try:
+        with machine:
+            console.print(Text("booting the lab VM…"))
+            try:
+                session.boot_seconds = session.boot(agent_timeout=agent_timeout)
+            except KeyboardInterrupt as e:
+                raise interrupted(e, what="imagegen vm --interactive", artifacts=None) from None
+            console.print(Text(f"guest agent answered after {session.boot_seconds:.0f} s; artifacts: {root}"))
+            interact(*bind(session, CallLog(root / CALL_LOG)))
+    finally:
+        if claimed:
+            release_tree(root)

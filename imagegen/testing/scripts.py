@@ -132,6 +132,15 @@ def failure(test: TestFunction, error: BaseException) -> tuple[str, str]:
     return f"{test.script}:{line}: {source}", seen
 
 
+def bind(session: LabSession, calls: CallLog) -> tuple[Machine, Lab]:
+    """The Machine and the Lab of a booted lab session, their calls logged to calls."""
+    if session.artifacts is None:
+        raise ImagegenError("the lab session has no artifacts directory")
+    machine = Machine(session.agent, session.qmp, session.machine, calls,
+                      serial_log=session.machine.sockets.serial_log, artifacts=session.artifacts)
+    return machine, Lab(session, calls)
+
+
 def run_test(test: TestFunction, session: LabSession, rec: Recorder) -> None:
     """Run one test function on a booted lab, recording each call as a passed check and the failure,
     if it raises, as a failed one."""
@@ -139,9 +148,7 @@ def run_test(test: TestFunction, session: LabSession, rec: Recorder) -> None:
         raise ImagegenError("the lab run has no artifacts directory for the test's call log")
     calls = CallLog(session.artifacts / CALL_LOG, on_call=lambda c: rec.check(c.title, True, c.detail))
     calls.section(f"{test.id} ({test.script}:{test.line})")
-    machine = Machine(session.agent, session.qmp, session.machine, calls,
-                      serial_log=session.machine.sockets.serial_log, artifacts=session.artifacts)
-    lab = Lab(session, calls)
+    machine, lab = bind(session, calls)
     try:
         test.fn(machine, lab)
     except Exception as e:
