@@ -30,7 +30,7 @@ from imagegen.testing.machine import Machine
 from imagegen.testing.repl import interact
 from imagegen.testing.scripts import CALL_LOG, bind, load_scripts, user_scenarios
 from imagegen.testing.waits import Clock, delays, wait_until
-from imagegen.vm.agent import ExecResult
+from imagegen.vm.agent import AgentError, ExecResult
 from imagegen.vm.lab import LAB_NICS, plan_lab
 from imagegen.vm.machine import ImageFiles
 from imagegen.vm.machine import Machine as Vm
@@ -380,3 +380,32 @@ def test_the_prompt_runs_lines_with_machine_and_lab_bound(tmp_path: Path, capsys
     # A failed check is its message, not a traceback.
     assert "CommandFailed: machine: `echo gone >&2; exit 4` exited 4" in err and "Traceback" not in err
     assert "machine.succeed `echo hi`" in (tmp_path / CALL_LOG).read_text()
+
+
+class SlowAgent(HostShell):
+    """An agent that does not answer its first calls in time, as a busy emulated guest's does."""
+
+    def __init__(self, misses: int) -> None:
+        self.misses = misses
+
+    def exec(self, argv: list[str] | tuple[str, ...], timeout: float = 60.0,
+             input: str | None = None) -> ExecResult:
+        if self.misses:
+            self.misses -= 1
+            raise AgentError("guest agent did not answer guest-exec within 30 s")
+        return super().exec(argv, timeout, input)
+
+
+class Power:
+    def __init__(self, running: bool) -> None:
+        self.running = running
+
+
+def test_a_wait_outlasts_an_agent_that_does_not_answer_but_not_a_vm_that_is_gone(tmp_path: Path) -> None:
+    def machine(running: bool) -> Machine:
+        return Machine(SlowAgent(2), qmp=None, power=Power(running), calls=CallLog(),  # type: ignore[arg-type]
+                       serial_log=tmp_path / "s", artifacts=tmp_path, clock=FakeClock().clock())
+
+    assert machine(True).wait_until_succeeds("echo up", timeout=30) == "up\n"
+    with pytest.raises(AgentError):
+        machine(False).wait_until_succeeds("echo up", timeout=30)

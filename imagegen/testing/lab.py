@@ -86,7 +86,8 @@ class Lab:
         self._calls = calls
         self._phy: str | None = None
         self._probes = 0
-        self.peer = Peer(session.agent, calls, name="peer", prefix=("ip", "netns", "exec", AP_NETNS))
+        self.peer = Peer(session.agent, calls, name="peer", prefix=("ip", "netns", "exec", AP_NETNS),
+                         alive=lambda: session.machine.running)
 
     @property
     def plan(self) -> LabPlan:

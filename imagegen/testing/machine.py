@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -17,7 +18,7 @@ from imagegen.testing.calls import CallLog
 from imagegen.testing.errors import CommandFailed, TestFailure, UnitFailed
 from imagegen.testing.keys import chord, combo
 from imagegen.testing.waits import REAL_CLOCK, Clock, wait_until
-from imagegen.vm.agent import ExecResult
+from imagegen.vm.agent import AgentError, ExecResult
 
 DEFAULT_TIMEOUT = 900.0
 # systemd and the kernel colour and redraw console lines.
@@ -54,15 +55,26 @@ class Shell:
     """Shell commands on one side of the lab. Machine is the guest; Peer is the lab's other side."""
 
     def __init__(self, agent: Agent, calls: CallLog, *, name: str, prefix: tuple[str, ...] = (),
-                 clock: Clock = REAL_CLOCK) -> None:
+                 clock: Clock = REAL_CLOCK, alive: Callable[[], bool] = lambda: True) -> None:
         self._agent = agent
         self._calls = calls
         self._prefix = prefix
         self._clock = clock
+        self._alive = alive
         self.name = name
 
     def _exec(self, command: str, timeout: float) -> ExecResult:
         return self._agent.exec([*self._prefix, "sh", "-c", command], timeout=timeout)
+
+    def _poll(self, argv: list[str], timeout: float) -> ExecResult:
+        """One poll of a wait: an agent that does not answer in time (a busy emulated guest) is a poll
+        that saw nothing, unless the VM is gone, which ends the wait."""
+        try:
+            return self._agent.exec(argv, timeout=timeout)
+        except AgentError as e:
+            if not self._alive():
+                raise
+            return ExecResult(tuple(argv), -1, "", f"(no answer from the guest agent: {e})")
 
     def execute(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str]:
         """Run command with `sh -c` and return (exit status, stdout). A command still running after
@@ -105,7 +117,7 @@ class Shell:
             def attempt() -> str | None:
                 # Each try is bounded by what is left of the wait, and by a minute.
                 left = max(1.0, min(60.0, deadline - self._clock.now()))
-                r = self._exec(command, left)
+                r = self._poll([*self._prefix, "sh", "-c", command], left)
                 seen[:] = [r]
                 return r.stdout if (r.rc == 0) == want_zero else None
 
@@ -150,7 +162,7 @@ class Machine(Shell):
 
     def __init__(self, agent: Agent, qmp: Monitor, power: Power, calls: CallLog, *, serial_log: Path,
                  artifacts: Path, clock: Clock = REAL_CLOCK) -> None:
-        super().__init__(agent, calls, name="machine", clock=clock)
+        super().__init__(agent, calls, name="machine", clock=clock, alive=lambda: power.running)
         self._qmp = qmp
         self._power = power
         self.serial_log = serial_log
@@ -160,8 +172,7 @@ class Machine(Shell):
     # Waits.
 
     def _unit_properties(self, unit: str) -> dict[str, str]:
-        r = self._agent.exec(["systemctl", "show", "--property=LoadState,ActiveState,SubState", "--", unit],
-                             timeout=60)
+        r = self._poll(["systemctl", "show", "--property=LoadState,ActiveState,SubState", "--", unit], 60)
         return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
 
     def wait_for_unit(self, unit: str, timeout: float = DEFAULT_TIMEOUT) -> float:
@@ -194,7 +205,7 @@ class Machine(Shell):
             seen: list[ExecResult] = []
 
             def attempt() -> bool:
-                r = self._agent.exec(argv, timeout=30)
+                r = self._poll(argv, 30)
                 seen[:] = [r]
                 return r.rc == 0
 
