@@ -35,8 +35,6 @@ def test_console_shows_a_login_prompt(machine, lab):
 
 
 def test_evidence_can_be_kept(machine, lab):
-    """A guest file and the display are saved into the artifacts"""
+    """A guest file is saved into the artifacts"""
     release = machine.copy_from_vm("/etc/os-release")
     assert "trixie" in release.read_text(), release.read_text()
-    screen = machine.screenshot("display-after-checks")
-    assert screen.read_bytes().startswith(b"\x89PNG"), f"{screen} is no PNG"
