@@ -59,3 +59,55 @@ def test_user_checks_pass_and_a_failing_one_names_file_line_command_and_output(t
     # Every call is in the artifacts' call log with its duration.
     log = (tmp_path / "artifacts" / "machine-calls.log").read_text()
     assert "machine.wait_for_unit master@bond0.service" in log and "peer.succeed" in log
+
+
+def _lab_qemus() -> set[int]:
+    """QEMU processes of imagegen's lab (run under the heavy lock, no one else's run at the same time)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline[0].endswith(b"qemu-system-x86_64") and b"imagegen-lab" in cmdline:
+                found.add(int(proc.name))
+    return found
+
+
+def test_the_interactive_prompt_drives_the_lab_and_leaves_no_qemu(tmp_path: Path) -> None:
+    import pty
+    import select
+    import time
+
+    before = _lab_qemus()
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from imagegen.cli import app; app()", "vm", "examples/laptop.toml",
+         "--interactive", "--artifacts", str(tmp_path / "artifacts")],
+        cwd=REPO, env=env, stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen:
+            assert time.monotonic() < deadline, seen[-3000:].decode(errors="replace")
+            ready, _, _ = select.select([controller], [], [], 1.0)
+            if ready:
+                seen += os.read(controller, 65536)
+
+    try:
+        read_until(b">>> ", 1800)
+        os.write(controller, b'print("answer:", machine.succeed("hostname").strip())\n')
+        read_until(b"answer: laptop", 120)
+        os.write(controller, b"\x04")  # Ctrl-D: the prompt ends, the VM stops
+        assert proc.wait(timeout=120) == 0, seen[-3000:].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(controller)
+    assert _lab_qemus() == before, "the prompt's QEMU outlived imagegen vm"
