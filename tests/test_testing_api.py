@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
 import textwrap
 import xml.etree.ElementTree as ET
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from imagegen.cli import app
 from imagegen.errors import ProfileError, UsageError
+from imagegen.interrupt import Interrupted
 from imagegen.pipeline.derivations import verdict_derivation
 from imagegen.profile import HostState, load_profiles
 from imagegen.report.jsonout import write_json
@@ -409,3 +411,25 @@ def test_a_wait_outlasts_an_agent_that_does_not_answer_but_not_a_vm_that_is_gone
     assert machine(True).wait_until_succeeds("echo up", timeout=30) == "up\n"
     with pytest.raises(AgentError):
         machine(False).wait_until_succeeds("echo up", timeout=30)
+
+
+@pytest.mark.parametrize("during", ["typing", "running"])
+def test_ctrl_c_drops_a_line_at_the_prompt_but_sigterm_ends_it(tmp_path: Path, during: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    term = Interrupted(signal.SIGTERM)
+    stop: object = term if during == "typing" else (
+        "import signal; from imagegen.interrupt import Interrupted; raise Interrupted(signal.SIGTERM)")
+    lines = iter([KeyboardInterrupt(), 'print("after ctrl-c")', stop, 'print("never")'])
+
+    def read(prompt: str) -> str:
+        item = next(lines)
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, str)
+        return item
+
+    with pytest.raises(Interrupted) as e:
+        interact(*bind(session(tmp_path), CallLog()), read=read)
+    assert e.value.signum == signal.SIGTERM
+    out, err = capsys.readouterr()
+    assert "after ctrl-c" in out and "never" not in out and "KeyboardInterrupt" in err
