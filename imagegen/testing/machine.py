@@ -271,7 +271,7 @@ class Machine(Shell):
             tmp.touch(mode=0o600)
             tmp.write_bytes(data)
             tmp.replace(target)
-            c.detail = f"{len(data)} bytes → {target}"
+            c.detail = f"{len(data)} bytes → {target.relative_to(self.artifacts)} in the artifacts"
             return target
 
     def screenshot(self, name: str) -> Path:
