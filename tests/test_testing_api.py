@@ -43,6 +43,14 @@ FAILING = REPO / "tests" / "data" / "failing_checks.py"
 IMAGE = Entry(Path("/nowhere") / ("1" * 32 + "-laptop-lab-image"))
 
 
+def laptop_naming(*scripts: str) -> str:
+    """The laptop example's text with its tests.scripts replaced by scripts."""
+    text = LAPTOP.read_text()
+    own = 'scripts = ["tests/laptop_checks.py"]'
+    assert own in text
+    return text.replace(own, f"scripts = {json.dumps(list(scripts))}")
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text))
@@ -197,7 +205,7 @@ def test_tests_scripts_merge_across_layers_relative_to_each_file(tmp_path: Path)
     base = write(tmp_path / "fleet" / "base.toml", '[tests]\nscripts = ["checks/common.py"]\n')
     write(tmp_path / "fleet" / "checks" / "common.py", "def test_x(machine, lab):\n    pass\n")
     host = tmp_path / "host.toml"
-    host.write_text(LAPTOP.read_text() + '\n[tests]\nscripts = ["mine.py"]\n')
+    host.write_text(laptop_naming("mine.py"))
     write(tmp_path / "mine.py", "def test_y(machine, lab):\n    pass\n")
     loaded = load_profiles([base, host])
     assert loaded.test_scripts() == (tmp_path / "fleet" / "checks" / "common.py", tmp_path / "mine.py")
@@ -211,7 +219,7 @@ def test_tests_scripts_merge_across_layers_relative_to_each_file(tmp_path: Path)
 def test_a_script_that_is_no_python_file_is_refused_naming_file_and_key(
         tmp_path: Path, name: str, make: str | None, message: str) -> None:
     host = tmp_path / "host.toml"
-    host.write_text(LAPTOP.read_text() + f'\n[tests]\nscripts = ["{name}"]\n')
+    host.write_text(laptop_naming(name))
     if make == "file":
         (tmp_path / name).write_text("x")
     elif make == "dir":
@@ -433,3 +441,9 @@ def test_ctrl_c_drops_a_line_at_the_prompt_but_sigterm_ends_it(tmp_path: Path, d
     assert e.value.signum == signal.SIGTERM
     out, err = capsys.readouterr()
     assert "after ctrl-c" in out and "never" not in out and "KeyboardInterrupt" in err
+
+
+def test_the_laptop_example_names_its_own_checks() -> None:
+    scripts = load_profiles([LAPTOP]).test_scripts()
+    assert scripts == (LAPTOP.parent / "tests" / "laptop_checks.py",)
+    assert len(load_scripts(scripts)) == 6
