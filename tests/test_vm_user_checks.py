@@ -97,7 +97,11 @@ def test_the_interactive_prompt_drives_the_lab_and_leaves_no_qemu(tmp_path: Path
             assert time.monotonic() < deadline, seen[-3000:].decode(errors="replace")
             ready, _, _ = select.select([controller], [], [], 1.0)
             if ready:
-                seen += os.read(controller, 65536)
+                try:
+                    seen += os.read(controller, 65536)
+                except OSError:  # EIO: every end of the terminal closed, imagegen has exited
+                    raise AssertionError(f"imagegen vm exited {proc.wait()}:\n"
+                                         + seen[-3000:].decode(errors="replace")) from None
 
     try:
         read_until(b">>> ", 1800)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -28,13 +29,14 @@ from imagegen.report.model import RunResult
 from imagegen.report.repeat import repeat_dict, write_repeat_json
 from imagegen.safeoutput import MARKER, check_file, check_tree, claim_tree, release_tree
 from imagegen.scenarios.catalog import BY_NAME
-from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
+from imagegen.scenarios.runner import BOOT_ATTEMPTS, MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
 from imagegen.scenarios.session import LabSession
 from imagegen.store import Entry, Store
 from imagegen.testing.calls import CallLog
 from imagegen.testing.repl import interact
 from imagegen.testing.scripts import CALL_LOG, bind, load_scripts, user_scenarios
 from imagegen.vm.accel import AccelRequest, choose_accel
+from imagegen.vm.agent import GuestGone
 from imagegen.vm.lab import LAB_NICS, LabPlan, plan_lab
 from imagegen.vm.machine import ImageFiles, Machine
 
@@ -250,11 +252,12 @@ def vm(
     files, booted = lab_image(loaded, image, console, open_store(store))
     choice = choose_accel(_accel_request(accel), files.kernel)
     console.print(Text(f"accelerator: {choice.reason}"))
-    machine = Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi)
     if interactive:
-        _interactive(machine, plan, resolve_target(loaded.profile.image).layout.dhcp6_unit, root, console,
+        _interactive(lambda: Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi), plan,
+                     resolve_target(loaded.profile.image).layout.dhcp6_unit, root, console,
                      agent_timeout=900 if choice.accel == "tcg" else 300)
         return
+    machine = Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi)
     s = machine.sockets
     console.print(Text(f"QMP: {s.qmp}   guest agent: {s.agent}   serial log: {s.serial_log}\n"
                        f"wired NIC: QMP id {LAB_NICS[0].id}; Ctrl-A x quits, Ctrl-A c toggles the QEMU monitor"))
@@ -263,21 +266,31 @@ def vm(
         raise typer.Exit(rc)
 
 
-def _interactive(machine: Machine, plan: LabPlan, dhcp6_unit: str, root: Path, console: Console, *,
-                 agent_timeout: float) -> None:
+def _interactive(new_machine: Callable[[], Machine], plan: LabPlan, dhcp6_unit: str, root: Path,
+                 console: Console, *, agent_timeout: float) -> None:
     """Boot the lab as imagegen test does, hand a prompt to the person, stop the VM when it ends."""
     claimed = claim_tree(root, "artifacts", "--artifacts")
-    session = LabSession(machine, plan, dhcp6_unit)
-    session.artifacts = root
     try:
-        with machine:
-            console.print(Text("booting the lab VM…"))
-            try:
-                session.boot_seconds = session.boot(agent_timeout=agent_timeout)
-            except KeyboardInterrupt as e:
-                raise interrupted(e, what="imagegen vm --interactive", artifacts=None) from None
-            console.print(Text(f"guest agent answered after {session.boot_seconds:.0f} s; artifacts: {root}"))
-            interact(*bind(session, CallLog(root / CALL_LOG)))
+        for attempt in range(1, BOOT_ATTEMPTS + 1):
+            machine = new_machine()
+            session = LabSession(machine, plan, dhcp6_unit)
+            session.artifacts = root
+            with machine:
+                console.print(Text("booting the lab VM…"))
+                try:
+                    session.boot_seconds = session.boot(agent_timeout=agent_timeout)
+                except GuestGone as e:
+                    # As in imagegen test: under TCG the guest kernel now and then dies patching its own
+                    # code at boot, the emulator's fault; one more boot.
+                    if attempt == BOOT_ATTEMPTS:
+                        raise
+                    console.print(Text(f"the VM died while booting, booting it again: {e}"))
+                    continue
+                except KeyboardInterrupt as e:
+                    raise interrupted(e, what="imagegen vm --interactive", artifacts=None) from None
+                console.print(Text(f"guest agent answered after {session.boot_seconds:.0f} s; artifacts: {root}"))
+                interact(*bind(session, CallLog(root / CALL_LOG)))
+                return
     finally:
         if claimed:
             release_tree(root)
