@@ -59,6 +59,7 @@ def fake_mkosi(monkeypatch: pytest.MonkeyPatch) -> FakeMkosi:
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(REPO / "examples/laptop.toml", tmp_path / "laptop.toml")
+    shutil.copytree(REPO / "examples/tests", tmp_path / "tests")  # the profile's tests.scripts
     (tmp_path / "moved.toml").write_text((tmp_path / "laptop.toml").read_text()
                                          .replace('"192.168.0.2/24"', '"192.168.0.3/24"'))
     monkeypatch.chdir(tmp_path)

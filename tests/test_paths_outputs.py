@@ -34,6 +34,7 @@ def no_build(tmp_path: Path) -> list[str]:
 @pytest.fixture
 def laptop(tmp_path: Path) -> Path:
     shutil.copy(EXAMPLES / "laptop.toml", tmp_path / "laptop.toml")
+    shutil.copytree(EXAMPLES / "tests", tmp_path / "tests")  # the profile's tests.scripts
     return tmp_path / "laptop.toml"
 
 

@@ -42,6 +42,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A copy, so that the host state file and build/ land here and not beside the example.
     d = tmp_path_factory.mktemp("lab")
     shutil.copy(EXAMPLE, d / "laptop.toml")
+    shutil.copytree(EXAMPLE.parent / "tests", d / "tests")  # the profile's tests.scripts
     return d
 
 
@@ -52,6 +53,9 @@ def test_laptop_passes_every_scenario(workdir: Path) -> None:
     assert (workdir / "result.json").exists(), proc.stdout[-5000:]
     result = json.loads((workdir / "result.json").read_text())
     verdicts = {s["name"]: s["passed"] for s in result["scenarios"]}
+    # The profile's own checks (tests.scripts), named FILE::FUNCTION, run after the scenarios.
+    own = {name: verdicts.pop(name) for name in list(verdicts) if "::" in name}
+    assert own and all(own.values()), (own, proc.stdout[-5000:])
     assert set(verdicts) == ALL
     assert all(verdicts.values()), (verdicts, proc.stdout[-5000:])
     assert proc.returncode == 0
@@ -92,7 +96,7 @@ def test_chosen_scenarios_pass_without_the_ones_before_them(workdir: Path, chose
     out = f"alone-{'-'.join(chosen)}.json"
     proc = imagegen("test", "laptop.toml", "--rerun", *args, "--json-file", out, cwd=workdir)
     result = json.loads((workdir / out).read_text())
-    verdicts = {s["name"]: s["passed"] for s in result["scenarios"]}
+    verdicts = {s["name"]: s["passed"] for s in result["scenarios"] if "::" not in s["name"]}
     assert verdicts == dict.fromkeys(chosen, True), proc.stdout[-5000:]
 
 

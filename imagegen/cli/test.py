@@ -21,11 +21,14 @@ from imagegen.cli.options import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
 
     from imagegen.profile import LoadedProfile
     from imagegen.store import Entry, Store
-    from imagegen.vm.machine import ImageFiles
+    from imagegen.vm.lab import LabPlan
+    from imagegen.vm.machine import ImageFiles, Machine
 
 
 def _refuse_old_keep(value: bool) -> None:
@@ -79,6 +82,10 @@ def test(
                                         "verdict is no run).")] = 1,
     substituters: SubstituterOpt = None,
     substitute_only: SubstituteOnlyOpt = False,
+    script: Annotated[list[Path] | None, typer.Option("--script", show_default=False,
+                                                      help="A test file whose functions test_…(machine, lab) "
+                                                      "run after the scenarios, beside the profile's "
+                                                      "tests.scripts (repeatable; docs/testing-api.md).")] = None,
 ) -> None:
     """Boot the profile's lab image under QEMU and prove its network: failover, failback, hot-plug, ...
 
@@ -110,6 +117,7 @@ def test(
     from imagegen.safeoutput import MARKER, check_file, check_tree, claim_tree, release_tree
     from imagegen.scenarios.catalog import BY_NAME
     from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
+    from imagegen.testing.scripts import load_scripts, user_scenarios
     from imagegen.vm.accel import choose_accel
     from imagegen.vm.lab import plan_lab
 
@@ -131,6 +139,9 @@ def test(
         check_file(json_file, "--json-file", is_json_report)
     loaded = load_profiles(profiles)
     plan = plan_lab(loaded.profile)
+    # Imported now: a broken test file is a usage error before anything is built or booted.
+    tests = load_scripts([*loaded.test_scripts(), *(script or [])])
+    scripts = tuple(dict.fromkeys(t.script for t in tests))
     dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit
     st = open_store(store, substituter(substituters, substitute_only, console))
     hostname = loaded.profile.image.hostname
@@ -144,7 +155,7 @@ def test(
     image_entry: Entry | None
     if planned is not None and st.substitute(verdict_derivation(
             planned, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan, dhcp6_unit=dhcp6_unit,
-            state=host_state_for(loaded, create=False))):
+            state=host_state_for(loaded, create=False), scripts=scripts)):
         console.print(Text(f"lab image: not needed ({planned.path_name} has a verdict)"))
         files, image_entry = None, planned
     else:
@@ -166,7 +177,8 @@ def test(
             report.step("choosing the accelerator (a short KVM boot)…")
             choice = choose_accel(request, files.kernel)
             report.note(f"accelerator: {choice.reason}")
-            options = TestOptions(uefi=uefi, keep=keep_vm, artifacts=evidence, only=only)
+            options = TestOptions(uefi=uefi, keep=keep_vm, artifacts=evidence, only=only,
+                                  extra=user_scenarios(tests))
             return LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
         except KeyboardInterrupt as e:
             # The evidence so far: a store run's would go with its unfinished entry, so it is copied out.
@@ -187,7 +199,7 @@ def test(
                 if claimed:
                     release_tree(root)  # a run that kept no evidence leaves no empty directory
         drv = verdict_derivation(image_entry, hostname=hostname, scenarios=chosen, uefi=uefi, lab_plan=plan,
-                                 dhcp6_unit=dhcp6_unit, state=state)
+                                 dhcp6_unit=dhcp6_unit, state=state, scripts=scripts)
         entry, result = realise_verdict(st, drv, lambda evidence: run(evidence, run_dir or root), rerun=again)
         console.print(Text(f"verdict: {'reused' if entry.reused else 'stored'} {entry.path}"))
         attach_verdict(st, hostname, image_entry, profile_hash(loaded, state), entry, result)
@@ -238,24 +250,42 @@ def vm(
     uefi: UefiOpt = False,
     image: ImageOpt = None,
     store: StoreOpt = None,
+    interactive: Annotated[bool, typer.Option("--interactive", help="Boot the lab and open a Python prompt "
+                                              "with machine and lab bound (docs/testing-api.md) instead "
+                                              "of the serial console.")] = False,
+    artifacts: Annotated[Path | None, typer.Option("--artifacts", show_default=False,
+                                                   help="With --interactive: where screenshots, copies and "
+                                                   "the call log go.")] = None,
 ) -> None:
-    """Boot the profile's lab image with its serial console on this terminal (Ctrl-A x quits)."""
+    """Boot the profile's lab image with its serial console on this terminal (Ctrl-A x quits), or with
+    --interactive the whole lab with a Python prompt to drive it."""
     from rich.console import Console
     from rich.text import Text
 
     from imagegen.pipeline.stages import open_store
     from imagegen.profile import load_profiles
+    from imagegen.render import resolve_target
+    from imagegen.report.artifacts import default_artifacts_dir
+    from imagegen.safeoutput import check_tree
     from imagegen.vm.accel import choose_accel
     from imagegen.vm.lab import LAB_NICS, plan_lab
     from imagegen.vm.machine import Machine
 
     console = Console(stderr=True)
     loaded = load_profiles(profiles)
-    plan_lab(loaded.profile)
+    plan = plan_lab(loaded.profile)
+    root = artifacts or default_artifacts_dir(loaded.profile.image.hostname)
+    if interactive:
+        check_tree(root, "--artifacts")
     # The entry is kept for as long as the VM runs: its hold keeps gc from the image being booted.
     files, booted = lab_image(loaded, image, console, open_store(store))
     choice = choose_accel(accel.request, files.kernel)
     console.print(Text(f"accelerator: {choice.reason}"))
+    if interactive:
+        _interactive(lambda: Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi), plan,
+                     resolve_target(loaded.profile.image).layout.dhcp6_unit, root, console,
+                     agent_timeout=900 if choice.accel == "tcg" else 300)
+        return
     machine = Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi)
     s = machine.sockets
     console.print(Text(f"QMP: {s.qmp}   guest agent: {s.agent}   serial log: {s.serial_log}\n"
@@ -263,3 +293,44 @@ def vm(
     rc = machine.interactive()
     if rc != 0:
         raise typer.Exit(rc)
+
+
+def _interactive(new_machine: Callable[[], Machine], plan: LabPlan, dhcp6_unit: str, root: Path,
+                 console: Console, *, agent_timeout: float) -> None:
+    """Boot the lab as imagegen test does, hand a prompt to the person, stop the VM when it ends."""
+    from rich.text import Text
+
+    from imagegen.interrupt import interrupted
+    from imagegen.safeoutput import claim_tree, release_tree
+    from imagegen.scenarios.runner import BOOT_ATTEMPTS
+    from imagegen.scenarios.session import LabSession
+    from imagegen.testing.calls import CallLog
+    from imagegen.testing.repl import interact
+    from imagegen.testing.scripts import CALL_LOG, bind
+    from imagegen.vm.agent import GuestGone
+
+    claimed = claim_tree(root, "artifacts", "--artifacts")
+    try:
+        for attempt in range(1, BOOT_ATTEMPTS + 1):
+            machine = new_machine()
+            session = LabSession(machine, plan, dhcp6_unit)
+            session.artifacts = root
+            with machine:
+                console.print(Text("booting the lab VM…"))
+                try:
+                    session.boot_seconds = session.boot(agent_timeout=agent_timeout)
+                except GuestGone as e:
+                    # As in imagegen test: under TCG the guest kernel now and then dies patching its own
+                    # code at boot, the emulator's fault; one more boot.
+                    if attempt == BOOT_ATTEMPTS:
+                        raise
+                    console.print(Text(f"the VM died while booting, booting it again: {e}"))
+                    continue
+                except KeyboardInterrupt as e:
+                    raise interrupted(e, what="imagegen vm --interactive", artifacts=None) from None
+                console.print(Text(f"guest agent answered after {session.boot_seconds:.0f} s; artifacts: {root}"))
+                interact(*bind(session, CallLog(root / CALL_LOG)))
+                return
+    finally:
+        if claimed:
+            release_tree(root)

@@ -50,7 +50,7 @@ _NO_CACHE = ("*__pycache__", "*.pyc")
 RENDER_CODE = ("profile", "render")
 LAB_RENDER_CODE = ("vm/lab.py",)
 BUILD_CODE = ("build",)
-TEST_CODE = ("scenarios", "vm", "report")
+TEST_CODE = ("scenarios", "testing", "vm", "report")
 _NOT_CODE = ("*__pycache__", "*.pyc", "command.py", "doctor.py", "hostsetup.py", "show.py")
 
 
@@ -67,7 +67,8 @@ def imagegen_version(parts: tuple[str, ...]) -> dict[str, Any]:
 
 
 def profile_json(loaded: LoadedProfile) -> dict[str, Any]:
-    data: dict[str, Any] = loaded.profile.model_dump(mode="json")
+    # The profile's test scripts decide the verdict, not the overlay or the image (verdict_derivation).
+    data: dict[str, Any] = loaded.profile.model_dump(mode="json", exclude={"tests"})
     return data
 
 
@@ -188,13 +189,14 @@ def _plain(value: Any) -> Any:
 
 def verdict_derivation(
     image: Entry, *, hostname: str, scenarios: tuple[str, ...], uefi: bool, lab_plan: Any, dhcp6_unit: str,
-    state: HostState | None = None,
+    state: HostState | None = None, scripts: tuple[Path, ...] = (),
 ) -> Derivation:
-    """The verdict of testing image with the lab lab_plan.
+    """The verdict of testing image with the lab lab_plan, then running the user test files scripts.
 
     The plan holds the AP's key. With state (the host's) it enters as a digest keyed by the host's
     hash key; without, it is left out, and only the image (whose overlay's hash covers the profile the
-    plan came from) stands for it.
+    plan came from) stands for it. The scripts enter by name and content, in the order they run; a
+    script may hold a password it logs in with, so its content is keyed like the other secrets.
     """
     plan = json.loads(json.dumps(_plain(lab_plan)))
     ap = plan.get("ap") if isinstance(plan, dict) else None
@@ -212,4 +214,12 @@ def verdict_derivation(
         },
         "imagegen": imagegen_version(TEST_CODE),
     }
+    if scripts:
+        inputs["scripts"] = [{"name": path.name, "content": _script_digest(path, state)} for path in scripts]
     return Derivation(f"{hostname}-verdict", "test", inputs)
+
+
+def _script_digest(path: Path, state: HostState | None) -> str:
+    if state is None:
+        raise ValueError("test scripts enter the verdict's hash only keyed: pass the host state")
+    return digest(state, {"sha256": file_sha256(path)})

@@ -42,6 +42,21 @@ class LoadedProfile:
     def origin(self, path: KeyPath) -> Path:
         return _origin(self.origins, path, self.files[-1])
 
+    def test_scripts(self) -> tuple[Path, ...]:
+        """The files of tests.scripts, each resolved from the profile file that names it, in order;
+        ProfileError when one is not a regular .py file. Checked only where the tests run: a profile
+        copied without its test files still renders and builds."""
+        found, problems = [], []
+        for i, name in enumerate(self.profile.tests.scripts):
+            origin = self.origin(("tests", "scripts", i))
+            path = Path(name) if Path(name).is_absolute() else origin.parent / name
+            if why := script_problem(path):
+                problems.append(f"{origin}: tests.scripts[{i}]: {path}: {why}")
+            found.append(path)
+        if problems:
+            raise ProfileError(problems)
+        return tuple(found)
+
 
 def format_path(path: KeyPath) -> str:
     out = ""
@@ -150,6 +165,17 @@ def load_profiles(paths: Sequence[Path]) -> LoadedProfile:
             f"{_origin(origins, f.path, files[-1])}: {format_path(f.path)}: {f.message}" for f in findings
         ])
     return LoadedProfile(profile=profile, files=files, origins=origins, merged=merged)
+
+
+def script_problem(path: Path) -> str | None:
+    """Why path cannot be a test script (None: it can): it must be a regular .py file."""
+    if path.suffix != ".py":
+        return "not a Python file; name a file ending in .py"
+    if not path.exists():
+        return "no such file; create it or fix the path (relative to the profile that names it)"
+    if not path.is_file():
+        return "not a regular file; name a Python file"
+    return None
 
 
 def _unwrap(ann: Any) -> Any:

@@ -23,6 +23,7 @@ from imagegen.profile.system import (
     Packages,
     Service,
     SystemSettings,
+    Tests,
     UnitName,
     User,
     check_crypt_hash,
@@ -874,6 +875,9 @@ class Profile(Strict):
     system: SystemSettings = Field(default=SystemSettings(), description="Time zone, locale, keymap, "
                                    "kernel command line and sysctl settings.",
                                    examples=[{"timezone": "Europe/Berlin"}])
+    tests: Tests = Field(default=Tests(), description="The profile's own checks for `imagegen test`: test "
+                         "files whose functions test_…(machine, lab) run after the built-in scenarios.",
+                         examples=[{"scripts": ["tests/laptop_checks.py"]}])
 
     def masters(self) -> dict[str, Bond | Bridge]:
         return {**self.bonds, **self.bridges}

@@ -19,7 +19,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 # The lists whose elements every layer adds to (key paths in the profile).
-MERGED_LISTS: frozenset[tuple[str, ...]] = frozenset({("packages", "install"), ("packages", "remove")})
+MERGED_LISTS: frozenset[tuple[str, ...]] = frozenset({("packages", "install"), ("packages", "remove"),
+                                                    ("tests", "scripts")})
 
 REPLACES = "Merge: a later layer's value replaces the earlier one."
 LIST_REPLACES = "Merge: a later layer's list replaces the earlier one as a whole."
@@ -468,6 +469,28 @@ class SystemSettings(_Section):
         default={},
         description="Kernel parameters, rendered as /etc/sysctl.d/90-imagegen.conf. " + TABLE_MERGES,
         examples=[{"net.ipv4.ip_forward": 1, "kernel.sysrq": 0}],
+    )
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+def _check_script_name(name: str) -> str:
+    if not name.endswith(".py") or "\0" in name:
+        raise ValueError(f"{name!r} is not a Python file name; name a file ending in .py")
+    return name
+
+
+class Tests(_Section):
+    """The profile's own checks, run by `imagegen test` on the lab VM after the built-in scenarios."""
+
+    scripts: list[Annotated[str, AfterValidator(_check_script_name)]] = Field(
+        default=[],
+        description="Python files whose functions `test_…(machine, lab)` `imagegen test` runs, each a "
+        "result of its own (docs/testing-api.md). Paths are relative to the profile file that names "
+        "them; each must be a regular file ending in .py. The files' contents are part of the test "
+        "verdict's hash, not of the image's. Merge: every layer's list is appended to the lists of the "
+        "layers below it.",
+        examples=[["tests/kiosk_checks.py"]],
     )
 
 

@@ -34,6 +34,9 @@ class TestOptions:
     keep: bool = False
     artifacts: Path = Path("artifacts")
     only: tuple[str, ...] = ()
+    # The user's test functions (imagegen.testing.scripts), run on the main VM after its scenarios and
+    # before its clean shutdown.
+    extra: tuple[Scenario, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class _Group:
 def _groups(options: TestOptions) -> list[_Group]:
     chosen = set(options.only or BY_NAME)
     main = tuple(BY_NAME[n] for n in MAIN_VM if n in chosen and not (options.keep and n == "clean-shutdown"))
+    if options.extra:
+        last = main[-1:] if main[-1:] == (BY_NAME["clean-shutdown"],) else ()
+        main = main[:len(main) - len(last)] + options.extra + last
     wifi = tuple(BY_NAME[n] for n in WIFI_ONLY_VM if n in chosen)
     groups = [_Group("main", True, main), _Group("wifi-only", False, wifi)]
     if options.keep:
@@ -77,7 +83,7 @@ class LabRun:
         for i, group in enumerate(groups):
             keep = self.options.keep and i == len(groups) - 1
             self._run_group(group, keep)
-        ordered = tuple(self.results[s.name] for s in SCENARIOS if s.name in self.results)
+        ordered = tuple(self.results[s.name] for s in (*SCENARIOS, *self.options.extra) if s.name in self.results)
         return RunResult(profile=profile_label, accel=self.accel.accel, accel_reason=self.accel.reason,
                          boot="uefi" if self.options.uefi else "direct-kernel", scenarios=ordered,
                          artifacts=str(self.options.artifacts.resolve()) if self.failed_any else None,

@@ -1,0 +1,16 @@
+"""The test API of `imagegen test`: a Machine and a Lab that checks written in plain Python drive.
+
+    def test_static_address(machine: Machine, lab: Lab) -> None:
+        machine.wait_for_unit("master@bond0.service")
+        assert "192.168.0.2/24" in machine.succeed("ip -br addr show bond0")
+        lab.peer.succeed("ping -c 3 -W 2 192.168.0.2")
+
+docs/testing-api.md shows the whole of it; the docstrings here are the reference.
+"""
+
+from imagegen.testing.errors import CommandFailed, TestFailure, UnitFailed, WaitTimeout
+from imagegen.testing.lab import Lab, Outage, Probe
+from imagegen.testing.machine import Machine, Peer
+
+__all__ = ["CommandFailed", "Lab", "Machine", "Outage", "Peer", "Probe", "TestFailure", "UnitFailed",
+           "WaitTimeout"]
