@@ -35,7 +35,7 @@ def test_user_checks_pass_and_a_failing_one_names_file_line_command_and_output(t
     proc = subprocess.run(
         [sys.executable, "-c", "from imagegen.cli import app; app()", "test", "examples/laptop.toml",
          "--scenario", "boot-wired-primary", "--script", str(CHECKS), "--script", str(FAILING), "--rerun",
-         "--json", str(tmp_path / "result.json"), "--junit", str(tmp_path / "result.xml"),
+         "--json-file", str(tmp_path / "result.json"), "--junit", str(tmp_path / "result.xml"),
          "--artifacts", str(tmp_path / "artifacts")],
         cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3000)
     assert (tmp_path / "result.json").exists(), proc.stdout[-5000:]
