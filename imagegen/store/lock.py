@@ -113,13 +113,7 @@ def is_locked(path: Path) -> bool:
         if e.errno == errno.ELOOP:
             return True
         raise
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return _held_elsewhere(fd)
 
 
 class TreeHold:
@@ -179,6 +173,11 @@ def is_in_use(path: Path) -> bool:
         if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
             return False
         raise
+    return _held_elsewhere(fd)
+
+
+def _held_elsewhere(fd: int) -> bool:
+    """Whether another open file holds a flock on fd's file: an exclusive try fails then. Closes fd."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
