@@ -190,3 +190,18 @@ def test_keep_holds_the_vm_until_ctrl_c_or_until_it_ends(image: ImageFiles, tmp_
         threading.Timer(1.0, lambda: os.kill(pid, signal.SIGKILL)).start()
         run._hold(m)
         assert not m.running
+
+
+def test_the_kept_vm_s_paths_are_printed_literally(image: ImageFiles, tmp_path: Path) -> None:
+    out = io.StringIO()
+    run = runner.LabRun(lab_plan(), "dhcp6c", image, AccelChoice("tcg", "test"),
+                        runner.TestOptions(artifacts=tmp_path / "evidence", keep=True),
+                        ConsoleReport(Console(file=out, width=300)))
+    # A run directory under a TMPDIR that rich would read as markup.
+    with Machine(image, accel="tcg", nics=LAB_NICS, uefi=True, run_dir=tmp_path / "[bold]x[/bold]") as m:
+        m.launch(paused=True)
+        pid = m.pid
+        assert pid is not None
+        threading.Timer(0.5, lambda: os.kill(pid, signal.SIGKILL)).start()
+        run._hold(m)
+    assert f"run dir {tmp_path}/[bold]x[/bold]" in out.getvalue()

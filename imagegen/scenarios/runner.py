@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.text import Text
+
 from imagegen.errors import ImagegenError
 from imagegen.interrupt import Terminated
 from imagegen.report.artifacts import save_file
@@ -190,15 +192,17 @@ class LabRun:
         self.report.end_scenario(result)
 
     def _hold(self, machine: Machine) -> None:
-        """--keep: the VM lives as long as this command does, so the command waits here until the guest
+        """--keep-vm: the VM lives as long as this command does, so the command waits here until the guest
         powers off or Ctrl-C is pressed; then the run ends as usual, with its summary and reports."""
         s = machine.sockets
-        self.report.console.print(
-            f"[bold]VM kept running[/bold] (PID {machine.pid}, run dir {machine.run_dir}):\n"
+        # Paths are printed as they are (TMPDIR may hold anything rich would read as markup).
+        self.report.console.print(Text.assemble(
+            ("VM kept running", "bold"),
+            f" (PID {machine.pid}, run dir {machine.run_dir}):\n"
             f"  serial console:  socat -,raw,echo=0 UNIX-CONNECT:{s.serial}\n"
             f"  QMP:             python -m qemu.qmp.qmp_shell {s.qmp}\n"
             f"  guest agent:     socket {s.agent}\n"
-            f"  stop it:         Ctrl-C here, or power the guest off")
+            f"  stop it:         Ctrl-C here, or power the guest off"))
         try:
             machine.wait_exit(None)
         except Terminated:
