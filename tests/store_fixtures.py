@@ -12,6 +12,7 @@ from imagegen.build.config import BuildRequest
 from imagegen.build.manifest import MANIFEST_NAME, BuildManifest, Package
 from imagegen.build.mkosi import KERNEL_COMMAND_LINE, OUTPUTS, BuildResult
 from imagegen.pipeline import stages, systems
+from example_copy import copy_laptop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,8 +59,7 @@ def fake_mkosi(monkeypatch: pytest.MonkeyPatch) -> FakeMkosi:
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copy(REPO / "examples/laptop.toml", tmp_path / "laptop.toml")
-    shutil.copytree(REPO / "examples/tests", tmp_path / "tests")  # the profile's tests.scripts
+    copy_laptop(tmp_path)
     (tmp_path / "moved.toml").write_text((tmp_path / "laptop.toml").read_text()
                                          .replace('"192.168.0.2/24"', '"192.168.0.3/24"'))
     monkeypatch.chdir(tmp_path)

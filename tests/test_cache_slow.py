@@ -17,6 +17,7 @@ from imagegen.cache.signing import SecretKey
 from imagegen.cli import app
 from imagegen.pipeline import stages
 from imagegen.store.hashing import tree_digest
+from example_copy import copy_laptop
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(3600)]
@@ -26,7 +27,7 @@ runner = CliRunner()
 def test_second_runner_gets_image_and_verdict_from_the_cache(tmp_path: Path, nginx: Nginx,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    shutil.copy(REPO / "examples/laptop.toml", tmp_path / "laptop.toml")
+    copy_laptop(tmp_path)
     a, b = tmp_path / "store-a", tmp_path / "store-b"
     key = SecretKey.generate("ci.test-1")
     (tmp_path / "ci.secret").write_text(key.to_text())

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from example_copy import copy_laptop
 
 REPO = Path(__file__).resolve().parents[1]
 HIDER = Path(__file__).resolve().parent / "no_mkosi"
@@ -31,7 +32,7 @@ def test_the_hider_leaves_no_mkosi_to_import_or_run(tmp_path: Path) -> None:
 
 
 def test_diff_of_two_profiles_compares_their_overlays_without_mkosi(tmp_path: Path) -> None:
-    shutil.copy(REPO / "examples/laptop.toml", tmp_path / "laptop.toml")
+    copy_laptop(tmp_path)
     (tmp_path / "moved.toml").write_text((tmp_path / "laptop.toml").read_text()
                                          .replace('"192.168.0.2/24"', '"192.168.0.3/24"'))
     proc = subprocess.run(

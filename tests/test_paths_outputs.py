@@ -20,6 +20,7 @@ from imagegen.report.jsonout import write_json
 from imagegen.report.junit import write_junit
 from imagegen.report.repeat import write_repeat_json
 from imagegen.safeoutput import safe_replace
+from example_copy import copy_laptop
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 runner = CliRunner()
@@ -33,9 +34,7 @@ def no_build(tmp_path: Path) -> list[str]:
 
 @pytest.fixture
 def laptop(tmp_path: Path) -> Path:
-    shutil.copy(EXAMPLES / "laptop.toml", tmp_path / "laptop.toml")
-    shutil.copytree(EXAMPLES / "tests", tmp_path / "tests")  # the profile's tests.scripts
-    return tmp_path / "laptop.toml"
+    return copy_laptop(tmp_path)
 
 
 # --- Reports ---------------------------------------------------------------------------------------

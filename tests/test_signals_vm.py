@@ -19,6 +19,7 @@ import pytest
 from orphans import adopting, cmdline, living_descendants
 
 from imagegen.build.config import repo_root
+from example_copy import copy_laptop
 
 pytestmark = [
     pytest.mark.vm,
@@ -40,12 +41,7 @@ def qemus(tmp: Path) -> dict[int, str]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("sig")
-    shutil.copy(EXAMPLE, d / "laptop.toml")
-    # The example's host state (DUID, keys) is part of the image's inputs: with it, the image built by
-    # the README's command is the one reused here.
-    state = EXAMPLE.with_name("laptop.state.toml")
-    if state.exists():
-        shutil.copy(state, d / "laptop.state.toml")
+    copy_laptop(d, with_state=True)
     return d
 
 

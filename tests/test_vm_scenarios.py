@@ -18,6 +18,7 @@ import pytest
 
 from imagegen.build.config import repo_root
 from imagegen.cli.image import build_profile
+from example_copy import copy_laptop
 
 pytestmark = [
     pytest.mark.vm,
@@ -41,8 +42,7 @@ def imagegen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A copy, so that the host state file and build/ land here and not beside the example.
     d = tmp_path_factory.mktemp("lab")
-    shutil.copy(EXAMPLE, d / "laptop.toml")
-    shutil.copytree(EXAMPLE.parent / "tests", d / "tests")  # the profile's tests.scripts
+    copy_laptop(d)
     return d
 
 
