@@ -43,14 +43,14 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from imagegen.build.config import BuildRequest, mkosi_argv  # noqa: E402
-from imagegen.build.mkosi import OUTPUTS, debian_mirror, mkosi_command, prepare_inputs  # noqa: E402
-from imagegen.pipeline.stages import open_store, realise_image  # noqa: E402
+from imagegen.image.config import BuildRequest, mkosi_argv  # noqa: E402
+from imagegen.image.mkosi import OUTPUTS, debian_mirror, mkosi_command, prepare_inputs  # noqa: E402
 from imagegen.profile import load_profiles  # noqa: E402
 from imagegen.render import host_state_for, render_overlay, resolve_target  # noqa: E402
 from imagegen.report.timeline import Timeline, parse_kernel_marks, plot_timeline  # noqa: E402
 from imagegen.run import run  # noqa: E402
 from imagegen.scenarios.session import LabSession  # noqa: E402
+from imagegen.stages.realise import open_store, realise_image  # noqa: E402
 from imagegen.store.fsutil import copy_out  # noqa: E402
 from imagegen.vm.accel import AccelChoice, choose_accel  # noqa: E402
 from imagegen.vm.lab import LAB_NICS, plan_lab  # noqa: E402

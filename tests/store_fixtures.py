@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-
-from imagegen.build.config import BuildRequest
-from imagegen.build.manifest import MANIFEST_NAME, BuildManifest, Package
-from imagegen.build.mkosi import KERNEL_COMMAND_LINE, OUTPUTS, BuildResult
-from imagegen.pipeline import stages, systems
 from example_copy import copy_laptop
+
+from imagegen.image.config import BuildRequest
+from imagegen.image.manifest import MANIFEST_NAME, BuildManifest, Package
+from imagegen.image.mkosi import KERNEL_COMMAND_LINE, OUTPUTS, BuildResult
+from imagegen.stages import realise, systems
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,9 +49,9 @@ class FakeMkosi:
 @pytest.fixture
 def fake_mkosi(monkeypatch: pytest.MonkeyPatch) -> FakeMkosi:
     fake = FakeMkosi()
-    monkeypatch.setattr(stages, "build_image", fake)
+    monkeypatch.setattr(realise, "build_image", fake)
     # The version goes into the image's derivation; with no mkosi on the machine there is none to read.
-    monkeypatch.setattr(stages, "mkosi_version", lambda: fake.version)
+    monkeypatch.setattr(realise, "mkosi_version", lambda: fake.version)
     monkeypatch.setattr(systems, "mkosi_version", lambda: fake.version)
     return fake
 

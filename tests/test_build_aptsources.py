@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from imagegen.build.aptsources import (
+from imagegen.errors import UsageError
+from imagegen.image.aptsources import (
     DebianMirror,
     debian_sources,
     host_debian_mirror,
@@ -10,7 +11,6 @@ from imagegen.build.aptsources import (
     parse_deb822,
     parse_one_line,
 )
-from imagegen.errors import UsageError
 
 # Host names here are reserved .example names (RFC 2606), not mirrors.
 DEB822 = """\

@@ -8,9 +8,9 @@ import pytest
 from build_fixtures import make_overlay
 from rich.console import Console
 
-from imagegen.build.config import BuildRequest
-from imagegen.build.mkosi import build_image, summary
 from imagegen.errors import ImagegenError, UsageError
+from imagegen.image.config import BuildRequest
+from imagegen.image.mkosi import build_image, summary
 
 needs_mkosi = pytest.mark.skipif(
     subprocess.run([sys.executable, "-m", "mkosi", "--version"], capture_output=True).returncode != 0,

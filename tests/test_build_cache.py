@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from imagegen.build import cache
-from imagegen.build.aptsources import DebianMirror
-from imagegen.build.config import BuildRequest
-from imagegen.build.mkosi import explain_failure, prepare_inputs, was_cache_reused
 from imagegen.errors import UsageError
+from imagegen.image import cache
+from imagegen.image.aptsources import DebianMirror
+from imagegen.image.config import BuildRequest
+from imagegen.image.mkosi import explain_failure, prepare_inputs, was_cache_reused
 
 
 def key(conf: Path, **over: str) -> dict[str, str]:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from imagegen.build.config import repo_root
 from imagegen.cli import app
+from imagegen.image.config import repo_root
 
 EXAMPLE = repo_root() / "examples/laptop.toml"
 

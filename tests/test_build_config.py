@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from build_fixtures import make_overlay
 
-from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root, write_root_password_config
-from imagegen.build.mkosi import summary
-from imagegen.build.trees import overlay_unit_files, preset_text, write_policy_tree
 from imagegen.errors import UsageError
+from imagegen.image.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root, write_root_password_config
+from imagegen.image.mkosi import summary
+from imagegen.image.trees import overlay_unit_files, preset_text, write_policy_tree
 
 
 def inputs(tmp_path: Path, overlay: Path, *, sandbox: bool = True, lab: Path | None = None) -> MkosiInputs:

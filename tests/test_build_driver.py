@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-import imagegen.build.mkosi as mkosi_driver
-from imagegen.build import cache
-from imagegen.build.config import BuildRequest
-from imagegen.build.manifest import tree_hash
-from imagegen.build.mkosi import MkosiFailed, StageFollower, replace_dir, run_mkosi
+import imagegen.image.mkosi as mkosi_driver
 from imagegen.errors import ImagegenError
+from imagegen.image import cache
+from imagegen.image.config import BuildRequest
+from imagegen.image.manifest import tree_hash
+from imagegen.image.mkosi import MkosiFailed, StageFollower, replace_dir, run_mkosi
 
 needs_mkosi = pytest.mark.skipif(
     subprocess.run([sys.executable, "-m", "mkosi", "--version"], capture_output=True).returncode != 0,

@@ -12,10 +12,10 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from imagegen.build.config import repo_root
-from imagegen.build.inspect import mounted_partition
-from imagegen.build.mkosi import ROOT_PARTLABEL, BuildResult
 from imagegen.cli.image import build_profile
+from imagegen.image.config import repo_root
+from imagegen.image.inspect import mounted_partition
+from imagegen.image.mkosi import ROOT_PARTLABEL, BuildResult
 
 pytestmark = [
     pytest.mark.slow,

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from build_fixtures import make_overlay
 
-from imagegen.build.manifest import BuildManifest, Package, packages_from_mkosi_manifest, tree_hash
+from imagegen.image.manifest import BuildManifest, Package, packages_from_mkosi_manifest, tree_hash
 
 
 def test_tree_hash_is_stable_and_sees_content_mode_and_hard_links(tmp_path: Path) -> None:

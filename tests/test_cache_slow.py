@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 from cache_fixtures import Nginx, nginx, no_user_cache_config
+from example_copy import copy_laptop
 from typer.testing import CliRunner
 
 from imagegen.cache.signing import SecretKey
 from imagegen.cli import app
-from imagegen.pipeline import stages
+from imagegen.stages import realise
 from imagegen.store.hashing import tree_digest
-from example_copy import copy_laptop
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(3600)]
@@ -47,7 +47,7 @@ def test_second_runner_gets_image_and_verdict_from_the_cache(tmp_path: Path, ngi
     def no_vm(*args: object, **kwargs: object) -> None:
         raise AssertionError("a VM booted on the second store")
 
-    monkeypatch.setattr(stages, "build_image", no_mkosi)
+    monkeypatch.setattr(realise, "build_image", no_mkosi)
     monkeypatch.setattr("imagegen.scenarios.runner.LabRun", no_vm)
     monkeypatch.setenv("IMAGEGEN_TRUSTED_KEYS", str(key.public()))
 

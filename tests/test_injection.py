@@ -11,10 +11,10 @@ import pytest
 from readback import Str, have_wpa_supplicant, read_wpa, recording_layout, replay_unit, statements
 from typer.testing import CliRunner
 
-from imagegen.build.aptsources import DebianMirror, debian_sources, mirror_from_url
-from imagegen.build.config import BuildRequest
 from imagegen.cli import app
 from imagegen.errors import ProfileError, UsageError
+from imagegen.image.aptsources import DebianMirror, debian_sources, mirror_from_url
+from imagegen.image.config import BuildRequest
 from imagegen.profile import HostState, load_profiles
 from imagegen.profile.model import WPA_STRING_BYTES
 from imagegen.render import render_overlay

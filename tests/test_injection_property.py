@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from readback import Str, have_wpa_supplicant, read_env_file, read_wpa, recording_layout, replay_unit, statements
 
-from imagegen.build.aptsources import debian_sources, mirror_from_url
-from imagegen.build.config import BuildRequest
 from imagegen.errors import UsageError
+from imagegen.image.aptsources import debian_sources, mirror_from_url
+from imagegen.image.config import BuildRequest
 from imagegen.profile import HostState, load_profiles
 from imagegen.render import plan_overlay
 from imagegen.render.distro import DEBIAN, Layout, Target

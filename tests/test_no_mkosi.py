@@ -7,10 +7,10 @@ run with IMAGEGEN_TEST_NO_MKOSI=1; mkosi may well be installed on this machine.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+
 from example_copy import copy_laptop
 
 REPO = Path(__file__).resolve().parents[1]

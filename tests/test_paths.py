@@ -113,7 +113,7 @@ def test_a_marker_that_is_a_symlink_does_not_make_a_tree_ours(laptop: Path, tmp_
 def test_the_store_overlay_carries_no_marker(laptop: Path, tmp_path: Path) -> None:
     """The marker belongs to the tree on disk, not to the overlay: the store's overlay (what mkosi gets,
     and what its hash covers) is written without it."""
-    from imagegen.pipeline.stages import realise_overlay
+    from imagegen.stages.realise import realise_overlay
     from imagegen.store import Store
 
     store = Store(tmp_path / "store")
@@ -224,7 +224,7 @@ def test_a_render_error_creates_no_state_file(laptop: Path) -> None:
 
 
 def test_a_build_with_a_render_error_creates_no_state_file(laptop: Path, tmp_path: Path) -> None:
-    from imagegen.pipeline.stages import realise_overlay
+    from imagegen.stages.realise import realise_overlay
     from imagegen.store import Store
 
     laptop.write_text(laptop.read_text().replace('passphrase = "SuperSecret"', 'psk_file = "missing.txt"'))

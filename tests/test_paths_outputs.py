@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from example_copy import copy_laptop
 from store_fixtures import FakeMkosi, fake_mkosi, work
 from test_report import run_result
 from typer.testing import CliRunner
@@ -20,7 +21,6 @@ from imagegen.report.jsonout import write_json
 from imagegen.report.junit import write_junit
 from imagegen.report.repeat import write_repeat_json
 from imagegen.safeoutput import safe_replace
-from example_copy import copy_laptop
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 runner = CliRunner()

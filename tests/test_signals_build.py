@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from orphans import adopting, living_descendants
 
-from imagegen.build.config import repo_root
+from imagegen.image.config import repo_root
 
 pytestmark = [
     pytest.mark.slow,

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from example_copy import copy_laptop
 from orphans import adopting, cmdline, living_descendants
 
-from imagegen.build.config import repo_root
-from example_copy import copy_laptop
+from imagegen.image.config import repo_root
 
 pytestmark = [
     pytest.mark.vm,

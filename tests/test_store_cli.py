@@ -14,8 +14,8 @@ from pathlib import Path
 from store_fixtures import FakeMkosi, fake_mkosi, work
 from typer.testing import CliRunner
 
-from imagegen.build.manifest import MANIFEST_NAME
 from imagegen.cli import app
+from imagegen.image.manifest import MANIFEST_NAME
 from imagegen.store import Store
 
 runner = CliRunner()

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 import imagegen
-from imagegen.pipeline import derivations
-from imagegen.pipeline.derivations import build_derivation, render_derivation, verdict_derivation
-from imagegen.pipeline.stages import realise_overlay
 from imagegen.profile import HostState, load_profiles
 from imagegen.render import host_state_for
+from imagegen.stages import derivations
+from imagegen.stages.derivations import build_derivation, render_derivation, verdict_derivation
+from imagegen.stages.realise import realise_overlay
 from imagegen.store import Entry, Store
 from imagegen.vm.lab import plan_lab
 

@@ -15,11 +15,11 @@ from store_fixtures import FakeMkosi, fake_mkosi, work
 from typer.testing import CliRunner
 
 from imagegen.cli import app
-from imagegen.pipeline.derivations import profile_files, profile_json, render_derivation
-from imagegen.pipeline.stages import realise_overlay
 from imagegen.profile import HostState, load_profiles
 from imagegen.profile.state import read_state
 from imagegen.render import host_state_for, resolve_target
+from imagegen.stages.derivations import profile_files, profile_json, render_derivation
+from imagegen.stages.realise import realise_overlay
 from imagegen.store import Store, canonical_json, diff_trees
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ from store_fixtures import FakeMkosi, fake_mkosi, work
 from typer.testing import CliRunner
 
 from imagegen.cli import app
-from imagegen.pipeline.verdicts import VERDICT_JSON, realise_verdict
 from imagegen.report.model import Check, RunResult, ScenarioResult
+from imagegen.stages.verdicts import VERDICT_JSON, realise_verdict
 from imagegen.store import Derivation, Store
 from imagegen.vm.accel import AccelChoice
 

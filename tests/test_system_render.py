@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from build_fixtures import make_overlay
 
-from imagegen.build import cache
-from imagegen.build.config import BuildRequest, ImageContent, MkosiInputs, image_content, mkosi_argv
-from imagegen.build.mkosi import unknown_package_error, unknown_packages
 from imagegen.errors import UsageError
-from imagegen.pipeline.derivations import build_derivation, render_derivation
-from imagegen.pipeline.systems import diff_settings
+from imagegen.image import cache
+from imagegen.image.config import BuildRequest, ImageContent, MkosiInputs, image_content, mkosi_argv
+from imagegen.image.mkosi import unknown_package_error, unknown_packages
 from imagegen.profile import HostState, load_profiles
 from imagegen.render import render_overlay
 from imagegen.render.system import dropin_text, unit_value
+from imagegen.stages.derivations import build_derivation, render_derivation
+from imagegen.stages.systems import diff_settings
 from imagegen.store import Entry, diff_trees
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 from imagegen.cli import app
 from imagegen.errors import ProfileError, UsageError
 from imagegen.interrupt import Interrupted
-from imagegen.pipeline.derivations import verdict_derivation
 from imagegen.profile import HostState, load_profiles
 from imagegen.report.jsonout import write_json
 from imagegen.report.junit import junit_xml
@@ -25,6 +24,7 @@ from imagegen.report.model import RunResult, ScenarioResult
 from imagegen.scenarios.runner import TestOptions as Options
 from imagegen.scenarios.runner import _groups
 from imagegen.scenarios.session import LabSession, Recorder, ScenarioFailed
+from imagegen.stages.derivations import verdict_derivation
 from imagegen.store import Entry
 from imagegen.testing.calls import CallLog
 from imagegen.testing.errors import CommandFailed, UnitFailed, WaitTimeout

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from imagegen.build.config import repo_root
-from imagegen.cli.image import build_profile
 from example_copy import copy_laptop
+
+from imagegen.cli.image import build_profile
+from imagegen.image.config import repo_root
 
 pytestmark = [
     pytest.mark.vm,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from imagegen.build.config import repo_root
+from imagegen.image.config import repo_root
 
 pytestmark = [
     pytest.mark.vm,

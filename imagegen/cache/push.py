@@ -19,8 +19,8 @@ from imagegen.cache.entryinfo import INFO_FILE, EntryInfo, archive_name, cache_i
 from imagegen.cache.signing import SecretKey
 from imagegen.cache.transport import transport_for
 from imagegen.errors import UsageError
-from imagegen.pipeline.stages import planned_image
 from imagegen.profile import load_profiles
+from imagegen.stages.realise import planned_image
 from imagegen.store import Entry, Store
 from imagegen.store.hashing import tree_digest, walk_tree
 from imagegen.store.treediff import secret_kind

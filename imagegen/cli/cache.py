@@ -52,7 +52,7 @@ def push(
     from imagegen.cache.push import push as push_entries
     from imagegen.cache.push import resolve_refs
     from imagegen.errors import UsageError
-    from imagegen.pipeline.stages import open_store
+    from imagegen.stages.realise import open_store
 
     config = load_config(os.environ, key_file=key)
     if config.secret_key_file is None:

@@ -14,8 +14,8 @@ from imagegen.cli.options import JsonFlag, Profiles, StateFile, StoreOpt, Substi
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from imagegen.build.mkosi import BuildResult
-    from imagegen.pipeline.stages import ImageBuild
+    from imagegen.image.mkosi import BuildResult
+    from imagegen.stages.realise import ImageBuild
     from imagegen.store import Entry, Store
     from imagegen.store.substitution import Substituter
 
@@ -29,8 +29,8 @@ def setup(
     from rich.console import Console
     from rich.text import Text
 
-    from imagegen.build.aptsources import mirror_from_url
-    from imagegen.build.hostsetup import setup_host
+    from imagegen.host.setup import setup_host
+    from imagegen.image.aptsources import mirror_from_url
 
     console = Console(stderr=True)
     setup_host(lambda line: console.print(Text(f"setup: {line}")), mirror=mirror_from_url(mirror) if mirror else None)
@@ -50,8 +50,8 @@ def doctor(
     from rich.table import Table
     from rich.text import Text
 
-    from imagegen.build.doctor import host_checks
-    from imagegen.pipeline.stages import open_store
+    from imagegen.host.doctor import host_checks
+    from imagegen.stages.realise import open_store
 
     found = kernel_to_probe(open_store(store)) if kernel is None else KernelToProbe(kernel, "--kernel")
     checks = host_checks(found.path if found else None)
@@ -130,8 +130,8 @@ def build(
     from rich.console import Console
 
     from imagegen.cli.cache import substituter
-    from imagegen.pipeline.stages import default_link_name
     from imagegen.profile import load_profiles
+    from imagegen.stages.realise import default_link_name
 
     started = time.monotonic()
     hostname = load_profiles(profiles).profile.image.hostname
@@ -181,8 +181,8 @@ def build_into_store(
     substituter: Substituter | None = None,
 ) -> ImageBuild:
     """Load, render and build through the store: the whole `imagegen build` without the printing."""
-    from imagegen.pipeline.stages import open_store, realise_image
     from imagegen.profile import load_profiles
+    from imagegen.stages.realise import open_store, realise_image
 
     return realise_image(open_store(store, substituter), load_profiles(profiles), lab=lab, mirror=mirror,
                          cache_root=cache_root, state_file=state_file, refresh=refresh, link=link, record=record,

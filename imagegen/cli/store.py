@@ -46,7 +46,7 @@ def history(
     from rich.console import Console
     from rich.text import Text
 
-    from imagegen.pipeline.stages import open_store
+    from imagegen.stages.realise import open_store
 
     st = open_store(store)
     generations = st.history(host)
@@ -82,7 +82,7 @@ def gc(
     store: StoreOpt = None,
 ) -> None:
     """Delete store entries that no result link and none of the newest --keep generations hold."""
-    from imagegen.pipeline.stages import open_store
+    from imagegen.stages.realise import open_store
 
     st = open_store(store)
     result = st.gc(keep, dry_run=dry_run)
@@ -106,8 +106,8 @@ def diff(
     import json
     import sys
 
-    from imagegen.pipeline.stages import open_store
-    from imagegen.pipeline.systems import diff_systems, resolve
+    from imagegen.stages.realise import open_store
+    from imagegen.stages.systems import diff_systems, resolve
 
     st = open_store(store)
     result = diff_systems(resolve(st, a), resolve(st, b))

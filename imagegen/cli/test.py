@@ -44,7 +44,7 @@ def lab_image(loaded: LoadedProfile, image: Path | None, console: Console,
     from rich.text import Text
 
     from imagegen.errors import UsageError
-    from imagegen.pipeline.stages import realise_image
+    from imagegen.stages.realise import realise_image
     from imagegen.vm.machine import ImageFiles
 
     if image is not None:
@@ -103,9 +103,6 @@ def test(
     from imagegen.cli.cache import substituter
     from imagegen.errors import UsageError
     from imagegen.interrupt import interrupted
-    from imagegen.pipeline.derivations import profile_hash, verdict_derivation
-    from imagegen.pipeline.stages import open_store, planned_image
-    from imagegen.pipeline.verdicts import ARTIFACTS, attach_verdict, realise_verdict
     from imagegen.profile import load_profiles
     from imagegen.render import host_state_for, resolve_target
     from imagegen.report.artifacts import default_artifacts_dir
@@ -117,6 +114,9 @@ def test(
     from imagegen.safeoutput import MARKER, check_file, check_tree, claim_tree, release_tree
     from imagegen.scenarios.catalog import BY_NAME
     from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
+    from imagegen.stages.derivations import profile_hash, verdict_derivation
+    from imagegen.stages.realise import open_store, planned_image
+    from imagegen.stages.verdicts import ARTIFACTS, attach_verdict, realise_verdict
     from imagegen.testing.scripts import load_scripts, user_scenarios
     from imagegen.vm.accel import choose_accel
     from imagegen.vm.lab import plan_lab
@@ -262,11 +262,11 @@ def vm(
     from rich.console import Console
     from rich.text import Text
 
-    from imagegen.pipeline.stages import open_store
     from imagegen.profile import load_profiles
     from imagegen.render import resolve_target
     from imagegen.report.artifacts import default_artifacts_dir
     from imagegen.safeoutput import check_tree
+    from imagegen.stages.realise import open_store
     from imagegen.vm.accel import choose_accel
     from imagegen.vm.lab import LAB_NICS, plan_lab
     from imagegen.vm.machine import Machine

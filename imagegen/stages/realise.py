@@ -14,16 +14,16 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from imagegen.build.aptsources import mirror_from_url
-from imagegen.build.config import BuildRequest, image_content
-from imagegen.build.manifest import MANIFEST_NAME, BuildManifest
-from imagegen.build.mkosi import OUTPUTS, BuildResult, build_image, mkosi_version
 from imagegen.errors import UsageError
-from imagegen.pipeline.derivations import build_derivation, profile_hash, render_derivation
+from imagegen.image.aptsources import mirror_from_url
+from imagegen.image.config import BuildRequest, image_content
+from imagegen.image.manifest import MANIFEST_NAME, BuildManifest
+from imagegen.image.mkosi import OUTPUTS, BuildResult, build_image, mkosi_version
 from imagegen.profile import HostState, LoadedProfile
 from imagegen.render import host_state_for, plan_overlay, planned_overlay, resolve_target
 from imagegen.render.write import write_tree
 from imagegen.safeoutput import check_link
+from imagegen.stages.derivations import build_derivation, profile_hash, render_derivation
 from imagegen.store import Derivation, Entry, Generation, PackageDiff, Store, diff_packages, resolve_store_root
 from imagegen.store.fsutil import remove_tree
 from imagegen.store.substitution import Substituter

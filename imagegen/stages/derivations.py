@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import imagegen
-from imagegen.build.config import ImageContent, repo_root
+from imagegen.image.config import ImageContent, repo_root
 from imagegen.profile import HostState, LoadedProfile
 from imagegen.render import Target, host_state_for, resolve_target
 from imagegen.render.system import named_files
@@ -49,9 +49,9 @@ _NO_CACHE = ("*__pycache__", "*.pyc")
 # modules only parse options and print, so a changed help text does not rebuild an image.
 RENDER_CODE = ("profile", "render")
 LAB_RENDER_CODE = ("vm/lab.py",)
-BUILD_CODE = ("build",)
+BUILD_CODE = ("image",)
 TEST_CODE = ("scenarios", "testing", "vm", "report")
-_NOT_CODE = ("*__pycache__", "*.pyc", "command.py", "doctor.py", "hostsetup.py", "show.py")
+_NOT_CODE = ("*__pycache__", "*.pyc", "show.py")
 
 
 def digest(state: HostState, value: Any) -> str:

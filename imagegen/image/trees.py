@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imagegen.build.aptsources import DebianMirror, debian_sources
+from imagegen.image.aptsources import DebianMirror, debian_sources
 
 # Services that distribution packages enable on their own and that a host profile never asks for: Debian's
 # wide-dhcpv6-client would run a second dhcp6c with the pid file of dhcp6c@; networkd and resolved would

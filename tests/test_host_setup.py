@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagegen.build.hostsetup import (
+from imagegen.host.setup import (
     DEBIAN_CHECK_PACKAGES,
     DEBIAN_HOST_PACKAGES,
     MKOSI_VERSION,
@@ -94,7 +94,7 @@ def test_setup_installs_the_package_of_every_tool_the_tests_call(tool: str) -> N
 
 
 def test_packages_setup_installs_start_no_service_and_the_machines_policy_is_left_alone(tmp_path: Path) -> None:
-    from imagegen.build.hostsetup import services_not_started
+    from imagegen.host.setup import services_not_started
 
     policy = tmp_path / "policy-rc.d"
     with services_not_started(policy):

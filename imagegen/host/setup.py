@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagegen.build.aptsources import DEBIAN_KEYRING, DebianMirror, host_debian_mirror
 from imagegen.errors import ImagegenError
+from imagegen.image.aptsources import DEBIAN_KEYRING, DebianMirror, host_debian_mirror
 from imagegen.osrelease import os_release
 from imagegen.run import run
 

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagegen.build.config import image_content
-from imagegen.build.manifest import MANIFEST_NAME
-from imagegen.build.mkosi import mkosi_version
 from imagegen.errors import ImagegenError, UsageError
-from imagegen.pipeline.derivations import build_derivation, profile_hash
-from imagegen.pipeline.stages import realise_overlay
-from imagegen.pipeline.verdicts import VERDICT_JSON
+from imagegen.image.config import image_content
+from imagegen.image.manifest import MANIFEST_NAME
+from imagegen.image.mkosi import mkosi_version
 from imagegen.profile import load_profiles
 from imagegen.render import host_state_for, resolve_target
+from imagegen.stages.derivations import build_derivation, profile_hash
+from imagegen.stages.realise import realise_overlay
+from imagegen.stages.verdicts import VERDICT_JSON
 from imagegen.store import Entry, PackageDiff, Store, TreeDiff, VerdictDiff, diff_packages, diff_trees, diff_verdicts
 from imagegen.store.generations import Generation
 

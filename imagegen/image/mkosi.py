@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from imagegen.build import cache, trees
-from imagegen.build.aptsources import DebianMirror, debian_sources, host_debian_mirror, mirror_from_url
-from imagegen.build.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root, write_root_password_config
-from imagegen.build.manifest import MANIFEST_NAME, BuildManifest, packages_from_mkosi_manifest, tree_hash
 from imagegen.errors import CommandError, ImagegenError, UsageError
 from imagegen.fsmove import move_file
+from imagegen.image import cache, trees
+from imagegen.image.aptsources import DebianMirror, debian_sources, host_debian_mirror, mirror_from_url
+from imagegen.image.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root, write_root_password_config
+from imagegen.image.manifest import MANIFEST_NAME, BuildManifest, packages_from_mkosi_manifest, tree_hash
 from imagegen.run import run, spawn
 from imagegen.store.hashing import keyed_digest
 

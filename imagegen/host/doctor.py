@@ -9,9 +9,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagegen.build.hostsetup import MKOSI_VERSION
-from imagegen.build.mkosi import mkosi_command
 from imagegen.errors import CommandError
+from imagegen.host.setup import MKOSI_VERSION
+from imagegen.image.mkosi import mkosi_command
 from imagegen.run import run
 
 
