@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,8 +75,24 @@ def test_setup_is_idempotent_and_leaves_host_apt_alone() -> None:
     assert after == before
 
 
-# Every program a test calls on the host to read what imagegen wrote (a missing one makes its test skip).
-TOOLS_THE_TESTS_CALL = ("systemd-analyze", "systemctl", "wpa_passphrase", "wpa_supplicant", "nginx")
+TESTS = Path(__file__).resolve().parent
+# Programs the tests look for that are not checks of what imagegen wrote: the host's own package tools,
+# QEMU (a host package, tested apart) and the shell's `true`.
+NOT_CHECK_TOOLS = {"apt-get", "dpkg-query", "qemu-system-x86_64", "true"}
+
+
+def tools_the_tests_call() -> list[str]:
+    """Every program a test looks up with shutil.which (a missing one makes its test skip), read from the
+    tests themselves so that a new one cannot be forgotten here."""
+    found = {m for f in TESTS.glob("*.py") for m in re.findall(r'shutil\.which\("([^"]+)"\)', f.read_text())}
+    return sorted(found - NOT_CHECK_TOOLS)
+
+
+TOOLS_THE_TESTS_CALL = tools_the_tests_call()
+
+
+def test_the_tools_the_tests_call_are_found_in_the_tests() -> None:
+    assert {"systemd-analyze", "wpa_passphrase", "ssh-keygen"} <= set(TOOLS_THE_TESTS_CALL)
 
 
 @pytest.mark.parametrize("tool", TOOLS_THE_TESTS_CALL)

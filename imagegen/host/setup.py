@@ -42,10 +42,11 @@ DEBIAN_HOST_PACKAGES = (
     "e2fsprogs",
 )
 # What `imagegen check` and the test suite run against the rendered files, so that every check runs:
-# systemd-analyze verify and systemctl preset (systemd), wpa_passphrase and wpa_supplicant (wpasupplicant),
-# and a real WebDAV server for the binary cache's tests (nginx, started by the tests on 127.0.0.1 only).
+# systemd-analyze verify, systemctl preset, systemd-sysusers and systemd-tmpfiles (systemd), wpa_passphrase
+# and wpa_supplicant (wpasupplicant), ssh-keygen for the users' keys (openssh-client: a minimal Debian has no
+# ssh), and a real WebDAV server for the binary cache's tests (nginx, started by the tests on 127.0.0.1 only).
 # On CI a check skipped for want of one of them fails the run (tests/conftest.py).
-DEBIAN_CHECK_PACKAGES = ("systemd", "wpasupplicant", "nginx")
+DEBIAN_CHECK_PACKAGES = ("systemd", "wpasupplicant", "openssh-client", "nginx")
 # Debian's maintainer scripts start a package's services unless policy-rc.d says no (exit 101): setup
 # installs programs, and no server of a package it installs may keep running after it.
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
