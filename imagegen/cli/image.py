@@ -188,18 +188,20 @@ def _full_build(profiles: list[Path], request: Request, host: dict[str, Any] | N
     from imagegen.cli.cache import substituter
     from imagegen.profile import load_profiles
     from imagegen.stages.outcome import default_link_name
-    from imagegen.stages.realise import build_inputs, open_store
+    from imagegen.stages.realise import build_inputs, input_files, open_store
     from imagegen.stages.unchanged import remember
 
-    hostname = load_profiles(profiles).profile.image.hostname
-    link = out_link or default_link_name(hostname, request.lab)
-    console = Console(stderr=True)
     state = Path(request.state_file) if request.state_file is not None else None
+    loaded = load_profiles(profiles)
+    files = input_files(loaded, state)
+    link = out_link or default_link_name(loaded.profile.image.hostname, request.lab)
+    console = Console(stderr=True)
     built = build_into_store(profiles, link=link, lab=request.lab, mirror=request.mirror, cache_root=cache_dir,
                              state_file=state, refresh=refresh, store=store, console=console,
                              substituter=substituter(substituters, substitute_only, console))
     target = open_store(store)
-    remember(target, request, built, host, lambda: build_inputs(target, profiles, lab=request.lab, state_file=state))
+    remember(target, request, built, host, files,
+             lambda: build_inputs(target, profiles, lab=request.lab, state_file=state))
     return built
 
 

@@ -27,7 +27,6 @@ from imagegen.stages.outcome import ImageBuild, check_out_link, link_and_record
 from imagegen.stages.unchanged import Inputs
 from imagegen.store import Derivation, Entry, Store, diff_packages, resolve_store_root
 from imagegen.store.substitution import Substituter
-from imagegen.vm.lab import render_lab_overlay
 
 
 def open_store(option: Path | None, substituter: Substituter | None = None) -> Store:
@@ -51,6 +50,9 @@ def realise_overlay(store: Store, loaded: LoadedProfile, *, lab: bool = False,
     drv = render_derivation(loaded, state, lab=lab, target=target)
 
     def render(out: Path) -> dict[str, Any]:
+        # The lab's modules only when an overlay is rendered: a build that finds its entries needs none.
+        from imagegen.vm.lab import render_lab_overlay
+
         write_tree(plan, out)
         written = render_lab_overlay(loaded.profile, out) if lab else []
         return {"entries": len(plan.entries) + len(written)}
@@ -86,17 +88,23 @@ def planned_image(store: Store, loaded: LoadedProfile, *, lab: bool = False,
     return Entry(store.path_of(image_derivation(loaded, overlay, lab=lab, state=state)))
 
 
+def input_files(loaded: LoadedProfile, state_file: Path | None = None) -> tuple[Path, ...]:
+    """Every file a build of loaded reads, absolute: the profile files, the host state file (whether or
+    not it exists yet), the files the profile names, os-release."""
+    named = profile_named_paths(loaded).values()
+    files = [*loaded.files, host_state_path(loaded, state_file), *named, OS_RELEASE]
+    return tuple(Path(os.path.abspath(f)) for f in files)
+
+
 def build_inputs(store: Store, profiles: Sequence[Path], *, lab: bool = False,
                  state_file: Path | None = None) -> Inputs:
-    """What a build of profiles reads (the profile files, the host state file, the files the profile
-    names, os-release) and the entries it gives, from a fresh load: for the record of a finished build."""
+    """What a build of profiles reads and the entries it gives, from a fresh load: for the record of a
+    finished build (stages/unchanged.py)."""
     loaded = load_profiles(profiles)
     image = planned_image(store, loaded, lab=lab, state_file=state_file)
     overlay = image_overlay(store, loaded, lab=lab, state_file=state_file)
-    named = profile_named_paths(loaded).values()
-    files = [*loaded.files, host_state_path(loaded, state_file), *named, OS_RELEASE]
-    return Inputs(files=tuple(Path(os.path.abspath(f)) for f in files), image=image.path_name,
-                  overlay=overlay.path_name, hostname=loaded.profile.image.hostname)
+    return Inputs(files=input_files(loaded, state_file), image=image.path_name, overlay=overlay.path_name,
+                  hostname=loaded.profile.image.hostname)
 
 
 def realise_image(

@@ -196,26 +196,25 @@ def recorded_build(store: Store, request: Request, *, link: Path | None, record:
 
 
 def remember(store: Store, request: Request, built: ImageBuild, host_before: dict[str, Any] | None,
-             inputs: Callable[[], Inputs]) -> bool:
+             files: Sequence[Path], inputs: Callable[[], Inputs]) -> bool:
     """Write the record of a finished build; True if written.
 
     Only when nothing it depends on moved while it ran: host_before (taken before the build started)
-    must match host_inputs() now, and the files must have the same digests before and after inputs()
-    loads the profile once more and computes the entries afresh, which must be the ones built. A file
-    changed during the build, or between its load and now, leaves no record (the next build runs in
-    full and writes one)."""
+    must match host_inputs() now; files (what the build's profile named, from its load) must have the
+    same digests before and after inputs() loads the profile once more and computes the entries afresh,
+    which must be the ones built and name the same files. A file changed during the build, or between
+    that load and now, leaves no record (the next build runs in full and writes one)."""
     key = store_key(store.root)
     if key is None or host_before is None:
         return False
     try:
-        first = inputs()
-        before = _digests(key, first.files)
+        before = _digests(key, files)
         again = inputs()
         after = _digests(key, again.files)
     except (ImagegenError, OSError):
         return False  # a profile that moved under the build: the next build runs in full
     host = host_inputs()
-    if (before is None or before != after or first != again or host != host_before
+    if (before is None or before != after or tuple(files) != again.files or host != host_before
             or (again.image, again.overlay) != (built.entry.path_name, built.overlay.path_name)):
         return False
     data = {"format": FORMAT, "request": request.key(), "host": keyed_digest(key, host), "files": after,
