@@ -21,8 +21,11 @@ HEAVY = ("matplotlib", "httpx", "cryptography", "mkosi", "jinja2", "pydantic", "
 def loaded_after(code: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> set[str]:
     """The top-level packages, and imagegen's modules, loaded in a fresh interpreter after code ran."""
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    environ = env or os.environ
+    # This checkout first; the rest kept, so a run without mkosi (tests/no_mkosi) hides it here too.
+    python_path = environ.get("PYTHONPATH", "")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=cwd,
-                          env={**(env or os.environ), "PYTHONPATH": str(REPO)})
+                          env={**environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), python_path]))})
     names = json.loads(proc.stdout.splitlines()[-1])
     return {n.split(".")[0] for n in names} | {n for n in names if n.startswith("imagegen.")}
 
