@@ -131,7 +131,7 @@ def build(
     from imagegen.stages import unchanged
 
     started = time.monotonic()
-    # Taken before anything else is imported: a record is written only if the code that ran is this.
+    # Taken before the stages' modules are imported: a record is written only if the code that ran is this.
     host = unchanged.host_inputs()
     request = unchanged.Request.of(profiles, lab=lab, mirror=mirror, state_file=state)
     built = None

@@ -66,8 +66,11 @@ class Request:
 
     @classmethod
     def of(cls, profiles: Sequence[Path], *, lab: bool, mirror: str | None, state_file: Path | None) -> Request:
-        return cls(tuple(map(str, profiles)), lab, mirror, str(state_file) if state_file is not None else None,
-                   os.getcwd())
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = ""  # a working directory removed under the command: no record is used or written
+        return cls(tuple(map(str, profiles)), lab, mirror, str(state_file) if state_file is not None else None, cwd)
 
     def key(self) -> dict[str, Any]:
         return {"profiles": list(self.profiles), "lab": self.lab, "mirror": self.mirror, "state": self.state_file,
@@ -160,7 +163,7 @@ def recorded_build(store: Store, request: Request, *, link: Path | None, record:
     both entries; else None (then the full build runs). Does what a no-op build does: the out-link
     (default: result-HOSTNAME[-lab]) and the generation. host: host_inputs(), if taken already."""
     started = time.monotonic()
-    key = store_key(store.root)
+    key = store_key(store.root) if request.cwd else None
     if key is None:
         return None
     try:
@@ -207,16 +210,16 @@ def remember(store: Store, request: Request, built: ImageBuild, host_before: dic
     same digests before and after inputs() loads the profile once more and computes the entries afresh,
     which must be the ones built and name the same files. A file changed during the build, or between
     that load and now, leaves no record (the next build runs in full and writes one)."""
-    key = store_key(store.root)
+    key = store_key(store.root) if request.cwd else None
     if key is None or host_before is None:
         return False
     try:
         before = _digests(key, files)
         again = inputs()
         after = _digests(key, again.files)
+        host = host_inputs()
     except (ImagegenError, OSError):
-        return False  # a profile that moved under the build: the next build runs in full
-    host = host_inputs()
+        return False  # a profile (or checkout) that moved under the build: the next build runs in full
     if (before is None or before != after or tuple(files) != again.files or host != host_before
             or (again.image, again.overlay) != (built.entry.path_name, built.overlay.path_name)):
         return False
