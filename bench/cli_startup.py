@@ -14,8 +14,8 @@ the record the previous build left (stages/unchanged.py; the usual case), and wi
 removed before each run (the full path: load, validate, plan).
 
 Bytecode: with PYTHONDONTWRITEBYTECODE set Python writes no .pyc, and compiles every module at every
-start. An installed imagegen has its bytecode, so the commands here run with bytecode (compiled once,
-before the first timed run) unless --no-bytecode is given.
+start. An installed imagegen has its bytecode, so imagegen's is compiled before the first timed run and
+the commands run without that variable.
 """
 
 from __future__ import annotations
@@ -47,12 +47,9 @@ class Case:
     samples: list[float] = field(default_factory=list)
 
 
-def env(bytecode: bool) -> dict[str, str]:
+def env() -> dict[str, str]:
     out = {**os.environ, "PYTHONPATH": str(REPO)}
-    if bytecode:
-        out.pop("PYTHONDONTWRITEBYTECODE", None)
-    else:
-        out["PYTHONDONTWRITEBYTECODE"] = "1"
+    out.pop("PYTHONDONTWRITEBYTECODE", None)
     return out
 
 
@@ -98,11 +95,10 @@ def stand_in_store(store: Path, profile: Path, work: Path) -> Path:
     return built.entry.path
 
 
-def measure(runs: int, store: Path | None, profile: Path, bytecode: bool = True) -> dict[str, Any]:
-    """The figures, by command: median_s, min_s, ratio_to_python (of the medians), runs."""
-    environ = env(bytecode)
-    if bytecode:
-        compileall.compile_dir(REPO / "imagegen", quiet=1)
+def measure(runs: int, store: Path | None, profile: Path) -> dict[str, Any]:
+    """The figures, by command: median_s, min_s, ratio_to_python (of the medians), runs, samples."""
+    environ = env()
+    compileall.compile_dir(REPO / "imagegen", quiet=1)
     with tempfile.TemporaryDirectory(prefix="imagegen-startup-") as tmp:
         work = Path(tmp)
         if store is None:
@@ -153,11 +149,9 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="a store that holds the profile's image (default: a "
                         "temporary store with a stand-in entry)")
     parser.add_argument("--profile", type=Path, default=REPO / "examples" / "laptop.toml")
-    parser.add_argument("--no-bytecode", action="store_true", help="run without .pyc files (compile every start)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    figures = measure(args.runs, args.store.resolve() if args.store else None, args.profile.resolve(),
-                      bytecode=not args.no_bytecode)
+    figures = measure(args.runs, args.store.resolve() if args.store else None, args.profile.resolve())
     print_figures(figures)
     if args.json is not None:
         args.json.write_text(json.dumps({"runs": args.runs, "figures": figures}, indent=2) + "\n")
