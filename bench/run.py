@@ -5,7 +5,7 @@ its reference (runs alternate between the two), so that their ratio holds on a n
 
     python bench/run.py                       # everything (an hour or more on 2 cores under TCG)
     python bench/run.py --quick               # fewer runs and cycles
-    python bench/run.py --only render,boot    # some parts: render, build, boot, failover, test
+    python bench/run.py --only render,boot    # some parts: startup, render, build, boot, failover, test
     python bench/run.py --json FILE           # default: bench/results.json (other parts in it are kept)
 
 The heavy parts boot VMs and build images: run them on an otherwise idle machine.
@@ -57,7 +57,7 @@ from imagegen.vm.lab import LAB_NICS, plan_lab  # noqa: E402
 from imagegen.vm.machine import ImageFiles, Machine, cmdline_of  # noqa: E402
 from imagegen.vm.qemu import qemu_binary  # noqa: E402
 
-PARTS = ("render", "build", "boot", "mkosi-vm", "failover", "test")
+PARTS = ("startup", "render", "build", "boot", "mkosi-vm", "failover", "test")
 EXAMPLE = ROOT / "examples" / "laptop.toml"
 # The `imagegen` command of this checkout, as a process of its own.
 CLI = [sys.executable, "-c", "import sys; from imagegen.cli import app; sys.argv[0] = 'imagegen'; app()"]
@@ -130,6 +130,19 @@ def machine_facts() -> dict[str, Any]:
     except Exception as e:  # a render-only run needs no QEMU
         facts["qemu"] = f"unavailable ({e})"
     return facts
+
+
+# 0. Start-up: the command line as whole processes, beside `python -c pass` (bench/cli_startup.py).
+
+def bench_startup(res: Results, runs: int) -> None:
+    from cli_startup import measure
+
+    figures = measure(runs, None, EXAMPLE)
+    for name, f in figures.items():
+        fig = res.add("startup", name, "ms", reference=None if name == "python -c pass" else "python -c pass",
+                      note="whole process")
+        fig.samples.extend(s * 1000 for s in f["samples"])
+    res.details["startup"] = {"store": "a temporary store with a stand-in image entry (bench/cli_startup.py)"}
 
 
 # 1. Render.
@@ -532,8 +545,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer runs and cycles")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {','.join(PARTS)}")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json", help="where the JSON goes")
-    parser.add_argument("--runs", type=int, help="runs per figure (default 10 for render, 3 for build and "
-                        "boot, 1 for test; --quick: 3, 1, 1, 1)")
+    parser.add_argument("--runs", type=int, help="runs per figure (default 15 for startup, 10 for render, 3 "
+                        "for build and boot, 1 for test; --quick: 5, 3, 1, 1, 1)")
     parser.add_argument("--cycles", type=int, help="set_link cycles (default 20, --quick 3)")
     parser.add_argument("--image", type=Path, help="lab image directory for boot, failover and test "
                         "(default: the store's lab image of examples/laptop.toml)")
@@ -560,7 +573,9 @@ def main() -> None:
         started = time.monotonic()
         when[part] = (datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), started)
         try:
-            if part == "render":
+            if part == "startup":
+                bench_startup(res, runs(15, 5))
+            elif part == "render":
                 bench_render(res, runs(10, 3))
             elif part == "build":
                 with tempfile.TemporaryDirectory(prefix="imagegen-bench-build-", dir="/var/tmp") as tmp:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+# ruff: noqa: F401, F811 (pytest fixtures are imported by name and named again as parameters)
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from store_fixtures import FakeMkosi, fake_mkosi, work
+from typer.testing import CliRunner
+
+from imagegen.cli import app
+
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("matplotlib", "httpx", "cryptography", "mkosi", "jinja2", "pydantic", "zstandard", "qemu")
 
 
-def loaded_after(code: str, env: dict[str, str] | None = None) -> set[str]:
+def loaded_after(code: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> set[str]:
     """The top-level packages, and imagegen's modules, loaded in a fresh interpreter after code ran."""
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO,
-                          env={**(env or os.environ), "PYTHONPATH": str(REPO)})
+    environ = env or os.environ
+    # This checkout first; the rest kept, so a run without mkosi (tests/no_mkosi) hides it here too.
+    python_path = environ.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=cwd,
+                          env={**environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), python_path]))})
     names = json.loads(proc.stdout.splitlines()[-1])
     return {n.split(".")[0] for n in names} | {n for n in names if n.startswith("imagegen.")}
 
@@ -41,3 +50,17 @@ def test_a_build_with_no_binary_cache_loads_neither_http_nor_crypto(tmp_path: Pa
     loaded = loaded_after("from rich.console import Console\nfrom imagegen.cli.cache import substituter\n"
                           "assert substituter(None, False, Console()) is None", env)
     assert not loaded & {"httpx", "cryptography", "zstandard"}, sorted(loaded)
+
+
+def test_a_no_op_build_loads_no_stage(work: Path, fake_mkosi: FakeMkosi) -> None:
+    first = CliRunner().invoke(app, ["build", "laptop.toml"])
+    assert first.exit_code == 0, first.output
+    code = ("import sys\nfrom imagegen.cli import app\nsys.argv = ['imagegen', 'build', 'laptop.toml']\n"
+            "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code")
+    loaded = loaded_after(code, cwd=work)
+    # Typer itself loads pydantic to coerce a command's options (typer._adapters): not the profile's models.
+    assert not loaded & (set(HEAVY) - {"pydantic"}), sorted(loaded & set(HEAVY))
+    stages = {n for n in loaded if n.startswith(("imagegen.profile", "imagegen.render", "imagegen.image.mkosi",
+                                                 "imagegen.image.config", "imagegen.vm", "imagegen.stages.realise",
+                                                 "imagegen.stages.derivations"))}
+    assert not stages, sorted(stages)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -14,6 +15,9 @@ from imagegen.cli import cache, image, profile, store, test
 from imagegen.cli.options import CACHE_PANEL, HOST_PANEL, IMAGE_PANEL, PROFILE_PANEL, STORE_PANEL, TEST_PANEL
 from imagegen.errors import ImagegenError
 from imagegen.interrupt import interrupted, signals_as_interrupt
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,14 +37,14 @@ def reports_errors(func: F) -> F:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from rich.console import Console
-        from rich.text import Text
-
-        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        # rich only once there is something to say: a no-op build prints without it.
         try:
             with signals_as_interrupt():
                 return func(*args, **kwargs)
         except ImagegenError as e:
+            from rich.text import Text
+
+            err = _stderr()
             # User text (keys, values, paths) is printed as it is: never read as rich markup.
             for line in e.message.splitlines():
                 err.print(Text.assemble(("error:", "bold red"), " ", line))
@@ -49,10 +53,18 @@ def reports_errors(func: F) -> F:
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt as e:
             stopped = interrupted(e)
-            err.print(Text(stopped.line(f"imagegen {func.__name__}")))
+            # Plain text, and nothing imported while a second signal may come.
+            sys.stderr.write(stopped.line(f"imagegen {func.__name__}") + "\n")
+            sys.stderr.flush()
             raise typer.Exit(stopped.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from imagegen.image.mkosi import BuildResult
-    from imagegen.stages.realise import ImageBuild
+    from imagegen.stages.outcome import ImageBuild
+    from imagegen.stages.unchanged import Request
     from imagegen.store import Entry, Store
     from imagegen.store.substitution import Substituter
 
@@ -127,19 +128,18 @@ def build(
     import json
     import sys
 
-    from rich.console import Console
-
-    from imagegen.cli.cache import substituter
-    from imagegen.profile import load_profiles
-    from imagegen.stages.realise import default_link_name
+    from imagegen.stages import unchanged
 
     started = time.monotonic()
-    hostname = load_profiles(profiles).profile.image.hostname
-    link = out_link or out or default_link_name(hostname, lab)
-    console = Console(stderr=True)
-    built = build_into_store(profiles, link=link, lab=lab, mirror=mirror, cache_root=cache_dir, state_file=state,
-                             refresh=refresh, store=store, console=console,
-                             substituter=substituter(substituters, substitute_only, console))
+    # Taken before the stages' modules are imported: a record is written only if the code that ran is this.
+    host = unchanged.host_inputs()
+    request = unchanged.Request.of(profiles, lab=lab, mirror=mirror, state_file=state)
+    built = None
+    if not refresh and not substituters and not substitute_only and host is not None:
+        built = _recorded_build(store, request, out_link or out, host)
+    if built is None:
+        built = _full_build(profiles, request, host, out_link=out_link or out, cache_dir=cache_dir, refresh=refresh,
+                            store=store, substituters=substituters, substitute_only=substitute_only)
     m = built.manifest
     say = typer.echo if not as_json else (lambda text: typer.echo(text, err=True))
     if built.entry.substituted:
@@ -157,13 +157,52 @@ def build(
     if built.link is not None:
         say(f"link:    {built.link} -> {built.entry.path}")
     if built.generation is not None:
-        say(f"generation: {hostname}@{built.generation.number}")
+        say(f"generation: {built.generation.host}@{built.generation.number}")
     if built.refreshed is not None:
         say("refresh: the package set is unchanged" if not built.refreshed else
             f"refresh: the package set differs from the previous build:\n{built.refreshed}")
     if as_json:
         json.dump(built.to_json(), sys.stdout, indent=2)
         typer.echo()
+
+
+def _recorded_build(store: Path | None, request: Request, link: Path | None,
+                    host: dict[str, Any]) -> ImageBuild | None:
+    """A no-op build as the store's record of an earlier one names it (stages/unchanged.py), or None."""
+    import os
+
+    from imagegen.cache.config import load_config
+    from imagegen.stages.unchanged import recorded_build
+    from imagegen.store import Store, resolve_store_root
+
+    load_config(os.environ)  # a broken cache.toml fails a no-op build as it fails any other
+    return recorded_build(Store(resolve_store_root(store, os.environ)), request, link=link, host=host)
+
+
+def _full_build(profiles: list[Path], request: Request, host: dict[str, Any] | None, *, out_link: Path | None,
+                cache_dir: Path | None, refresh: bool, store: Path | None, substituters: list[str] | None,
+                substitute_only: bool) -> ImageBuild:
+    """Load, render and build through the store; then leave the record a later no-op build reads."""
+    from rich.console import Console
+
+    from imagegen.cli.cache import substituter
+    from imagegen.profile import load_profiles
+    from imagegen.stages.outcome import default_link_name
+    from imagegen.stages.realise import build_inputs, input_files, open_store
+    from imagegen.stages.unchanged import remember
+
+    state = Path(request.state_file) if request.state_file is not None else None
+    loaded = load_profiles(profiles)
+    files = input_files(loaded, state)
+    link = out_link or default_link_name(loaded.profile.image.hostname, request.lab)
+    console = Console(stderr=True)
+    built = build_into_store(profiles, link=link, lab=request.lab, mirror=request.mirror, cache_root=cache_dir,
+                             state_file=state, refresh=refresh, store=store, console=console,
+                             substituter=substituter(substituters, substitute_only, console))
+    target = open_store(store)
+    remember(target, request, built, host, files,
+             lambda: build_inputs(target, profiles, lab=request.lab, state_file=state))
+    return built
 
 
 def build_into_store(

@@ -65,27 +65,35 @@ def kvm_check(kernel: Path | None) -> Check:
         from imagegen.vm.accel import probe_kvm
     except ImportError:
         state = "present" if present else "absent"
-        return Check("KVM", False, f"/dev/kvm {state}; probe not available", "guests run under TCG",
-                     required=False)
+        return Check("KVM", False, f"/dev/kvm {state}; probe not available; guests run under TCG",
+                     "run `./bootstrap` again (reinstalls imagegen and its dependencies)", required=False)
     if kernel is None or not kernel.is_file():
         state = "present" if present else "absent"
-        return Check("KVM", False, f"/dev/kvm {state}; no image kernel to probe with",
-                     "build an image first (imagegen build), then run doctor again; guests run under TCG",
+        return Check("KVM", False, f"/dev/kvm {state}; no kernel to probe with (no image in the store, no "
+                     "readable /boot/vmlinuz-*); guests run under TCG",
+                     "run `imagegen build PROFILE`, then `imagegen doctor` (or `imagegen doctor --kernel FILE`)",
                      required=False)
     ok, why = probe_kvm(kernel)
-    return Check("KVM", ok, why, "" if ok else "guests run under TCG (slower, but works)", required=False)
+    if ok:
+        return Check("KVM", True, why, required=False)
+    # Not a missing package: a host without (working) KVM runs its guests under TCG, slower.
+    fix = ("run `modprobe kvm_intel` or `modprobe kvm_amd`, or enable virtualisation in the firmware"
+           if not present else "check `dmesg | grep -i kvm`; meanwhile guests run under TCG (slower, but works)")
+    return Check("KVM", False, why, fix, required=False)
 
 
 def host_checks(kernel: Path | None = None) -> list[Check]:
     return [
-        tool_check("python", [sys.executable, "--version"], "install Python >= 3.11"),
+        tool_check("python", [sys.executable, "--version"], "run `apt-get install python3` (Python >= 3.11)"),
         mkosi_check(),
         tool_check("qemu-system-x86_64", ["qemu-system-x86_64", "--version"],
                    "run `imagegen setup` (installs qemu-system-x86)"),
         tool_check("qemu-img", ["qemu-img", "--version"], "run `imagegen setup` (installs qemu-utils)"),
         ovmf_check(),
-        tool_check("apt-get", ["apt-get", "--version"], "mkosi bootstraps its Debian tools tree with apt"),
-        tool_check("dpkg", ["dpkg", "--version"], "mkosi bootstraps its Debian tools tree with dpkg"),
-        tool_check("losetup", ["losetup", "--version"], "install util-linux (used to inspect images)"),
+        # mkosi bootstraps its Debian tools tree with the host's apt and dpkg.
+        tool_check("apt-get", ["apt-get", "--version"], "run `imagegen setup` (installs apt)"),
+        tool_check("dpkg", ["dpkg", "--version"], "run `imagegen setup` (installs dpkg)"),
+        tool_check("losetup", ["losetup", "--version"], "run `imagegen setup` (installs util-linux, to inspect "
+                   "images)"),
         kvm_check(kernel),
     ]

@@ -51,7 +51,9 @@ DEBIAN_CHECK_PACKAGES = ("systemd", "wpasupplicant", "openssh-client", "nginx")
 # installs programs, and no server of a package it installs may keep running after it.
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 _POLICY_TEXT = "#!/bin/sh\n# Written by imagegen setup while it installs packages: start no service.\nexit 101\n"
-ARCH_HOST_PACKAGES = ("qemu-base", "edk2-ovmf", "mkosi", "wpa_supplicant")
+# apt, dpkg and Debian's keyring: for mkosi to bootstrap its Debian tools tree on an Arch host too.
+ARCH_HOST_PACKAGES = ("qemu-base", "edk2-ovmf", "mkosi", "wpa_supplicant", "apt", "dpkg", "debian-archive-keyring",
+                      "util-linux")
 
 PTH_NAME = "imagegen-mkosi.pth"
 UPSTREAM_INSTALL = "pipx install git+https://github.com/systemd/mkosi.git@v25.3"

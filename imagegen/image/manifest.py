@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "manifest.json"
+# The files of a built image, by kind, as they are named in its output directory (and store entry).
+OUTPUTS = {"image": "image.raw", "kernel": "image.vmlinuz", "initrd": "image.initrd"}
 
 
 def tree_hash(root: Path) -> str:

@@ -28,7 +28,7 @@ from imagegen.fsmove import move_file
 from imagegen.image import cache, trees
 from imagegen.image.aptsources import DebianMirror, debian_sources, host_debian_mirror, mirror_from_url
 from imagegen.image.config import BuildRequest, MkosiInputs, mkosi_argv, repo_root, write_root_password_config
-from imagegen.image.manifest import MANIFEST_NAME, BuildManifest, packages_from_mkosi_manifest, tree_hash
+from imagegen.image.manifest import MANIFEST_NAME, OUTPUTS, BuildManifest, packages_from_mkosi_manifest, tree_hash
 from imagegen.run import run, spawn
 from imagegen.store.hashing import keyed_digest
 
@@ -36,7 +36,6 @@ LOG_NAME = "build.log"
 # For QEMU's direct kernel boot of image.raw: mkosi's default partition table names the root partition so.
 ROOT_PARTLABEL = "root-x86-64"
 KERNEL_COMMAND_LINE = f"root=PARTLABEL={ROOT_PARTLABEL} rw console=ttyS0 systemd.firstboot=no"
-OUTPUTS = {"image": "image.raw", "kernel": "image.vmlinuz", "initrd": "image.initrd"}
 # Written by a lab image's finalize script (mkosi.conf.d/50-lab-debian-initrd.finalize.chroot): the initrd for QEMU's
 # direct kernel boot. It takes the place of mkosi's initrd among the outputs; mkosi's stays inside the UKI.
 LAB_INITRD = "image.lab-initrd"

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from imagegen.errors import UsageError
+from imagegen.osrelease import OS_RELEASE
 from imagegen.osrelease import os_release as read_os_release
 from imagegen.profile.model import Image
 
@@ -71,13 +72,13 @@ class Target:
         return self.layout.name
 
 
-def host_distribution(os_release: Path = Path("/etc/os-release")) -> tuple[str, str]:
+def host_distribution(os_release: Path = OS_RELEASE) -> tuple[str, str]:
     """(ID, VERSION_CODENAME) of the machine that builds, as mkosi defaults to it."""
     fields = read_os_release(os_release)
     return fields.get("ID", ""), fields.get("VERSION_CODENAME", "")
 
 
-def resolve_target(image: Image, os_release: Path = Path("/etc/os-release")) -> Target:
+def resolve_target(image: Image, os_release: Path = OS_RELEASE) -> Target:
     distribution: str | None = image.distribution
     release = image.release
     if distribution is None:

@@ -83,9 +83,10 @@ def profile_hash(loaded: LoadedProfile, state: HostState | None = None) -> str:
     return digest(state, {"profile": ordered})
 
 
-def profile_files(loaded: LoadedProfile, state: HostState) -> dict[str, str]:
-    """Keyed digests of the files the profile names (resolved as the renderer resolves them)."""
-    found: dict[str, str] = {}
+def profile_named_paths(loaded: LoadedProfile) -> dict[str, Path]:
+    """The files the profile names, resolved as the renderer resolves them, by dotted key: the Wi-Fi
+    networks' psk_file and EAP files, `files` sources and users' key files."""
+    found: dict[str, Path] = {}
     for index, net in enumerate(loaded.profile.wireless.networks):
         base: tuple[str | int, ...] = ("wireless", "networks", index)
         named = [(base + ("psk_file",), net.psk_file)]
@@ -98,19 +99,23 @@ def profile_files(loaded: LoadedProfile, state: HostState) -> dict[str, str]:
             path = Path(name)
             if not path.is_absolute():
                 path = loaded.origin(key).resolve().parent / path
-            try:
-                content = digest(state, {"sha256": file_sha256(path)})
-            except OSError:
-                content = "unreadable"  # rendering reports it (a FIFO or a device too), naming the field
-            found[".".join(map(str, key))] = content
+            found[".".join(map(str, key))] = path
     # Files a `files` entry or a user's key file names may be secrets too (a private key shipped under
     # files): keyed like the rest.
     for key, path in named_files(loaded).items():
+        found[".".join(map(str, key))] = path
+    return found
+
+
+def profile_files(loaded: LoadedProfile, state: HostState) -> dict[str, str]:
+    """Keyed digests of the files the profile names (profile_named_paths)."""
+    found: dict[str, str] = {}
+    for key, path in profile_named_paths(loaded).items():
         try:
             content = digest(state, {"sha256": file_sha256(path)})
         except OSError:
-            content = "unreadable"
-        found[".".join(map(str, key))] = content
+            content = "unreadable"  # rendering reports it (a FIFO or a device too), naming the field
+        found[key] = content
     return found
 
 

@@ -6,8 +6,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,16 @@ from imagegen.errors import UsageError
 from imagegen.image.aptsources import mirror_from_url
 from imagegen.image.config import BuildRequest, image_content
 from imagegen.image.manifest import MANIFEST_NAME, BuildManifest
-from imagegen.image.mkosi import OUTPUTS, BuildResult, build_image, mkosi_version
-from imagegen.profile import HostState, LoadedProfile
-from imagegen.render import host_state_for, plan_overlay, planned_overlay, resolve_target
+from imagegen.image.mkosi import build_image, mkosi_version
+from imagegen.osrelease import OS_RELEASE
+from imagegen.profile import HostState, LoadedProfile, load_profiles
+from imagegen.render import host_state_for, host_state_path, plan_overlay, planned_overlay, resolve_target
 from imagegen.render.write import write_tree
-from imagegen.safeoutput import check_link
-from imagegen.stages.derivations import build_derivation, profile_hash, render_derivation
-from imagegen.store import Derivation, Entry, Generation, PackageDiff, Store, diff_packages, resolve_store_root
-from imagegen.store.fsutil import remove_tree
+from imagegen.stages.derivations import build_derivation, profile_hash, profile_named_paths, render_derivation
+from imagegen.stages.outcome import ImageBuild, check_out_link, link_and_record
+from imagegen.stages.unchanged import Inputs
+from imagegen.store import Derivation, Entry, Store, diff_packages, resolve_store_root
 from imagegen.store.substitution import Substituter
-from imagegen.vm.lab import render_lab_overlay
 
 
 def open_store(option: Path | None, substituter: Substituter | None = None) -> Store:
@@ -51,6 +50,9 @@ def realise_overlay(store: Store, loaded: LoadedProfile, *, lab: bool = False,
     drv = render_derivation(loaded, state, lab=lab, target=target)
 
     def render(out: Path) -> dict[str, Any]:
+        # The lab's modules only when an overlay is rendered: a build that finds its entries needs none.
+        from imagegen.vm.lab import render_lab_overlay
+
         write_tree(plan, out)
         written = render_lab_overlay(loaded.profile, out) if lab else []
         return {"entries": len(plan.entries) + len(written)}
@@ -68,68 +70,41 @@ def image_derivation(loaded: LoadedProfile, overlay: Entry, *, lab: bool, state:
                             mkosi=mkosi_version(), state=state, content=image_content(loaded))
 
 
+def image_overlay(store: Store, loaded: LoadedProfile, *, lab: bool = False,
+                  state_file: Path | None = None) -> Entry:
+    """Where the profile's overlay entry is (or would be) in store, computed without rendering."""
+    state = host_state_for(loaded, state_file, create=False)
+    target = resolve_target(loaded.profile.image)
+    return Entry(store.path_of(render_derivation(loaded, state, lab=lab, target=target)))
+
+
 def planned_image(store: Store, loaded: LoadedProfile, *, lab: bool = False,
                   state_file: Path | None = None) -> Entry:
     """Where the profile's image entry is (or would be) in store, computed without rendering or building:
     enough to ask a cache for its verdict, which then needs no image at all. A new host's state file is
     not written for it: the hashes of fresh state match nothing in any cache."""
     state = host_state_for(loaded, state_file, create=False)
-    target = resolve_target(loaded.profile.image)
-    overlay = Entry(store.path_of(render_derivation(loaded, state, lab=lab, target=target)))
+    overlay = image_overlay(store, loaded, lab=lab, state_file=state_file)
     return Entry(store.path_of(image_derivation(loaded, overlay, lab=lab, state=state)))
 
 
-@dataclass(frozen=True)
-class ImageBuild:
-    """A built (or found) image: its store entry, what it was built from, and where it was linked."""
-
-    entry: Entry
-    overlay: Entry
-    manifest: BuildManifest
-    profile_hash: str  # as the host's generations record it (keyed by the store's key)
-    seconds: float  # what this call took, found or built
-    link: Path | None = None
-    generation: Generation | None = None
-    # With --refresh over an existing entry: how the package set moved (empty: unchanged).
-    refreshed: PackageDiff | None = None
-
-    @property
-    def reused(self) -> bool:
-        return self.entry.reused
-
-    def files(self) -> dict[str, str]:
-        return {kind: str(self.entry.path / name) for kind, name in OUTPUTS.items()}
-
-    def result(self) -> BuildResult:
-        """As `imagegen build` used to return it: the files in out_dir (the link, else the entry)."""
-        return BuildResult(out_dir=self.link or self.entry.path, manifest=self.manifest)
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "store_path": str(self.entry.path),
-            "overlay_path": str(self.overlay.path),
-            "out_link": str(self.link) if self.link else None,
-            "reused": self.reused,
-            "seconds": round(self.seconds, 3),
-            "profile_hash": self.profile_hash,
-            "generation": self.generation.number if self.generation else None,
-            **self.files(),
-            "manifest": json.loads((self.entry.path / MANIFEST_NAME).read_text()),
-        }
-        if self.refreshed is not None:
-            data["refresh"] = {"packages_changed": bool(self.refreshed), "diff": str(self.refreshed)}
-        return data
+def input_files(loaded: LoadedProfile, state_file: Path | None = None) -> tuple[Path, ...]:
+    """Every file a build of loaded reads, absolute: the profile files, the host state file (whether or
+    not it exists yet), the files the profile names, os-release."""
+    named = profile_named_paths(loaded).values()
+    files = [*loaded.files, host_state_path(loaded, state_file), *named, OS_RELEASE]
+    return tuple(Path(os.path.abspath(f)) for f in files)
 
 
-def default_link_name(hostname: str, lab: bool) -> Path:
-    return Path(f"result-{hostname}{'-lab' if lab else ''}")
-
-
-def _is_old_output_dir(path: Path) -> bool:
-    """Whether path is an output directory of imagegen from before the store (build/<host>): such a
-    directory was replaced by each build anyway, so a link may take its place; nothing else is replaced."""
-    return (path.is_dir() and not path.is_symlink() and (path / MANIFEST_NAME).is_file()
-            and (path / OUTPUTS["image"]).is_file())
+def build_inputs(store: Store, profiles: Sequence[Path], *, lab: bool = False,
+                 state_file: Path | None = None) -> Inputs:
+    """What a build of profiles reads and the entries it gives, from a fresh load: for the record of a
+    finished build (stages/unchanged.py)."""
+    loaded = load_profiles(profiles)
+    image = planned_image(store, loaded, lab=lab, state_file=state_file)
+    overlay = image_overlay(store, loaded, lab=lab, state_file=state_file)
+    return Inputs(files=input_files(loaded, state_file), image=image.path_name, overlay=overlay.path_name,
+                  hostname=loaded.profile.image.hostname)
 
 
 def realise_image(
@@ -161,8 +136,7 @@ def realise_image(
     elif distribution == "arch":
         raise UsageError("image.mirror: an Arch image needs an Arch mirror and this host's apt sources name none",
                          "pass --mirror URL (an Arch mirror, e.g. http://HOST/archlinux) or set image.mirror")
-    if link is not None and not _is_old_output_dir(link):
-        check_link(link, "--out-link", store.root)
+    check_out_link(store, link)
     overlay = realise_overlay(store, loaded, lab=lab, state_file=state_file)
     state = host_state_for(loaded, state_file)  # kept by realise_overlay: read, never created here
     request_release = target.release
@@ -192,15 +166,10 @@ def realise_image(
     refreshed = None
     if old_manifest is not None:
         refreshed = diff_packages(old_manifest, json.loads((entry.path / MANIFEST_NAME).read_text()))
-    if link is not None and _is_old_output_dir(link):
-        remove_tree(link)
-    out_link = store.add_out_link(link, entry) if link is not None else None
-    # The store's own records key the profile hash once more, with the store's key (docs/store.md).
-    recorded = store.keyed_digest(phash)
-    generation = store.record_generation(image.hostname, entry, recorded) if record else None
+    finished = link_and_record(store, entry, link=link, hostname=image.hostname, profile_hash=phash, record=record)
     return ImageBuild(entry=entry, overlay=overlay, manifest=BuildManifest.load(entry.path / MANIFEST_NAME),
-                      profile_hash=recorded, seconds=time.monotonic() - started, link=out_link,
-                      generation=generation, refreshed=refreshed)
+                      profile_hash=finished.recorded_hash, seconds=time.monotonic() - started, link=finished.link,
+                      generation=finished.generation, refreshed=refreshed)
 
 
 def entry_manifest(entry: Entry) -> Mapping[str, Any] | None:

@@ -11,6 +11,7 @@ Layout of the store root:
     .tmp-<token>-<...>      work in progress; stale once the matching lock is free
     gcroots/                symlinks to out-links (`result-<host>`) that keep entries alive
     profiles/<host>/        that host's generations, one JSON file each
+    unchanged/              records of finished builds, for no-op builds (stages/unchanged.py; 0600)
 """
 
 from __future__ import annotations
