@@ -73,6 +73,16 @@ def test_control_channels(tmp_path: Path) -> None:
     assert "-daemonize" not in argv and "-pidfile" not in argv
 
 
+def test_display_is_virtio_gpu_without_a_host_window(tmp_path: Path) -> None:
+    for s in (spec(tmp_path), spec(tmp_path, serial_on_stdio=True),
+              spec(tmp_path, boot=Boot(uefi=True, ovmf_vars=tmp_path / "vars.fd"))):
+        argv = build_argv(s)
+        # -nodefaults adds no VGA card; -vga none says so explicitly, one virtio-gpu is the only screen.
+        assert value_after(argv, "-vga") == ["none"]
+        assert value_after(argv, "-display") == ["none"]
+        assert [d for d in value_after(argv, "-device") if "gpu" in d or "vga" in d.lower()] == ["virtio-gpu-pci"]
+
+
 def test_paused_start_and_uefi(tmp_path: Path) -> None:
     argv = build_argv(spec(tmp_path, start_paused=True,
                            boot=Boot(uefi=True, ovmf_vars=tmp_path / "vars.fd")))
