@@ -121,7 +121,9 @@ class Machine:
         return VmSpec(accel=self.accel, boot=boot, disk=Disk(self.files.image, overlay),
                       sockets=self.sockets, nics=self.nics, memory_mib=self.memory_mib, cpus=self.cpus,
                       serial_on_stdio=serial_on_stdio, start_paused=start_paused,
-                      # A guest panic (panic=-1) ends QEMU instead of rebooting in a loop.
+                      # A guest panic (panic=-1) ends QEMU instead of rebooting in a loop: a boot that
+                      # dies is seen at once (GuestGone), with its panic line. reboot() lifts this for
+                      # the one reset it asks for.
                       extra=("-no-reboot",))
 
     def _prepare_disk(self) -> None:
@@ -188,6 +190,38 @@ class Machine:
         self.qmp.system_powerdown()
         if not self.wait_exit(timeout):
             raise ImagegenError(f"the guest did not power off within {timeout:.0f} s")
+        return time.monotonic() - start
+
+    def reboot(self, timeout: float) -> float:
+        """Reboot the guest (`systemctl reboot`) and wait until its agent answers again; returns the
+        seconds from the request to that answer. The same QEMU, disk and serial log go on.
+
+        Under -no-reboot the guest's reset is a shutdown, and QEMU would exit. For this one reboot the
+        shutdown pauses the VM instead (QMP set-action shutdown=pause); once it has, the action is put
+        back and QMP system_reset and cont start the VM again. So a kernel panic still ends QEMU at
+        every other time, the boot after this reset included (dropping -no-reboot for the lab would
+        instead boot a panicking guest over and over until a timeout).
+        """
+        start = time.monotonic()
+        deadline = start + timeout
+        self.qmp.cmd("set-action", shutdown="pause")
+        try:
+            # guest-exec answers with a pid at once; systemctl only queues the reboot job.
+            self.agent.cmd("guest-exec", path="systemctl", arg=["reboot"])
+            while self.qmp.status() != "shutdown":
+                if not self.running:
+                    raise QemuExited(self.exit_status or ExitStatus(-1, ""), " while the guest rebooted")
+                if time.monotonic() > deadline:
+                    raise ImagegenError(f"the guest did not shut down for its reboot within {timeout:.0f} s")
+                time.sleep(0.2)
+        finally:
+            if self.running:
+                self.qmp.cmd("set-action", shutdown="poweroff")
+        self.agent.close()  # the old guest's agent is gone; its answers are not waited for
+        self.qmp.cmd("system_reset")
+        if self.qmp.status() != "running":
+            self.qmp.cont()
+        self.agent.wait_ready(max(1.0, deadline - time.monotonic()), alive=lambda: self.running)
         return time.monotonic() - start
 
     def shutdown(self) -> None:
