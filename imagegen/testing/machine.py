@@ -322,9 +322,9 @@ class Machine(Shell):
         last one it read, and each run is bounded by what is left of timeout. WaitTimeout says what OCR
         read last and keeps that screen in the artifacts."""
         pattern = re.compile(regex, re.MULTILINE)
-        tesseract = screen.tesseract_binary()  # a host without OCR fails now, not at the timeout
         with self._calls.call(f"machine.wait_for_text {regex!r}") as c, \
                 tempfile.TemporaryDirectory(prefix="imagegen-screen-") as tmp:
+            screen.tesseract_binary()  # a host without OCR fails now, not at the timeout
             png = Path(tmp) / "screen.png"
             deadline = self._clock.now() + timeout
             read = _Reading()
@@ -350,8 +350,7 @@ class Machine(Shell):
                 return "\n".join(x for x in (f"OCR read ({read.runs} runs):", read.text or "(nothing)",
                                               read.note, kept) if x)
 
-            waited = wait_until(f"screen text matching {regex!r} ({tesseract})", attempt, timeout, last=last,
-                                clock=self._clock)
+            waited = wait_until(f"screen text matching {regex!r}", attempt, timeout, last=last, clock=self._clock)
             c.detail = (f"{waited.value.group(0)[:80]!r} after {waited.seconds:.1f} s "
                         f"({waited.polls} screenshots, {read.runs} OCR runs)")
             return waited.value.group(0)
