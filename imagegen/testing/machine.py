@@ -320,8 +320,7 @@ class Machine(Shell):
         """Wait until OCR reads a match of regex (Python re, multi-line) on the screen; returns the
         matched text. Each poll takes a screenshot; OCR runs only when the screen changed since the
         last one it read (by more than a blinking cursor), and each run is bounded by what is left of
-        timeout. WaitTimeout says what OCR
-        read last and keeps that screen in the artifacts."""
+        timeout. WaitTimeout says what OCR read last and keeps that screen in the artifacts."""
         pattern = re.compile(regex, re.MULTILINE)
         with self._calls.call(f"machine.wait_for_text {regex!r}") as c, \
                 tempfile.TemporaryDirectory(prefix="imagegen-screen-") as tmp:
