@@ -116,29 +116,20 @@ def test_accel_tcg_on_request_and_kvm_needs_a_kernel() -> None:
 
 
 class RebootQmp:
-    """QMP as QEMU answers a reboot: the guest's RESET event after `resets_after` waits for it."""
-
-    def __init__(self, resets_after: int | None) -> None:
-        self.resets_after = resets_after
+    def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, object]]] = []
-        self.events: list[object] = []
-        self.waits = 0
 
     def cmd(self, command: str, /, **args: object) -> object:
         self.calls.append((command, args))
         return {}
 
-    def wait_event(self, name: str, timeout: float, since: int = 0, **match: object) -> object:
-        assert (name, match) == ("RESET", {"guest": True})
-        self.waits += 1
-        if self.resets_after is None or self.waits <= self.resets_after:
-            raise TimeoutError("no RESET")
-        return object()
-
 
 class RebootAgent:
-    def __init__(self) -> None:
+    """A guest agent whose new boot answers, or during whose boot `happens` happens (alive() then says)."""
+
+    def __init__(self, happens: object = None) -> None:
         self.calls: list[str] = []
+        self.happens = happens
 
     def cmd(self, command: str, /, timeout: float = 30.0, **args: object) -> object:
         self.calls.append(f"{command} {args.get('path')} {args.get('arg')}")
@@ -148,7 +139,14 @@ class RebootAgent:
         self.calls.append("close")
 
     def wait_ready(self, timeout: float, alive: object = None) -> float:
+        from imagegen.vm.agent import GuestGone
+
         self.calls.append("wait_ready")
+        assert callable(alive) and alive()
+        if callable(self.happens):
+            self.happens()
+            if not alive():
+                raise GuestGone("QEMU exited 3 s after start, before the guest agent answered")
         return 1.0
 
 
@@ -161,33 +159,47 @@ class Child:
         return self.status
 
 
-def rebooting_vm(tmp_path: Path, qmp: RebootQmp) -> tuple[Machine, RebootAgent, Child]:
+def rebooting_vm(tmp_path: Path, agent: RebootAgent) -> tuple[Machine, RebootQmp, Child]:
     (tmp_path / "image.raw").write_bytes(b"")
     vm = Machine(ImageFiles(tmp_path / "image.raw", tmp_path / "vmlinuz", None), accel="tcg", nics=LAB_NICS,
                  run_dir=tmp_path / "run")
-    agent, child = RebootAgent(), Child()
+    qmp, child = RebootQmp(), Child()
     vm.qmp, vm.agent, vm.qemu = qmp, agent, child  # type: ignore[assignment]
-    return vm, agent, child
+    vm.sockets.serial_log.write_text("[    0.000000] Kernel panic - not syncing: an old one, before the reboot\n")
+    return vm, qmp, child
 
 
-def test_reboot_lets_one_guest_reset_through_then_guards_again(tmp_path: Path) -> None:
-    qmp = RebootQmp(resets_after=2)
-    vm, agent, _ = rebooting_vm(tmp_path, qmp)
+def test_reboot_lets_resets_through_until_the_new_boot_answers(tmp_path: Path) -> None:
+    agent = RebootAgent()
+    vm, qmp, _ = rebooting_vm(tmp_path, agent)
     assert vm.reboot(timeout=60) >= 0
-    # -no-reboot turns every reset into an exit: reset allowed for this one, and the guard back before
-    # the new boot runs far.
+    # -no-reboot turns every reset into an exit: resets allowed for the guest's and the firmware's
+    # (the old boot's panic on the console is no reason to stop), the guard back once the agent answered.
     assert qmp.calls == [("set-action", {"reboot": "reset"}), ("set-action", {"reboot": "shutdown"})]
     assert agent.calls == ["guest-exec systemctl ['reboot']", "close", "wait_ready"]
-    assert qmp.waits == 3
+
+
+def test_a_panic_while_rebooting_ends_the_wait_with_its_line(tmp_path: Path) -> None:
+    from imagegen.vm.agent import GuestGone
+
+    def panic() -> None:
+        with vm.sockets.serial_log.open("a") as f:
+            f.write("[    1.000000] Kernel panic - not syncing: VFS: Unable to mount root fs\n")
+
+    vm, qmp, _ = rebooting_vm(tmp_path, RebootAgent(panic))
+    with pytest.raises(GuestGone, match="panicked while it rebooted: Kernel panic - not syncing: VFS"):
+        vm.reboot(timeout=60)
+    assert qmp.calls[-1] == ("set-action", {"reboot": "shutdown"}), "the guard is back"
 
 
 def test_a_qemu_that_ends_during_the_reboot_says_so(tmp_path: Path) -> None:
     from imagegen.run import ExitStatus
     from imagegen.vm.machine import QemuExited
 
-    qmp = RebootQmp(resets_after=None)
-    vm, agent, child = rebooting_vm(tmp_path, qmp)
-    child.status = ExitStatus(1, "qemu: fatal")
+    def ends() -> None:
+        child.status = ExitStatus(1, "qemu: fatal")
+
+    vm, qmp, child = rebooting_vm(tmp_path, RebootAgent(ends))
     with pytest.raises(QemuExited, match="while the guest rebooted"):
         vm.reboot(timeout=60)
     assert qmp.calls == [("set-action", {"reboot": "reset"})], "a gone QEMU is not asked anything more"

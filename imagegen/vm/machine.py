@@ -17,7 +17,7 @@ from types import TracebackType
 
 from imagegen.errors import ImagegenError, UsageError
 from imagegen.run import Child, ExitStatus, run, spawn
-from imagegen.vm.agent import GuestAgent
+from imagegen.vm.agent import GuestAgent, GuestGone
 from imagegen.vm.qemu import OVMF_VARS, Accel, Boot, Disk, Nic, Sockets, VmSpec, build_argv, qemu_binary
 from imagegen.vm.qmp import Monitor
 
@@ -65,11 +65,14 @@ def cmdline_of(pid: int) -> str:
         return ""
 
 
-def panic_line(serial_log: Path) -> str | None:
-    """The guest kernel's panic message on the console, with the oops that caused it if there was one:
-    e.g. "Oops: int3 ... RIP: 0010:sched_clock_cpu+0x9/0x1d0; Kernel panic - not syncing: Fatal exception"."""
+def panic_line(serial_log: Path, since: int = 0) -> str | None:
+    """The guest kernel's panic message on the console (from byte since of its log on), with the oops
+    that caused it if there was one: e.g. "Oops: int3 ... RIP: 0010:sched_clock_cpu+0x9/0x1d0; Kernel
+    panic - not syncing: Fatal exception"."""
     try:
-        lines = serial_log.read_text(errors="replace").splitlines()
+        with serial_log.open("rb") as f:
+            f.seek(since)
+            lines = f.read().decode(errors="replace").splitlines()
     except OSError:
         return None
     def text(line: str) -> str:
@@ -196,33 +199,30 @@ class Machine:
         """Reboot the guest (`systemctl reboot`) and wait until its agent answers again; returns the
         seconds from the request to that answer. The same QEMU, disk and serial log go on.
 
-        Under -no-reboot every reset is a shutdown (QMP system_reset's too), and QEMU would exit. So the
-        guest's reset is let through for this one reboot: QMP set-action reboot=reset until QEMU reports
-        the reset (its RESET event), then reboot=shutdown again. A kernel panic still ends QEMU at every
-        other time, the boot after this reset included; dropping -no-reboot for the lab would instead
-        boot a panicking guest over and over until a timeout.
+        Under -no-reboot every reset is a shutdown (QMP system_reset's too), and QEMU would exit. So
+        resets are let through (QMP set-action reboot=reset) from the request until the new boot's agent
+        answers: not only the guest's own reset, but the firmware's after it too (SeaBIOS resets once
+        more on a warm boot; that second reset ended QEMU when the guard came back at the first). A
+        kernel panic meanwhile, which would now boot again and again, ends the wait at once with its
+        panic line; then, and at every other time, -no-reboot holds again.
         """
         start = time.monotonic()
-        deadline = start + timeout
-        mark = len(self.qmp.events)
+        log = self.sockets.serial_log
+        since = log.stat().st_size if log.exists() else 0
         self.qmp.cmd("set-action", reboot="reset")
         try:
             # guest-exec answers with a pid at once; systemctl only queues the reboot job.
             self.agent.cmd("guest-exec", path="systemctl", arg=["reboot"])
-            while True:
-                try:
-                    self.qmp.wait_event("RESET", 2.0, since=mark, guest=True)
-                    break
-                except (TimeoutError, OSError, EOFError):
-                    if not self.running:
-                        raise QemuExited(self.exit_status or ExitStatus(-1), " while the guest rebooted") from None
-                    if time.monotonic() > deadline:
-                        raise ImagegenError(f"the guest did not reset for its reboot within {timeout:.0f} s") from None
+            self.agent.close()  # the old guest's agent goes; its answers are not waited for
+            try:
+                self.agent.wait_ready(timeout, alive=lambda: self.running and panic_line(log, since) is None)
+            except GuestGone as e:
+                if (panic := panic_line(log, since)) is not None:
+                    raise GuestGone(f"the guest's kernel panicked while it rebooted: {panic}") from e
+                raise QemuExited(self.exit_status or ExitStatus(-1), " while the guest rebooted") from e
         finally:
             if self.running:
                 self.qmp.cmd("set-action", reboot="shutdown")
-        self.agent.close()  # the old guest's agent is gone; its answers are not waited for
-        self.agent.wait_ready(max(1.0, deadline - time.monotonic()), alive=lambda: self.running)
         return time.monotonic() - start
 
     def shutdown(self) -> None:
