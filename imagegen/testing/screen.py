@@ -28,7 +28,9 @@ Color = tuple[int, int, int]
 TESSERACT = "tesseract"
 TESSERACT_PACKAGE = "tesseract-ocr"
 # Linux's console font is 8×16 pixels: its letters are ~10 px high, tesseract reads best at 20–40 px.
-OCR_SCALE = 3
+# Measured on the lab's getty screen (bench/ocr_bench.py): ×1 to ×4 all find "laptop login:" in
+# 0.14–0.17 s once cropped; ×2 also reads "tty1" right, where ×3 and ×4 read "ttyl".
+OCR_SCALE = 2
 # Pixels at least this far (0–255) from the background count as text when finding where the text is.
 INK_THRESHOLD = 48
 # Room left around the text so that tesseract sees its first and last letters whole.
