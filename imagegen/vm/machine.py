@@ -201,8 +201,9 @@ class Machine:
 
         Under -no-reboot every reset is a shutdown (QMP system_reset's too), and QEMU would exit. So
         resets are let through (QMP set-action reboot=reset) from the request until the new boot's agent
-        answers: not only the guest's own reset, but the firmware's after it too (SeaBIOS resets once
-        more on a warm boot; that second reset ended QEMU when the guard came back at the first). A
+        answers: not only the guest's own reset but a second one after it (the firmware's on a warm boot,
+        presumably): with the guard back at QEMU's first RESET event, QEMU ended before the new kernel
+        printed a line. A
         kernel panic meanwhile, which would now boot again and again, ends the wait at once with its
         panic line; then, and at every other time, -no-reboot holds again.
         """
