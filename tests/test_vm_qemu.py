@@ -73,6 +73,16 @@ def test_control_channels(tmp_path: Path) -> None:
     assert "-daemonize" not in argv and "-pidfile" not in argv
 
 
+def test_display_is_virtio_gpu_without_a_host_window(tmp_path: Path) -> None:
+    for s in (spec(tmp_path), spec(tmp_path, serial_on_stdio=True),
+              spec(tmp_path, boot=Boot(uefi=True, ovmf_vars=tmp_path / "vars.fd"))):
+        argv = build_argv(s)
+        # -nodefaults adds no VGA card; -vga none says so explicitly, one virtio-gpu is the only screen.
+        assert value_after(argv, "-vga") == ["none"]
+        assert value_after(argv, "-display") == ["none"]
+        assert [d for d in value_after(argv, "-device") if "gpu" in d or "vga" in d.lower()] == ["virtio-gpu-pci"]
+
+
 def test_paused_start_and_uefi(tmp_path: Path) -> None:
     argv = build_argv(spec(tmp_path, start_paused=True,
                            boot=Boot(uefi=True, ovmf_vars=tmp_path / "vars.fd")))
@@ -103,3 +113,93 @@ def test_accel_tcg_on_request_and_kvm_needs_a_kernel() -> None:
     assert choose_accel("auto", None).accel == "tcg"
     with pytest.raises(UsageError, match="--accel kvm"):
         choose_accel("kvm", None)
+
+
+class RebootQmp:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, object]]] = []
+
+    def cmd(self, command: str, /, **args: object) -> object:
+        self.calls.append((command, args))
+        return {}
+
+
+class RebootAgent:
+    """A guest agent whose new boot answers, or during whose boot `happens` happens (alive() then says)."""
+
+    def __init__(self, happens: object = None) -> None:
+        self.calls: list[str] = []
+        self.happens = happens
+
+    def cmd(self, command: str, /, timeout: float = 30.0, **args: object) -> object:
+        self.calls.append(f"{command} {args.get('path')} {args.get('arg')}")
+        return {"pid": 1}
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    def wait_ready(self, timeout: float, alive: object = None) -> float:
+        from imagegen.vm.agent import GuestGone
+
+        self.calls.append("wait_ready")
+        assert callable(alive) and alive()
+        if callable(self.happens):
+            self.happens()
+            if not alive():
+                raise GuestGone("QEMU exited 3 s after start, before the guest agent answered")
+        return 1.0
+
+
+class Child:
+    def __init__(self) -> None:
+        self.status: object = None
+        self.pid = 1
+
+    def poll(self) -> object:
+        return self.status
+
+
+def rebooting_vm(tmp_path: Path, agent: RebootAgent) -> tuple[Machine, RebootQmp, Child]:
+    (tmp_path / "image.raw").write_bytes(b"")
+    vm = Machine(ImageFiles(tmp_path / "image.raw", tmp_path / "vmlinuz", None), accel="tcg", nics=LAB_NICS,
+                 run_dir=tmp_path / "run")
+    qmp, child = RebootQmp(), Child()
+    vm.qmp, vm.agent, vm.qemu = qmp, agent, child  # type: ignore[assignment]
+    vm.sockets.serial_log.write_text("[    0.000000] Kernel panic - not syncing: an old one, before the reboot\n")
+    return vm, qmp, child
+
+
+def test_reboot_lets_resets_through_until_the_new_boot_answers(tmp_path: Path) -> None:
+    agent = RebootAgent()
+    vm, qmp, _ = rebooting_vm(tmp_path, agent)
+    assert vm.reboot(timeout=60) >= 0
+    # -no-reboot turns every reset into an exit: resets allowed for the guest's and the firmware's
+    # (the old boot's panic on the console is no reason to stop), the guard back once the agent answered.
+    assert qmp.calls == [("set-action", {"reboot": "reset"}), ("set-action", {"reboot": "shutdown"})]
+    assert agent.calls == ["guest-exec systemctl ['reboot']", "close", "wait_ready"]
+
+
+def test_a_panic_while_rebooting_ends_the_wait_with_its_line(tmp_path: Path) -> None:
+    from imagegen.vm.agent import GuestGone
+
+    def panic() -> None:
+        with vm.sockets.serial_log.open("a") as f:
+            f.write("[    1.000000] Kernel panic - not syncing: VFS: Unable to mount root fs\n")
+
+    vm, qmp, _ = rebooting_vm(tmp_path, RebootAgent(panic))
+    with pytest.raises(GuestGone, match="panicked while it rebooted: Kernel panic - not syncing: VFS"):
+        vm.reboot(timeout=60)
+    assert qmp.calls[-1] == ("set-action", {"reboot": "shutdown"}), "the guard is back"
+
+
+def test_a_qemu_that_ends_during_the_reboot_says_so(tmp_path: Path) -> None:
+    from imagegen.run import ExitStatus
+    from imagegen.vm.machine import QemuExited
+
+    def ends() -> None:
+        child.status = ExitStatus(1, "qemu: fatal")
+
+    vm, qmp, child = rebooting_vm(tmp_path, RebootAgent(ends))
+    with pytest.raises(QemuExited, match="while the guest rebooted"):
+        vm.reboot(timeout=60)
+    assert qmp.calls == [("set-action", {"reboot": "reset"})], "a gone QEMU is not asked anything more"

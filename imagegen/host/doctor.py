@@ -95,5 +95,7 @@ def host_checks(kernel: Path | None = None) -> list[Check]:
         tool_check("dpkg", ["dpkg", "--version"], "run `imagegen setup` (installs dpkg)"),
         tool_check("losetup", ["losetup", "--version"], "run `imagegen setup` (installs util-linux, to inspect "
                    "images)"),
+        tool_check("tesseract", ["tesseract", "--version"],
+                   "run `imagegen setup` (installs tesseract-ocr: the test API reads the screen with it)"),
         kvm_check(kernel),
     ]

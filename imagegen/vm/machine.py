@@ -17,7 +17,7 @@ from types import TracebackType
 
 from imagegen.errors import ImagegenError, UsageError
 from imagegen.run import Child, ExitStatus, run, spawn
-from imagegen.vm.agent import GuestAgent
+from imagegen.vm.agent import GuestAgent, GuestGone
 from imagegen.vm.qemu import OVMF_VARS, Accel, Boot, Disk, Nic, Sockets, VmSpec, build_argv, qemu_binary
 from imagegen.vm.qmp import Monitor
 
@@ -65,11 +65,14 @@ def cmdline_of(pid: int) -> str:
         return ""
 
 
-def panic_line(serial_log: Path) -> str | None:
-    """The guest kernel's panic message on the console, with the oops that caused it if there was one:
-    e.g. "Oops: int3 ... RIP: 0010:sched_clock_cpu+0x9/0x1d0; Kernel panic - not syncing: Fatal exception"."""
+def panic_line(serial_log: Path, since: int = 0) -> str | None:
+    """The guest kernel's panic message on the console (from byte since of its log on), with the oops
+    that caused it if there was one: e.g. "Oops: int3 ... RIP: 0010:sched_clock_cpu+0x9/0x1d0; Kernel
+    panic - not syncing: Fatal exception"."""
     try:
-        lines = serial_log.read_text(errors="replace").splitlines()
+        with serial_log.open("rb") as f:
+            f.seek(since)
+            lines = f.read().decode(errors="replace").splitlines()
     except OSError:
         return None
     def text(line: str) -> str:
@@ -121,7 +124,9 @@ class Machine:
         return VmSpec(accel=self.accel, boot=boot, disk=Disk(self.files.image, overlay),
                       sockets=self.sockets, nics=self.nics, memory_mib=self.memory_mib, cpus=self.cpus,
                       serial_on_stdio=serial_on_stdio, start_paused=start_paused,
-                      # A guest panic (panic=-1) ends QEMU instead of rebooting in a loop.
+                      # A guest panic (panic=-1) ends QEMU instead of rebooting in a loop: a boot that
+                      # dies is seen at once (GuestGone), with its panic line. reboot() lets the one
+                      # reset it asks for through.
                       extra=("-no-reboot",))
 
     def _prepare_disk(self) -> None:
@@ -188,6 +193,37 @@ class Machine:
         self.qmp.system_powerdown()
         if not self.wait_exit(timeout):
             raise ImagegenError(f"the guest did not power off within {timeout:.0f} s")
+        return time.monotonic() - start
+
+    def reboot(self, timeout: float) -> float:
+        """Reboot the guest (`systemctl reboot`) and wait until its agent answers again; returns the
+        seconds from the request to that answer. The same QEMU, disk and serial log go on.
+
+        Under -no-reboot every reset is a shutdown (QMP system_reset's too), and QEMU would exit. So
+        resets are let through (QMP set-action reboot=reset) from the request until the new boot's agent
+        answers: not only the guest's own reset but a second one after it (the firmware's on a warm boot,
+        presumably): with the guard back at QEMU's first RESET event, QEMU ended before the new kernel
+        printed a line. A
+        kernel panic meanwhile, which would now boot again and again, ends the wait at once with its
+        panic line; then, and at every other time, -no-reboot holds again.
+        """
+        start = time.monotonic()
+        log = self.sockets.serial_log
+        since = log.stat().st_size if log.exists() else 0
+        self.qmp.cmd("set-action", reboot="reset")
+        try:
+            # guest-exec answers with a pid at once; systemctl only queues the reboot job.
+            self.agent.cmd("guest-exec", path="systemctl", arg=["reboot"])
+            self.agent.close()  # the old guest's agent goes; its answers are not waited for
+            try:
+                self.agent.wait_ready(timeout, alive=lambda: self.running and panic_line(log, since) is None)
+            except GuestGone as e:
+                if (panic := panic_line(log, since)) is not None:
+                    raise GuestGone(f"the guest's kernel panicked while it rebooted: {panic}") from e
+                raise QemuExited(self.exit_status or ExitStatus(-1), " while the guest rebooted") from e
+        finally:
+            if self.running:
+                self.qmp.cmd("set-action", reboot="shutdown")
         return time.monotonic() - start
 
     def shutdown(self) -> None:

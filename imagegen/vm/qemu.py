@@ -99,6 +99,11 @@ def build_argv(spec: VmSpec, binary: str = "qemu-system-x86_64") -> list[str]:
         "-smp", str(spec.cpus),
         "-m", str(spec.memory_mib),
         "-nodefaults",
+        # A screen that QMP screendump reads and that Wayland compositors can drive: cage does not
+        # start on QEMU's -vga std, virtio-gpu gives the guest a KMS device (NixOS's cage test uses it).
+        # -display none: no window on the host; the screen exists for the guest and for screendump.
+        "-vga", "none",
+        "-device", "virtio-gpu-pci",
         "-display", "none",
         "-rtc", "base=utc",
         # QMP: the only way the test drives the VM.
