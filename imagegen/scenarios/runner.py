@@ -14,7 +14,13 @@ from imagegen.report.artifacts import save_file
 from imagegen.report.console import ConsoleReport
 from imagegen.report.model import RunResult, ScenarioResult
 from imagegen.scenarios.catalog import BY_NAME, SCENARIOS, Scenario
-from imagegen.scenarios.session import LabSession, Recorder, ScenarioFailed
+from imagegen.scenarios.session import LabSession
+from imagegen.testing.calls import Call, CallLog
+from imagegen.testing.errors import TestFailure
+from imagegen.testing.lab import Lab
+from imagegen.testing.machine import Machine as ApiMachine
+from imagegen.testing.results import CheckFailed, Results
+from imagegen.testing.scripts import CALL_LOG, bind
 from imagegen.vm.accel import AccelChoice
 from imagegen.vm.agent import GuestGone
 from imagegen.vm.lab import LAB_NICS, LabPlan
@@ -126,8 +132,12 @@ class LabRun:
             self.figures[f"{group.name}_vm_agent_ready_s"] = round(lab.boot_seconds, 1)
             self.report.note(f"{group.name} VM: guest agent answered {lab.boot_seconds:.0f} s after start "
                              f"(timeouts ×{lab.scale:.1f})")
+            # One Machine and one Lab for all the VM's scenarios: the state they keep (the console read so
+            # far, the radio removed) is the VM's. Every call goes into the one call log.
+            calls = CallLog(self.options.artifacts / CALL_LOG)
+            api = bind(lab, calls)
             for scenario in group.scenarios:
-                self._run_one(scenario, lab)
+                self._run_one(scenario, lab, api, calls)
             if any(not self.results[s.name].passed for s in group.scenarios):
                 save_file(machine.sockets.serial_log, self._artifacts(), f"serial-{group.name}.log")
                 self._explain_starvation(group, machine)
@@ -159,36 +169,47 @@ class LabRun:
             self.results[s.name] = r
             self.report.end_scenario(r)
 
-    def _run_one(self, scenario: Scenario, lab: LabSession) -> None:
+    def _run_one(self, scenario: Scenario, session: LabSession, api: tuple[ApiMachine, Lab],
+                 calls: CallLog) -> None:
         self.report.start_scenario(scenario.name, scenario.title)
-        rec = Recorder(on_check=self.report.check)
+        results = Results(on_check=self.report.check)
+        calls.section(f"{scenario.name}: {scenario.title}")
+
+        def as_check(call: Call) -> None:
+            results.check(call.title, True, call.detail)
+        calls.on_call = as_check if scenario.calls_as_checks else None
         start = time.monotonic()
         error: str | None = None
         told = False  # whether the error already says how QEMU ended
         try:
-            if (ended := lab.machine.exit_status) is not None:
+            if (ended := session.machine.exit_status) is not None:
                 raise QemuExited(ended, " before the scenario began")
-            scenario.run(lab, rec)
-        except ScenarioFailed:
+            scenario.run(*api, results)
+        except CheckFailed:
             pass  # the failed check is already recorded
+        except TestFailure as e:
+            # A call that did not hold outside any named check (a command that failed): the error.
+            error = f"{type(e).__name__}: {e}"
         except QemuExited as e:
             error, told = str(e), True
         except (ImagegenError, TimeoutError, OSError, EOFError) as e:
             error = f"{type(e).__name__}: {e}"
-        passed = error is None and bool(rec.checks) and all(c.ok for c in rec.checks)
-        if not passed and not told and (ended := lab.machine.exit_status) is not None:
+        finally:
+            calls.on_call = None
+        passed = error is None and results.passed
+        if not passed and not told and (ended := session.machine.exit_status) is not None:
             # A VM that died under the scenario explains its failure better than a closed socket does.
             error = f"{error}; QEMU {ended}" if error else f"QEMU {ended}"
         result = ScenarioResult(scenario.name, scenario.title, passed=passed,
-                                seconds=round(time.monotonic() - start, 1), checks=tuple(rec.checks),
-                                figures=dict(rec.figures), error=error)
+                                seconds=round(time.monotonic() - start, 1), checks=tuple(results.checks),
+                                figures=dict(results.figures), error=error)
         self.results[scenario.name] = result
         if not passed:
             out = self._artifacts() / scenario.name
-            if lab.machine.running:
+            if session.machine.running:
                 self.report.step(f"saving evidence of {scenario.name}…")
-                lab.collect(out)
-            save_file(lab.machine.sockets.serial_log, out, "serial.log")
+                session.collect(out)
+            save_file(session.machine.sockets.serial_log, out, "serial.log")
         self.report.end_scenario(result)
 
     def _hold(self, machine: Machine) -> None:
