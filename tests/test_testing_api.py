@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import io
 import json
+import re
 import signal
 import subprocess
 import textwrap
@@ -587,3 +588,19 @@ def test_every_scenario_is_a_function_of_the_public_objects() -> None:
         assert internal not in source, internal
     for s in catalog.SCENARIOS:
         assert list(inspect.signature(s.run).parameters) == ["machine", "lab", "results"], s.name
+
+
+def test_the_scenarios_call_only_what_the_api_page_documents() -> None:
+    from imagegen.scenarios import catalog
+    from imagegen.testing import Lab, Probe
+
+    page = (REPO / "docs" / "testing-api.md").read_text()
+    source = Path(catalog.__file__).read_text()
+    used = set(re.findall(r"\b(?:machine|lab|results|probe|probe6|peer)\.(\w+)", source))
+    assert {"bond", "poll", "probe", "timeline", "kernel_marks", "figure"} <= used
+    undocumented = {name for name in used if f"`{name}" not in page}
+    assert not undocumented, f"the scenarios use {sorted(undocumented)}, which docs/testing-api.md does not list"
+    for cls in (Machine, Lab, Probe, Results):
+        public = {n for n in vars(cls) if not n.startswith("_")} - {"checks", "figures", "on_check", "passed"}
+        missing = {n for n in public if f"`{n}" not in page}
+        assert not missing, f"{cls.__name__}: {sorted(missing)} not in docs/testing-api.md"
