@@ -201,13 +201,19 @@ class Lab:
         """The bond's addresses of that family that DHCP gave ("ADDRESS/PREFIX"): for IPv4 the dynamic
         ones; for IPv6 the global ones that are not static (WIDE dhcp6c adds its address with infinite
         kernel lifetimes and expires the lease itself, so "dynamic" does not tell them apart)."""
-        link = self._machine.link(self.plan.bond)
-        if link is None:
-            return []
-        if family == 4:
-            return [str(a) for a in link.with_family(4, dynamic=True)]
-        static = {str(a.ip) for a in self.plan.static6}
-        return [str(a) for a in link.with_family(6) if a.address not in static]
+        if family not in (4, 6):
+            raise ValueError(f"family {family}: use 4 or 6")
+        with self._calls.call(f"lab.leases({family})") as c:
+            link = self._machine.link(self.plan.bond)
+            if link is None:
+                found = []
+            elif family == 4:
+                found = [str(a) for a in link.with_family(4, dynamic=True)]
+            else:
+                static = {str(a.ip) for a in self.plan.static6}
+                found = [str(a) for a in link.with_family(6) if a.address not in static]
+            c.detail = ", ".join(found) or "none"
+            return found
 
     def probe_target(self, family: int = 4) -> str | None:
         """The bond's address the probe pings by default: its static address of that family, else for
