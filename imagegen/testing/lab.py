@@ -65,6 +65,11 @@ class Probe:
             self.clock: ClockOffset = machine.clock_offset()
             c.detail = "replies flowing" if flowing else f"no reply after {flowing.seconds:.0f} s"
 
+    @property
+    def clock_offset(self) -> float:
+        """The guest's wall clock minus the host's when the probe started, in seconds (clock.seconds)."""
+        return self.clock.seconds
+
     def text(self) -> str:
         """The probe's output so far: ping -D's lines."""
         return self._machine.execute(f"cat {self._log}", timeout=30)[1]
