@@ -326,3 +326,18 @@ def _quick_poll(poll: Any) -> Any:
     def quick(self: Any, condition: Any, timeout: float, **kw: Any) -> Any:
         return poll(self, condition, min(timeout, 1.0), **kw)
     return quick
+
+
+def test_a_call_that_fails_outside_a_check_is_the_scenario_s_failed_check(tmp_path: Path, no_sleep: None,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # hostapd will not stop: `systemctl stop` exits 1 under lab.ap(False).
+    real = Agent._shell
+
+    def stubborn(self: Agent, cmd: str) -> str | None:
+        return None if cmd.startswith("systemctl stop imagegen-lab-hostapd") else real(self, cmd)
+    monkeypatch.setattr(Agent, "_shell", stubborn)
+    result = run_catalog(tmp_path, ("ap-lost",))["ap-lost"]
+    assert not result.passed and result.error is None
+    last = result.checks[-1]
+    assert not last.ok and last.name.startswith("machine: `systemctl stop imagegen-lab-hostapd.service` exited 1")
+    assert "stderr:" in last.detail

@@ -16,7 +16,6 @@ from imagegen.report.model import RunResult, ScenarioResult
 from imagegen.scenarios.catalog import BY_NAME, SCENARIOS, Scenario
 from imagegen.scenarios.session import LabSession
 from imagegen.testing.calls import Call, CallLog
-from imagegen.testing.errors import TestFailure
 from imagegen.testing.lab import Lab
 from imagegen.testing.machine import Machine as ApiMachine
 from imagegen.testing.results import CheckFailed, Results
@@ -187,9 +186,11 @@ class LabRun:
             scenario.run(*api, results)
         except CheckFailed:
             pass  # the failed check is already recorded
-        except TestFailure as e:
-            # A call that did not hold outside any named check (a command that failed): the error.
-            error = f"{type(e).__name__}: {e}"
+        except AssertionError as e:
+            # A call that did not hold outside any named check (a command's status, a wait that ran out,
+            # a TestFailure) or an assert: a failed check saying what was seen.
+            first, _, rest = (str(e) or f"{type(e).__name__} (no message)").partition("\n")
+            results.check(first, False, rest.strip())
         except QemuExited as e:
             error, told = str(e), True
         except (ImagegenError, TimeoutError, OSError, EOFError) as e:
