@@ -47,11 +47,13 @@ from imagegen.image.config import BuildRequest, mkosi_argv  # noqa: E402
 from imagegen.image.mkosi import OUTPUTS, debian_mirror, mkosi_command, prepare_inputs  # noqa: E402
 from imagegen.profile import load_profiles  # noqa: E402
 from imagegen.render import host_state_for, render_overlay, resolve_target  # noqa: E402
-from imagegen.report.timeline import Timeline, parse_kernel_marks, plot_timeline  # noqa: E402
+from imagegen.report.timeline import Timeline, plot_timeline  # noqa: E402
 from imagegen.run import run  # noqa: E402
 from imagegen.scenarios.session import LabSession  # noqa: E402
 from imagegen.stages.realise import open_store, realise_image  # noqa: E402
 from imagegen.store.fsutil import copy_out  # noqa: E402
+from imagegen.testing.calls import CallLog  # noqa: E402
+from imagegen.testing.scripts import bind  # noqa: E402
 from imagegen.vm.accel import AccelChoice, choose_accel  # noqa: E402
 from imagegen.vm.lab import LAB_NICS, plan_lab  # noqa: E402
 from imagegen.vm.machine import ImageFiles, Machine, cmdline_of  # noqa: E402
@@ -428,56 +430,63 @@ def bench_failover(res: Results, cycles: int, files: ImageFiles, accel: AccelCho
              for ev in ("failover", "failback")}
     pictures.mkdir(parents=True, exist_ok=True)
     cycles_out: list[dict[str, Any]] = []
-    with Machine(files, accel=accel.accel, nics=LAB_NICS) as machine:
-        lab = LabSession(machine, plan, dhcp6_unit)
+    with Machine(files, accel=accel.accel, nics=LAB_NICS) as vm:
+        session = LabSession(vm, plan, dhcp6_unit)
+        session.artifacts = pictures
         console.print("failover: booting the lab VM…")
-        lab.boot_seconds = lab.boot(agent_timeout=900)
+        session.boot_seconds = session.boot(agent_timeout=900)
+        # The cycles drive the lab through the public test API, as a user's check would.
+        machine, lab = bind(session, CallLog(pictures / "machine-calls.log"))
 
         def wlan_up() -> bool:
-            b = lab.bond()
+            b = machine.bond(plan.bond)
             s = b.slave(plan.wireless) if b else None
             return b is not None and b.active == plan.wired and s is not None and s.mii_status == "up"
-        ok, waited = lab.wait_for(wlan_up, lab.timeout(180))
-        if not ok:
+
+        def active_is(slave: str) -> Callable[[], bool]:
+            return lambda: (b := machine.bond(plan.bond)) is not None and b.active == slave
+
+        up = machine.poll(wlan_up, lab.timeout(180))
+        if not up:
             raise RuntimeError(f"the bond did not come up on {plan.wired} with {plan.wireless} associated "
-                               f"within {waited:.0f} s")
-        target6 = lab.probe_target6()
+                               f"within {up.seconds:.0f} s")
+        target6 = lab.probe_target(6)
         if target6 is None:
             raise RuntimeError(f"{plan.bond} has no global IPv6 address to probe")
         for i in range(cycles):
-            for ev, up, want in (("failover", False, plan.wireless), ("failback", True, plan.wired)):
+            for ev, link_up, want in (("failover", False, plan.wireless), ("failback", True, plan.wired)):
                 name = f"{ev}-{i + 1}"
-                lab.start_probe(name)
-                lab.start_probe(f"{name}-v6", target=target6)
+                probe = lab.probe(name=name)
+                probe6 = lab.probe(target6, 6, name=f"{name}-v6")
                 time.sleep(0.5)
-                offset, unc = lab.clock_offset()
-                uncertainty.samples.append(round(unc * 1000, 1))
-                t = lab.set_wired_link(up) + offset
-                got, switched = lab.wait_active(want, lab.timeout(15))
+                clock = machine.clock_offset()
+                uncertainty.samples.append(round(clock.uncertainty * 1000, 1))
+                sent = lab.wired(link_up)
+                t = clock.guest(sent)
+                got = machine.poll(active_is(want), lab.timeout(15), interval=0.2)
                 time.sleep(1.5)
-                probe = lab.stop_probe(name)
-                probe6 = lab.stop_probe(f"{name}-v6")
-                gap, _ = probe.gap_around(t - 0.5, t + switched + 1.0)
-                gap6, _ = probe6.gap_around(t - 0.5, t + switched + 1.0)
-                marks = parse_kernel_marks(lab.bond_kernel_log(), plan.bond)
+                outage = probe.outage(sent, got.seconds, clock=clock)
+                outage6 = probe6.outage(sent, got.seconds, clock=clock)
+                marks = machine.kernel_marks(plan.bond)
                 switch_at = next((m.time for m in marks if m.kind == "active" and m.time >= t - 0.5), None)
                 switch = None if switch_at is None else round((switch_at - t) * 1000, 1)
-                plot_timeline(Timeline(f"{ev} cycle {i + 1}: {plan.bond}, probe from netns ap", probe.interval_ms,
-                                       probe.reply_times, t, marks), pictures / f"timeline-{name}.svg")
+                replies = probe.stop()
+                plot_timeline(Timeline(f"{ev} cycle {i + 1}: {plan.bond}, probe from netns ap", replies.interval_ms,
+                                       replies.reply_times, t, marks), pictures / f"timeline-{name}.svg")
                 gap_f, lost_f, switch_f = figs[ev]
-                gap_f.samples.append(gap)
-                lost_f.samples.append(probe.lost)
+                gap_f.samples.append(outage.gap_ms)
+                lost_f.samples.append(outage.lost)
                 if switch is not None:
                     switch_f.samples.append(switch)
-                figs6[ev][0].samples.append(gap6)
-                figs6[ev][1].samples.append(probe6.lost)
-                cycles_out.append({"event": ev, "cycle": i + 1, "switched": got is not None, "gap_ms": gap,
-                                   "lost": probe.lost, "sent": probe.sent, "largest_gap_ms": probe.gap_ms,
-                                   "gap_v6_ms": gap6, "lost_v6": probe6.lost, "sent_v6": probe6.sent,
+                figs6[ev][0].samples.append(outage6.gap_ms)
+                figs6[ev][1].samples.append(outage6.lost)
+                cycles_out.append({"event": ev, "cycle": i + 1, "switched": bool(got), "gap_ms": outage.gap_ms,
+                                   "lost": outage.lost, "sent": outage.sent, "largest_gap_ms": outage.largest_gap_ms,
+                                   "gap_v6_ms": outage6.gap_ms, "lost_v6": outage6.lost, "sent_v6": outage6.sent,
                                    "kernel_switch_after_qmp_ms": switch,
-                                   "clock_offset_uncertainty_ms": round(unc * 1000, 1)})
-                console.print(f"failover: {name}: gap {gap:.0f} ms, {probe.lost} lost; "
-                              f"IPv6 gap {gap6:.0f} ms, {probe6.lost} lost")
+                                   "clock_offset_uncertainty_ms": round(clock.uncertainty * 1000, 1)})
+                console.print(f"failover: {name}: gap {outage.gap_ms:.0f} ms, {outage.lost} lost; "
+                              f"IPv6 gap {outage6.gap_ms:.0f} ms, {outage6.lost} lost")
     summary = {}
     for ev in ("failover", "failback"):
         for family, gaps in (("ipv4", figs[ev][0].samples), ("ipv6", figs6[ev][0].samples)):
@@ -485,7 +494,7 @@ def bench_failover(res: Results, cycles: int, files: ImageFiles, accel: AccelCho
                 "bound_ms": bound[ev], "within_bound_plus_slack": sum(g <= bound[ev] + SLACK_MS for g in gaps),
                 "over_1s": sum(g > OUTAGE_LIMIT_MS for g in gaps), "cycles": len(gaps)}
     res.details["failover"] = {"cycles": cycles_out, "summary": summary, "timelines": str(pictures),
-                               "agent_ready_s": round(lab.boot_seconds, 1)}
+                               "agent_ready_s": round(session.boot_seconds, 1)}
 
 
 # 5. imagegen test.

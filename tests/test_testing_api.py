@@ -4,34 +4,42 @@ the verdict's hash, and the waits."""
 from __future__ import annotations
 
 import hashlib
+import inspect
+import io
 import json
+import re
 import signal
 import subprocess
 import textwrap
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from imagegen.cli import app
 from imagegen.errors import ProfileError, UsageError
 from imagegen.interrupt import Interrupted
 from imagegen.profile import HostState, load_profiles
+from imagegen.report.console import ConsoleReport
 from imagegen.report.jsonout import write_json
 from imagegen.report.junit import junit_xml
 from imagegen.report.model import RunResult, ScenarioResult
+from imagegen.scenarios.runner import LabRun, _groups
 from imagegen.scenarios.runner import TestOptions as Options
-from imagegen.scenarios.runner import _groups
-from imagegen.scenarios.session import LabSession, Recorder, ScenarioFailed
+from imagegen.scenarios.session import LabSession
 from imagegen.stages.derivations import verdict_derivation
 from imagegen.store import Entry
+from imagegen.testing import CheckFailed, Results
 from imagegen.testing.calls import CallLog
 from imagegen.testing.errors import CommandFailed, UnitFailed, WaitTimeout
 from imagegen.testing.machine import Machine
 from imagegen.testing.repl import interact
 from imagegen.testing.scripts import CALL_LOG, bind, load_scripts, user_scenarios
-from imagegen.testing.waits import Clock, delays, wait_until
+from imagegen.testing.waits import Clock, delays, poll, wait_until
+from imagegen.vm.accel import AccelChoice
 from imagegen.vm.agent import AgentError, ExecResult
 from imagegen.vm.lab import LAB_NICS, plan_lab
 from imagegen.vm.machine import ImageFiles
@@ -124,18 +132,17 @@ def test_two_files_with_the_same_name_and_function_are_refused(tmp_path: Path) -
 # --- Running them: results, JUnit, JSON -----------------------------------------------------------
 
 def run_file(tmp_path: Path, path: Path) -> tuple[ScenarioResult, ...]:
-    """Each test function as the lab run runs a scenario: a Recorder, ScenarioFailed for a failed check."""
+    """Each test function as the lab run runs it: one Machine and Lab for all, a Results each."""
     lab = session(tmp_path)
-    results = []
-    for scenario in user_scenarios(load_scripts([path])):
-        rec = Recorder()
-        try:
-            scenario.run(lab, rec)
-        except ScenarioFailed:
-            pass
-        results.append(ScenarioResult(scenario.name, scenario.title, passed=all(c.ok for c in rec.checks),
-                                      seconds=0.0, checks=tuple(rec.checks)))
-    return tuple(results)
+    assert lab.artifacts is not None
+    run = LabRun(lab.plan, "dhcp6c", lab.machine.files, AccelChoice("tcg", "test"), Options(artifacts=lab.artifacts),
+                 ConsoleReport(Console(file=io.StringIO())))
+    calls = CallLog(lab.artifacts / CALL_LOG)
+    api = bind(lab, calls)
+    scenarios = user_scenarios(load_scripts([path]))
+    for scenario in scenarios:
+        run._run_one(scenario, lab, api, calls)
+    return tuple(run.results[s.name] for s in scenarios)
 
 
 def test_a_failing_function_names_file_line_command_and_output_and_the_others_still_run(tmp_path: Path) -> None:
@@ -447,3 +454,153 @@ def test_the_laptop_example_names_its_own_checks() -> None:
     scripts = load_profiles([LAPTOP]).test_scripts()
     assert scripts == (LAPTOP.parent / "tests" / "laptop_checks.py",)
     assert len(load_scripts(scripts)) == 7
+
+
+# --- The typed readings the scenarios use, and Results ----------------------------------------------
+
+class GuestOf(HostShell):
+    """A guest agent answering the typed readings from canned output, by the command's first word."""
+
+    def __init__(self, answers: dict[str, str], now: float = 0.0) -> None:
+        self.answers = answers
+        self.now = now
+        self.argvs: list[tuple[str, ...]] = []
+
+    def exec(self, argv: list[str] | tuple[str, ...], timeout: float = 60.0,
+             input: str | None = None) -> ExecResult:
+        self.argvs.append(tuple(argv))
+        key = argv[0] if argv[0] != "cat" else argv[1]
+        if key not in self.answers:
+            return ExecResult(tuple(argv), 1, "", f"{key}: No such file or directory")
+        return ExecResult(tuple(argv), 0, self.answers[key], "")
+
+    def time(self) -> float:
+        return self.now
+
+
+BONDING = """\
+Bonding Mode: fault-tolerance (active-backup) (fail_over_mac active)
+Primary Slave: enp3s0 (primary_reselect always)
+Currently Active Slave: wlp2s0
+MII Status: up
+MII Polling Interval (ms): 100
+
+Slave Interface: wlp2s0
+MII Status: up
+Link Failure Count: 0
+Permanent HW addr: 02:00:00:00:00:00
+"""
+UNITS = ("Id=master@bond0.service\nActiveState=active\nSubState=exited\n\n"
+         "Id=dhclient@bond0.service\nActiveState=inactive\nSubState=dead\n")
+DMESG = ("[   12.500000] bond0: (slave wlp2s0): making interface the new active one\n"
+         "[   12.600000] bond1: (slave x): making interface the new active one\n"
+         "[   20.000000] imagegen-clock 1700000020.250000\n")
+
+
+def test_the_typed_readings_parse_what_the_guest_prints(tmp_path: Path) -> None:
+    guest = GuestOf({"/proc/net/bonding/bond0": BONDING, "systemctl": UNITS, "bash": DMESG,
+                     "ip": '[{"ifname": "bond0", "address": "52:54:00:12:00:01", "flags": ["UP"], '
+                           '"addr_info": [{"family": "inet", "local": "192.168.0.2", "prefixlen": 24}]}]'},
+                    now=1000.0)
+    calls = CallLog(tmp_path / CALL_LOG)
+    machine = Machine(guest, qmp=None, power=None, calls=calls, serial_log=tmp_path / "s",  # type: ignore[arg-type]
+                      artifacts=tmp_path)
+    bond = machine.bond("bond0")
+    assert bond is not None and bond.active == "wlp2s0" and bond.fail_over_mac == "active"
+    assert machine.bond("bond9") is None
+    link = machine.link("bond0")
+    assert link is not None and [str(a) for a in link.with_family(4)] == ["192.168.0.2/24"]
+    assert machine.link("wlan9") is None
+    assert machine.unit_states("master@bond0.service", "dhclient@bond0.service", "gone.service") == {
+        "master@bond0.service": "active/exited", "dhclient@bond0.service": "inactive/dead",
+        "gone.service": "missing"}
+    # The clock mark ties printk's 20.0 s to the wall clock's …020.25: the switch at 12.5 s is 7.5 s before.
+    (mark,) = machine.kernel_marks("bond0")
+    assert (mark.kind, mark.slave) == ("active", "wlp2s0") and mark.time == pytest.approx(1700000012.75)
+    offset = machine.clock_offset()
+    # The guest's clock says 1000.0 now: the host's now, moved onto it, is that (within the round trip).
+    assert offset.uncertainty >= 0 and offset.guest(time.time()) == pytest.approx(1000.0, abs=1.0)
+    log = (tmp_path / CALL_LOG).read_text()
+    assert "machine.bond bond0 (" in log and "active slave wlp2s0" in log and "machine.kernel_marks bond0" in log
+
+
+def test_poll_answers_instead_of_raising_and_outlasts_a_busy_agent(tmp_path: Path) -> None:
+    fake = FakeClock()
+    polled = poll(lambda: None, 2.0, 0.5, clock=fake.clock())
+    assert not polled and polled.value is None and polled.seconds > 2.0 and polled.polls == 6
+    answers = iter([[], [], ["10.0.0.2/24"]])
+    found = poll(lambda: next(answers), 10.0, 0.5, clock=fake.clock())
+    assert found and found.value == ["10.0.0.2/24"] and found.polls == 3
+
+    def machine(running: bool) -> Machine:
+        return Machine(SlowAgent(2), qmp=None, power=Power(running), calls=CallLog(),  # type: ignore[arg-type]
+                       serial_log=tmp_path / "s", artifacts=tmp_path, clock=FakeClock().clock())
+
+    up = machine(True)
+    assert up.poll(lambda: up.execute("echo up")[1], 30).value == "up\n"
+    gone = machine(False)
+    with pytest.raises(AgentError):
+        gone.poll(lambda: gone.execute("echo up")[1], 30)
+
+
+def test_results_record_checks_and_figures_and_a_required_check_stops(tmp_path: Path) -> None:
+    seen: list[str] = []
+    results = Results(on_check=lambda c: seen.append(c.name))
+    assert not results.passed, "nothing checked is no pass"
+    assert results.check("one", True, "fine") and not results.check("two", False, "broken")
+    results.figure("gap_ms", 12.5)
+    with pytest.raises(CheckFailed, match="three: needed"):
+        results.require("three", False, "needed")
+    assert seen == ["one", "two", "three"] and results.figures == {"gap_ms": 12.5} and not results.passed
+
+
+def test_a_test_function_may_take_results_for_its_own_checks_and_figures(tmp_path: Path) -> None:
+    path = write(tmp_path / "checks.py", '''
+        def test_measures(machine, lab, results):
+            """Records a figure and a named check"""
+            out = machine.succeed("echo 42")
+            results.figure("answer", int(out))
+            results.check("the answer is 42", out.strip() == "42", out.strip())
+
+        def test_checks_softly(machine, lab, results):
+            results.check("first holds", True)
+            results.check("second does not", False, "as written")
+            machine.succeed("true")
+
+        def test_requires(machine, lab, results):
+            results.require("needed", False, "missing")
+            machine.succeed("never runs")
+    ''')
+    measures, softly, requires = run_file(tmp_path, path)
+    assert measures.passed and measures.figures == {"answer": 42}
+    assert [c.name for c in measures.checks] == ["machine.succeed `echo 42`", "the answer is 42"]
+    assert not softly.passed and [c.name for c in softly.checks] == [
+        "first holds", "second does not", "machine.succeed `true`"], "a failed check does not stop the function"
+    assert not requires.passed and [c.name for c in requires.checks] == ["needed"]
+
+
+def test_every_scenario_is_a_function_of_the_public_objects() -> None:
+    # The built-in scenarios take (machine, lab, results) and reach nothing else of the lab.
+    from imagegen.scenarios import catalog
+
+    source = Path(catalog.__file__).read_text()
+    for internal in ("LabSession", "session", ".qmp", ".agent", "._", "imagegen.vm", "imagegen.testing."):
+        assert internal not in source, internal
+    for s in catalog.SCENARIOS:
+        assert list(inspect.signature(s.run).parameters) == ["machine", "lab", "results"], s.name
+
+
+def test_the_scenarios_call_only_what_the_api_page_documents() -> None:
+    from imagegen.scenarios import catalog
+    from imagegen.testing import Lab, Probe
+
+    page = (REPO / "docs" / "testing-api.md").read_text()
+    source = Path(catalog.__file__).read_text()
+    used = set(re.findall(r"\b(?:machine|lab|results|probe|probe6|peer)\.(\w+)", source))
+    assert {"bond", "poll", "probe", "timeline", "kernel_marks", "figure"} <= used
+    undocumented = {name for name in used if f"`{name}" not in page}
+    assert not undocumented, f"the scenarios use {sorted(undocumented)}, which docs/testing-api.md does not list"
+    for cls in (Machine, Lab, Probe, Results):
+        public = {n for n in vars(cls) if not n.startswith("_")} - {"checks", "figures", "on_check", "passed"}
+        missing = {n for n in public if f"`{n}" not in page}
+        assert not missing, f"{cls.__name__}: {sorted(missing)} not in docs/testing-api.md"

@@ -18,11 +18,12 @@ from imagegen.report.console import ConsoleReport
 from imagegen.scenarios.catalog import Scenario
 from imagegen.scenarios.runner import LabRun, _Group
 from imagegen.scenarios.runner import TestOptions as Options
-from imagegen.scenarios.session import LabSession, Recorder
+from imagegen.scenarios.session import LabSession
 from imagegen.testing import screen
 from imagegen.testing.calls import CallLog
 from imagegen.testing.errors import WaitTimeout
 from imagegen.testing.machine import Machine
+from imagegen.testing.results import Results
 from imagegen.testing.scripts import CALL_LOG
 from imagegen.testing.waits import Clock
 from imagegen.vm.accel import AccelChoice
@@ -226,6 +227,10 @@ class Alive:
         return None
 
 
+# The scenarios below record checks only: they call nothing on the machine or the lab.
+NO_API: Any = (None, None)
+
+
 def lab_run(tmp_path: Path, qmp: Any, *, running: bool = True,
             debug: Any = None) -> tuple[LabRun, LabSession]:
     files = ImageFiles(tmp_path / "image.raw", tmp_path / "image.vmlinuz", None)
@@ -264,7 +269,7 @@ def test_debug_opens_once_at_the_first_failed_check_while_the_scenario_runs(tmp_
     checked: list[str] = []
     opened: list[tuple[str, ...]] = []
 
-    def scenario(lab: LabSession, rec: Recorder) -> None:
+    def scenario(machine: Any, lab: Any, rec: Results) -> None:
         rec.check("first holds", True)
         rec.check("second fails", False, "as planned")
         checked.append("after the failed check")
@@ -275,8 +280,8 @@ def test_debug_opens_once_at_the_first_failed_check_while_the_scenario_runs(tmp_
         opened.append((*checked, lab.plan.bond))
 
     run, session = lab_run(tmp_path, Screens(console()), debug=debug)
-    run._run_one(Scenario("two-failures", "Two failures", scenario), session)
-    run._run_one(Scenario("another", "Another", scenario), session)
+    run._run_one(Scenario("two-failures", "Two failures", scenario), session, NO_API, CallLog(tmp_path / "calls.log"))
+    run._run_one(Scenario("another", "Another", scenario), session, NO_API, CallLog(tmp_path / "calls.log"))
     assert opened == [("bond0",)]
     assert not run.results["two-failures"].passed
 
@@ -284,14 +289,14 @@ def test_debug_opens_once_at_the_first_failed_check_while_the_scenario_runs(tmp_
 def test_debug_opens_for_a_scenario_that_raises_and_not_when_the_vm_is_gone(tmp_path: Path) -> None:
     opened: list[LabSession] = []
 
-    def broken(lab: LabSession, rec: Recorder) -> None:
+    def broken(machine: Any, lab: Any, rec: Results) -> None:
         raise OSError("socket closed")
 
     run, session = lab_run(tmp_path, Screens(console()), debug=opened.append)
-    run._run_one(Scenario("broken", "Broken", broken), session)
+    run._run_one(Scenario("broken", "Broken", broken), session, NO_API, CallLog(tmp_path / "calls.log"))
     assert opened == [session]
     run, session = lab_run(tmp_path / "b", Screens(console()), debug=opened.append, running=False)
-    run._run_one(Scenario("broken", "Broken", broken), session)
+    run._run_one(Scenario("broken", "Broken", broken), session, NO_API, CallLog(tmp_path / "calls.log"))
     assert len(opened) == 1
 
 

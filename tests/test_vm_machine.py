@@ -23,7 +23,11 @@ from imagegen.report.console import ConsoleReport
 from imagegen.run import run
 from imagegen.scenarios import runner
 from imagegen.scenarios.catalog import Scenario
-from imagegen.scenarios.session import LabSession, Recorder
+from imagegen.scenarios.session import LabSession
+from imagegen.testing import Lab, Results
+from imagegen.testing import Machine as ApiMachine
+from imagegen.testing.calls import CallLog
+from imagegen.testing.scripts import CALL_LOG, bind
 from imagegen.vm.accel import AccelChoice
 from imagegen.vm.agent import GuestGone
 from imagegen.vm.lab import LAB_NICS, WIRED_NIC, LabPlan, plan_lab
@@ -150,20 +154,24 @@ def test_a_guest_that_dies_booting_is_reported_with_qemus_status(image: ImageFil
 
 
 def test_a_vm_that_dies_during_a_scenario_is_named_in_its_result(image: ImageFiles, tmp_path: Path) -> None:
-    def dies(lab: LabSession, rec: Recorder) -> None:
-        assert lab.machine.pid is not None
-        os.kill(lab.machine.pid, signal.SIGKILL)
-        lab.machine.wait_exit(10)
-        lab.qmp.status()
-
     options = runner.TestOptions(artifacts=tmp_path / "evidence")
     run = runner.LabRun(lab_plan(), "dhcp6c", image, AccelChoice("tcg", "test"), options,
                         ConsoleReport(Console(file=io.StringIO())))
     with Machine(image, accel="tcg", nics=LAB_NICS, uefi=True) as m:
         m.launch(paused=True)
-        lab = LabSession(m, lab_plan(), "dhcp6c")
-        run._run_one(Scenario("dies", "Dies", dies), lab)
-        run._run_one(Scenario("after", "After", dies), lab)
+
+        def dies(machine: ApiMachine, lab: Lab, results: Results) -> None:
+            assert m.pid is not None
+            os.kill(m.pid, signal.SIGKILL)
+            m.wait_exit(10)
+            m.qmp.status()
+
+        session = LabSession(m, lab_plan(), "dhcp6c")
+        session.artifacts = options.artifacts
+        calls = CallLog(options.artifacts / CALL_LOG)
+        api = bind(session, calls)
+        run._run_one(Scenario("dies", "Dies", dies), session, api, calls)
+        run._run_one(Scenario("after", "After", dies), session, api, calls)
     died, after = run.results["dies"], run.results["after"]
     assert not died.passed and died.error is not None
     assert died.error.startswith("ImagegenError: QMP query-status failed"), died.error

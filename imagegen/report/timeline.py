@@ -50,7 +50,7 @@ class Timeline:
         return [(a, b) for a, b in zip(t, ends, strict=False) if (b - a) * 1000 >= self.gap_threshold_ms]
 
 
-# Written to /dev/kmsg with the guest's wall-clock time in it (see LabSession.bond_kernel_log): the kernel
+# Written to /dev/kmsg with the guest's wall-clock time in it (Machine.kernel_marks): the kernel
 # stamps it like its own messages, which ties the printk clock to the wall clock at that moment.
 CLOCK_MARK = "imagegen-clock"
 _DMESG = re.compile(r"^\[\s*(?P<stamp>\d+\.\d+)\] (?P<msg>.*)$")

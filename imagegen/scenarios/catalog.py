@@ -1,5 +1,7 @@
-"""The seven scenarios of the lab. Each is a function of a booted LabSession and a Recorder, and reads
-like the seed's "check the results": list the units, cat /proc/net/bonding, look at ip address.
+"""The seven scenarios of the lab, written on the public test API (imagegen.testing, docs/testing-api.md)
+as a user's check would be: each is a function of the booted `machine`, the `lab` around it and the
+`results` it records its named checks and figures in. They read like the seed's "check the results":
+list the units, cat /proc/net/bonding, look at ip address.
 """
 
 from __future__ import annotations
@@ -9,16 +11,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from imagegen.report.timeline import Timeline, parse_kernel_marks, plot_timeline
 from imagegen.scenarios.bonding import BondStatus
-from imagegen.scenarios.probe import ProbeResult
-from imagegen.scenarios.session import LabSession, Recorder
-from imagegen.vm.agent import AgentError
-from imagegen.vm.lab import HOSTAPD_UNIT
+from imagegen.testing import AgentError, ClockOffset, Lab, Machine, Outage, Polled, Probe, Results, TestFailure
 
-ScenarioFn = Callable[[LabSession, Recorder], None]
-# systemd colours unit names on the console.
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+ScenarioFn = Callable[[Machine, Lab, Results], None]
 
 
 @dataclass(frozen=True)
@@ -26,64 +22,12 @@ class Scenario:
     name: str
     title: str
     run: ScenarioFn
+    # Each top-level Machine and Lab call also recorded as a passed check (a user's test function, whose
+    # result would otherwise list nothing it did).
+    calls_as_checks: bool = False
 
 
-def _probe_figures(rec: Recorder, prefix: str, probe: ProbeResult, qmp_guest_time: float,
-                   switch_s: float) -> float:
-    """Record the probe's figures; returns the outage (ms) around the QMP command."""
-    gap, start = probe.gap_around(qmp_guest_time - 0.5, qmp_guest_time + switch_s + 1.0)
-    rec.figure(f"{prefix}_probes_sent", probe.sent)
-    rec.figure(f"{prefix}_probes_lost", probe.lost)
-    rec.figure(f"{prefix}_gap_ms", gap)
-    if start is not None:
-        # Where that gap begins relative to the QMP command, on the guest's clock.
-        rec.figure(f"{prefix}_gap_from_qmp_ms", round((start - qmp_guest_time) * 1000, 1))
-    rec.figure(f"{prefix}_largest_gap_ms", probe.gap_ms)
-    return gap
-
-
-def _start_probe6(lab: LabSession, rec: Recorder, prefix: str) -> str | None:
-    """Probe the bond's IPv6 address too, beside the IPv4 one: after a switch the peer must also learn
-    the new MAC for it (unsolicited neighbour advertisements)."""
-    target = lab.probe_target6()
-    if target is None:
-        rec.figure(f"{prefix}_v6_probe", "none: the bond has no global IPv6 address")
-        return None
-    lab.start_probe(f"{prefix}-v6", target=target)
-    return target
-
-
-def _check_probe6(rec: Recorder, prefix: str, probe: ProbeResult | None, target: str | None,
-                  qmp_guest_time: float, switch_s: float) -> None:
-    if probe is None or target is None:
-        return
-    gap = _probe_figures(rec, f"{prefix}_v6", probe, qmp_guest_time, switch_s)
-    rec.check(f"IPv6 traffic to {target} continues", probe.replies_after(qmp_guest_time + switch_s),
-              _traffic_detail(probe, gap))
-
-
-def _traffic_detail(probe: ProbeResult, gap: float) -> str:
-    tail = "" if probe.recovered else ", not over when the probe stopped"
-    return f"{probe.received}/{probe.sent} replies, {probe.lost} lost, outage {gap} ms{tail}"
-
-
-def _timeline(lab: LabSession, rec: Recorder, prefix: str, probe: ProbeResult, qmp_guest_time: float) -> None:
-    """Draw the event's timeline into the artifacts directory, with the kernel's switch marks."""
-    try:
-        marks = parse_kernel_marks(lab.bond_kernel_log(), lab.plan.bond)
-    except AgentError:
-        marks = ()  # the picture without the kernel's marks still shows the outage
-    switches = [m for m in marks if m.kind == "active" and m.time >= qmp_guest_time - 0.5]
-    if switches:
-        rec.figure(f"{prefix}_kernel_switch_from_qmp_ms", round((switches[0].time - qmp_guest_time) * 1000, 1))
-    if lab.artifacts is None:
-        return
-    title = f"{prefix}: {lab.plan.bond}, probe from netns ap to {lab.plan.probe_target()}"
-    path = plot_timeline(Timeline(title, probe.interval_ms, probe.reply_times, qmp_guest_time, marks,
-                                  unanswered_until=probe.unanswered_until),
-                         lab.artifacts / f"timeline-{prefix}.svg")
-    rec.figure(f"{prefix}_timeline", path.name)
-
+# What the scenarios say about the bond, in its own words.
 
 def _active(b: BondStatus | None) -> str:
     if b is None:
@@ -91,279 +35,373 @@ def _active(b: BondStatus | None) -> str:
     return f"active slave {b.active or 'none'}"
 
 
-def _addresses4(lab: LabSession) -> set[str]:
-    link = lab.bond_link()
+def _now_active(machine: Machine, lab: Lab) -> str:
+    return _active(machine.bond(lab.plan.bond))
+
+
+def _on_slave(machine: Machine, lab: Lab, slave: str | None, timeout: float) -> Polled[BondStatus]:
+    """Wait until the bond's active slave is `slave` (None: no active slave)."""
+    def active_is() -> BondStatus | None:
+        b = machine.bond(lab.plan.bond)
+        return b if b is not None and b.active == slave else None
+    return machine.poll(active_is, timeout, interval=0.2, what=f"active slave {slave or 'none'}")
+
+
+def _units_reach(machine: Machine, wants: dict[str, str], timeout: float) -> tuple[dict[str, str], float]:
+    """Wait until every unit is in its state ('active/running', or only the first half: 'inactive');
+    the states last seen and the seconds waited."""
+    def reached() -> dict[str, str] | None:
+        got = machine.unit_states(*wants)
+        ok = all(got[u] == want or got[u].split("/")[0] == want for u, want in wants.items())
+        return got if ok else None
+    polled = machine.poll(reached, timeout, interval=1.0, what="unit states")
+    return (polled.value if polled.value is not None else machine.unit_states(*wants)), polled.seconds
+
+
+def _addresses4(machine: Machine, lab: Lab) -> set[str]:
+    link = machine.link(lab.plan.bond)
     return {str(a) for a in link.with_family(4)} if link else set()
+
+
+def _station_mac(machine: Machine, lab: Lab) -> str:
+    """The radio's own (permanent) MAC: with fail_over_mac=none the bond rewrites the current one."""
+    p = lab.plan
+    b = machine.bond(p.bond)
+    slave = b.slave(p.wireless) if b else None
+    if slave is not None and slave.permanent_mac:
+        return slave.permanent_mac
+    return machine.succeed(f"cat /sys/class/net/{p.wireless}/address", timeout=30).strip().lower()
+
+
+def _peer_reaches(lab: Lab, target: str, count: int = 3) -> bool:
+    status, _ = lab.peer.execute(f"ping -n -c {count} -W 2 {target}", timeout=30)
+    return status == 0
+
+
+def _wpa_completed(machine: Machine, ifname: str) -> bool:
+    status, out = machine.execute(f"wpa_cli -i {ifname} status", timeout=30)
+    return status == 0 and "wpa_state=COMPLETED" in out
+
+
+# The probe's figures, named as the benchmarks and the JSON's readers know them.
+
+def _outage_figures(results: Results, prefix: str, outage: Outage) -> None:
+    results.figure(f"{prefix}_probes_sent", outage.sent)
+    results.figure(f"{prefix}_probes_lost", outage.lost)
+    results.figure(f"{prefix}_gap_ms", outage.gap_ms)
+    if outage.gap_from_event_ms is not None:
+        # Where that gap begins relative to the QMP command, on the guest's clock.
+        results.figure(f"{prefix}_gap_from_qmp_ms", outage.gap_from_event_ms)
+    results.figure(f"{prefix}_largest_gap_ms", outage.largest_gap_ms)
+
+
+def _traffic_detail(outage: Outage) -> str:
+    tail = "" if outage.recovered else ", not over when the probe stopped"
+    return f"{outage.received}/{outage.sent} replies, {outage.lost} lost, outage {outage.gap_ms} ms{tail}"
+
+
+def _probe6(lab: Lab, results: Results, prefix: str) -> Probe | None:
+    """Probe the bond's IPv6 address too, beside the IPv4 one: after a switch the peer must also learn
+    the new MAC for it (unsolicited neighbour advertisements)."""
+    target = lab.probe_target(6)
+    if target is None:
+        results.figure(f"{prefix}_v6_probe", "none: the bond has no global IPv6 address")
+        return None
+    return lab.probe(target, 6, name=f"{prefix}-v6")
+
+
+def _check_probe6(results: Results, prefix: str, probe: Probe | None, event: float, switch_s: float,
+                  clock: ClockOffset) -> None:
+    if probe is None:
+        return
+    outage = probe.outage(event, switch_s, clock=clock)
+    _outage_figures(results, f"{prefix}_v6", outage)
+    results.check(f"IPv6 traffic to {probe.target} continues",
+                  probe.stop().replies_after(clock.guest(event) + switch_s), _traffic_detail(outage))
+
+
+def _timeline(machine: Machine, lab: Lab, results: Results, prefix: str, probe: Probe, event: float,
+              clock: ClockOffset) -> None:
+    """Draw the event's timeline into the artifacts directory, with the kernel's switch marks."""
+    try:
+        marks = machine.kernel_marks(lab.plan.bond)
+    except (TestFailure, AgentError):
+        marks = ()  # the picture without the kernel's marks still shows the outage
+    at = clock.guest(event)
+    switches = [m for m in marks if m.kind == "active" and m.time >= at - 0.5]
+    if switches:
+        results.figure(f"{prefix}_kernel_switch_from_qmp_ms", round((switches[0].time - at) * 1000, 1))
+    path = lab.timeline(prefix, probe, event, clock=clock, marks=marks)
+    results.figure(f"{prefix}_timeline", path.name)
 
 
 # 1. Boot, wired primary.
 
-def boot_wired_primary(lab: LabSession, rec: Recorder) -> None:
+def boot_wired_primary(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
-    rec.figure("agent_ready_s", round(lab.boot_seconds, 1))
+    results.figure("agent_ready_s", round(lab.boot_seconds, 1))
     want = p.primary or p.wired
-    bond, waited = lab.wait_active(want, lab.timeout(120))
-    rec.require(f"{p.bond} exists with active slave {want}", bond is not None,
-                f"after {waited:.0f} s: {_active(lab.bond())}")
+    on = _on_slave(machine, lab, want, lab.timeout(120))
+    results.require(f"{p.bond} exists with active slave {want}", bool(on),
+                    f"after {on.seconds:.0f} s: {_now_active(machine, lab)}")
+    bond = on.value
     assert bond is not None
-    rec.figure("active_slave_after_agent_s", round(waited, 1))
-    rec.check("bonding mode is active-backup", bond.mode == "active-backup", bond.mode)
-    rec.check(f"fail_over_mac is {p.fail_over_mac}", bond.fail_over_mac == p.fail_over_mac, bond.fail_over_mac)
-    rec.check(f"primary slave is {p.primary}", bond.primary == p.primary, str(bond.primary))
-    held = lab.bond_options("num_grat_arp", "peer_notif_delay")
-    rec.check(f"peer notifications after a switch: {p.num_grat_arp}, {p.peer_notif_delay} ms apart",
-              held == {"num_grat_arp": str(p.num_grat_arp), "peer_notif_delay": str(p.peer_notif_delay)},
-              f"kernel: num_grat_arp {held.get('num_grat_arp')}, peer_notif_delay {held.get('peer_notif_delay')}")
+    results.figure("active_slave_after_agent_s", round(on.seconds, 1))
+    results.check("bonding mode is active-backup", bond.mode == "active-backup", bond.mode)
+    results.check(f"fail_over_mac is {p.fail_over_mac}", bond.fail_over_mac == p.fail_over_mac, bond.fail_over_mac)
+    results.check(f"primary slave is {p.primary}", bond.primary == p.primary, str(bond.primary))
+    sysfs = f"/sys/class/net/{p.bond}/bonding"
+    out = machine.succeed(f"cat {sysfs}/num_grat_arp {sysfs}/peer_notif_delay", timeout=30)
+    held = dict(zip(("num_grat_arp", "peer_notif_delay"), (line.strip() for line in out.splitlines()), strict=False))
+    results.check(f"peer notifications after a switch: {p.num_grat_arp}, {p.peer_notif_delay} ms apart",
+                  held == {"num_grat_arp": str(p.num_grat_arp), "peer_notif_delay": str(p.peer_notif_delay)},
+                  f"kernel: num_grat_arp {held.get('num_grat_arp')}, peer_notif_delay {held.get('peer_notif_delay')}")
     # The active slave can be there before the other one: each member's slave unit waits for its own
     # device, and the radio's comes later than the wired NIC's.
     def both_enslaved() -> BondStatus | None:
-        b = lab.bond()
+        b = machine.bond(p.bond)
         return b if b is not None and b.slave(p.wired) and b.slave(p.wireless) else None
 
-    both, waited_both = lab.wait_for(both_enslaved, lab.timeout(60))
-    seen = both or lab.bond()
-    rec.check(f"both {p.wired} and {p.wireless} are slaves", both is not None,
-              (", ".join(f"{s.name} MII {s.mii_status}" for s in seen.slaves) if seen else "no bond")
-              + f" (after {waited_both:.1f} s)")
+    both = machine.poll(both_enslaved, lab.timeout(60), what="both members enslaved")
+    seen = both.value or machine.bond(p.bond)
+    results.check(f"both {p.wired} and {p.wireless} are slaves", bool(both),
+                  (", ".join(f"{s.name} MII {s.mii_status}" for s in seen.slaves) if seen else "no bond")
+                  + f" (after {both.seconds:.1f} s)")
 
-    wants = {u: "active/running" for u in lab.expected.running} | {u: "active/exited"
-                                                                   for u in lab.expected.exited}
-    states, waited = lab.wait_units(wants, lab.timeout(60))
+    wants = {u: "active/running" for u in lab.expected.running} | {u: "active/exited" for u in lab.expected.exited}
+    states, _ = _units_reach(machine, wants, lab.timeout(60))
     for unit, want_state in wants.items():
-        rec.check(f"{unit} {want_state}", states[unit] == want_state, states[unit])
+        results.check(f"{unit} {want_state}", states[unit] == want_state, states[unit])
 
     if p.dhcp4:
-        lease, waited = lab.wait_for(lab.lease4, lab.timeout(90))
-        rec.check("DHCPv4 lease on the bond", bool(lease), ", ".join(lease or []) or f"none after {waited:.0f} s")
-        if lease and lab.machine.launched_at:
-            rec.figure("lease4_after_start_s", round(time.time() - lab.machine.launched_at, 1))
+        lease = machine.poll(lambda: lab.leases(4), lab.timeout(90), what="a DHCPv4 lease")
+        results.check("DHCPv4 lease on the bond", bool(lease),
+                      ", ".join(lease.value or []) or f"none after {lease.seconds:.0f} s")
+        if lease and machine.launched_at:
+            results.figure("lease4_after_start_s", round(time.time() - machine.launched_at, 1))
     if p.dhcp6:
-        addr6, waited = lab.wait_for(lab.address6, lab.timeout(60))
-        rec.check("DHCPv6 address on the bond", bool(addr6), ", ".join(addr6 or []) or
-                  f"none after {waited:.0f} s")
-    present = _addresses4(lab)
+        addr6 = machine.poll(lambda: lab.leases(6), lab.timeout(60), what="a DHCPv6 address")
+        results.check("DHCPv6 address on the bond", bool(addr6),
+                      ", ".join(addr6.value or []) or f"none after {addr6.seconds:.0f} s")
+    present = _addresses4(machine, lab)
     for a in p.static4:
-        rec.check(f"static fail-safe address {a}", str(a) in present, ", ".join(sorted(present)) or "none")
-    link = lab.bond_link()
-    rec.check(f"{p.bond} MAC is the wired MAC {lab.wired_mac}", link is not None and link.mac == lab.wired_mac,
-              link.mac if link else "no bond")
-    rec.check(f"the AP reaches {p.probe_target()}", lab.ap_ping(p.probe_target()), "ping from netns ap")
+        results.check(f"static fail-safe address {a}", str(a) in present, ", ".join(sorted(present)) or "none")
+    link = machine.link(p.bond)
+    wired_mac = p.wired_nic.mac
+    results.check(f"{p.bond} MAC is the wired MAC {wired_mac}", link is not None and link.mac == wired_mac,
+                  link.mac if link else "no bond")
+    results.check(f"the AP reaches {p.probe_target()}", _peer_reaches(lab, p.probe_target()), "ping from netns ap")
 
 
 # 2. Failover.
 
-def _wpa_completed(lab: LabSession, ifname: str) -> bool:
-    r = lab.agent.exec(["wpa_cli", "-i", ifname, "status"], timeout=30)
-    return r.ok and "wpa_state=COMPLETED" in r.stdout
-
-
-def _on_wired(lab: LabSession, rec: Recorder) -> None:
+def _on_wired(machine: Machine, lab: Lab, results: Results) -> None:
     """Require the state the wired-side scenarios start from: the wired link on, the bond on the wired
     NIC, the declared DHCP addresses in place. After the scenario before it in a full run that holds at
     once; a scenario run alone (--scenario) finds the lab as the boot, or another scenario, left it."""
     p = lab.plan
     if not lab.wired_link_up:
-        lab.set_wired_link(True)
-    bond, waited = lab.wait_active(p.wired, lab.timeout(120))
-    rec.require(f"starts on {p.wired}", bond is not None, f"after {waited:.0f} s: {_active(lab.bond())}")
+        lab.wired(True)
+    on = _on_slave(machine, lab, p.wired, lab.timeout(120))
+    results.require(f"starts on {p.wired}", bool(on), f"after {on.seconds:.0f} s: {_now_active(machine, lab)}")
     if p.dhcp4:
-        lease, waited = lab.wait_for(lab.lease4, lab.timeout(90))
-        rec.require("the bond has its DHCPv4 lease", bool(lease), f"none after {waited:.0f} s")
+        lease = machine.poll(lambda: lab.leases(4), lab.timeout(90), what="a DHCPv4 lease")
+        results.require("the bond has its DHCPv4 lease", bool(lease), f"none after {lease.seconds:.0f} s")
     if p.dhcp6:
-        addr6, waited = lab.wait_for(lab.address6, lab.timeout(60))
-        rec.require("the bond has its DHCPv6 address", bool(addr6), f"none after {waited:.0f} s")
+        addr6 = machine.poll(lambda: lab.leases(6), lab.timeout(60), what="a DHCPv6 address")
+        results.require("the bond has its DHCPv6 address", bool(addr6), f"none after {addr6.seconds:.0f} s")
 
 
-def _backup_ready(lab: LabSession, rec: Recorder) -> None:
+def _backup_ready(machine: Machine, lab: Lab, results: Results) -> None:
     # A backup that has not finished its WPA handshake is no backup: under a slow boot the supplicant
     # can still be associating when the wire is cut, and the bond then switches to a port that
     # carries nothing yet.
-    p = lab.plan
-    ready, waited_ready = lab.wait_for(lambda: _wpa_completed(lab, p.wireless), lab.timeout(30))
-    rec.figure("backup_ready_wait_s", round(waited_ready, 2))
-    rec.require(f"{p.wireless} has completed its WPA handshake before the wire is cut", bool(ready),
-                f"{'after' if ready else 'not after'} {waited_ready:.1f} s")
+    w = lab.plan.wireless
+    ready = machine.poll(lambda: _wpa_completed(machine, w), lab.timeout(30), what=f"{w} WPA handshake")
+    results.figure("backup_ready_wait_s", round(ready.seconds, 2))
+    results.require(f"{w} has completed its WPA handshake before the wire is cut", bool(ready),
+                    f"{'after' if ready else 'not after'} {ready.seconds:.1f} s")
 
 
-def failover(lab: LabSession, rec: Recorder) -> None:
+def failover(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
-    _on_wired(lab, rec)
-    _backup_ready(lab, rec)
-    addrs_before = _addresses4(lab)
-    station = lab.station_mac()
-    lab.start_probe("failover")
-    target6 = _start_probe6(lab, rec, "failover")
+    _on_wired(machine, lab, results)
+    _backup_ready(machine, lab, results)
+    addrs_before = _addresses4(machine, lab)
+    station = _station_mac(machine, lab)
+    probe = lab.probe(name="failover")
+    probe6 = _probe6(lab, results, "failover")
     time.sleep(1.0)
-    offset, uncertainty = lab.clock_offset()
-    rec.figure("clock_offset_uncertainty_ms", round(uncertainty * 1000, 1))
-    t_qmp = lab.set_wired_link(False)
-    bond, waited = lab.wait_active(p.wireless, lab.timeout(15))
-    rec.figure("switch_seen_after_qmp_s", round(waited, 2))
-    rec.check(f"set_link {p.wired_nic.id} off: active slave becomes {p.wireless}", bond is not None,
-              f"after {waited:.1f} s" if bond else _active(lab.bond()))
+    clock = machine.clock_offset()
+    results.figure("clock_offset_uncertainty_ms", round(clock.uncertainty * 1000, 1))
+    cut = lab.wired(False)
+    on = _on_slave(machine, lab, p.wireless, lab.timeout(15))
+    results.figure("switch_seen_after_qmp_s", round(on.seconds, 2))
+    results.check(f"set_link {p.wired_nic.id} off: active slave becomes {p.wireless}", bool(on),
+                  f"after {on.seconds:.1f} s" if on else _now_active(machine, lab))
     time.sleep(3.0)
-    probe = lab.stop_probe("failover")
-    probe6 = lab.stop_probe("failover-v6") if target6 else None
-    link = lab.bond_link()
-    want_mac = station if p.fail_over_mac == "active" else lab.wired_mac
-    rec.check(f"{p.bond} MAC follows fail_over_mac={p.fail_over_mac} ({want_mac})",
-              link is not None and link.mac == want_mac, link.mac if link else "no bond")
-    after = _addresses4(lab)
-    rec.check("IPv4 addresses unchanged", after == addrs_before,
-              f"before {sorted(addrs_before)}, after {sorted(after)}")
-    gap = _probe_figures(rec, "failover", probe, t_qmp + offset, waited)
-    _timeline(lab, rec, "failover", probe, t_qmp + offset)
-    rec.check("traffic continues over the wlan", probe.replies_after(t_qmp + offset + waited),
-              _traffic_detail(probe, gap))
-    rec.check("no gap over 3 s in the whole probe", probe.gap_ms < 3000, f"largest {probe.gap_ms} ms")
-    _check_probe6(rec, "failover", probe6, target6, t_qmp + offset, waited)
+    replies = probe.stop()
+    if probe6 is not None:
+        probe6.stop()
+    link = machine.link(p.bond)
+    want_mac = station if p.fail_over_mac == "active" else p.wired_nic.mac
+    results.check(f"{p.bond} MAC follows fail_over_mac={p.fail_over_mac} ({want_mac})",
+                  link is not None and link.mac == want_mac, link.mac if link else "no bond")
+    after = _addresses4(machine, lab)
+    results.check("IPv4 addresses unchanged", after == addrs_before,
+                  f"before {sorted(addrs_before)}, after {sorted(after)}")
+    outage = probe.outage(cut, on.seconds, clock=clock)
+    _outage_figures(results, "failover", outage)
+    _timeline(machine, lab, results, "failover", probe, cut, clock)
+    results.check("traffic continues over the wlan", replies.replies_after(clock.guest(cut) + on.seconds),
+                  _traffic_detail(outage))
+    results.check("no gap over 3 s in the whole probe", replies.gap_ms < 3000, f"largest {replies.gap_ms} ms")
+    _check_probe6(results, "failover", probe6, cut, on.seconds, clock)
 
 
 # 3. Failback.
 
-def failback(lab: LabSession, rec: Recorder) -> None:
+def failback(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
     if lab.wired_link_up:
         # Run without the failover before it: first bring about the state a failover ends in.
-        _on_wired(lab, rec)
-        _backup_ready(lab, rec)
-        lab.set_wired_link(False)
-    before, _ = lab.wait_active(p.wireless, lab.timeout(15))
-    rec.require(f"starts on {p.wireless} with the wired link off", before is not None, _active(lab.bond()))
-    lab.start_probe("failback")
-    target6 = _start_probe6(lab, rec, "failback")
+        _on_wired(machine, lab, results)
+        _backup_ready(machine, lab, results)
+        lab.wired(False)
+    before = _on_slave(machine, lab, p.wireless, lab.timeout(15))
+    results.require(f"starts on {p.wireless} with the wired link off", bool(before), _now_active(machine, lab))
+    probe = lab.probe(name="failback")
+    probe6 = _probe6(lab, results, "failback")
     time.sleep(1.0)
-    offset, uncertainty = lab.clock_offset()
-    rec.figure("clock_offset_uncertainty_ms", round(uncertainty * 1000, 1))
-    t_qmp = lab.set_wired_link(True)
+    clock = machine.clock_offset()
+    results.figure("clock_offset_uncertainty_ms", round(clock.uncertainty * 1000, 1))
+    plugged = lab.wired(True)
     # With a primary and primary_reselect always/better, the bond returns to the wired primary.
     want = p.wired if (p.primary == p.wired) else p.wireless
-    bond, waited = lab.wait_active(want, lab.timeout(15))
-    rec.figure("switch_seen_after_qmp_s", round(waited, 2))
-    rec.check(f"set_link {p.wired_nic.id} on: active slave returns to {want}", bond is not None,
-              f"after {waited:.1f} s" if bond else _active(lab.bond()))
+    on = _on_slave(machine, lab, want, lab.timeout(15))
+    results.figure("switch_seen_after_qmp_s", round(on.seconds, 2))
+    results.check(f"set_link {p.wired_nic.id} on: active slave returns to {want}", bool(on),
+                  f"after {on.seconds:.1f} s" if on else _now_active(machine, lab))
     time.sleep(3.0)
-    probe = lab.stop_probe("failback")
-    probe6 = lab.stop_probe("failback-v6") if target6 else None
-    link = lab.bond_link()
-    rec.check(f"{p.bond} MAC is the wired MAC again", link is not None and link.mac == lab.wired_mac,
-              link.mac if link else "no bond")
-    gap = _probe_figures(rec, "failback", probe, t_qmp + offset, waited)
-    _timeline(lab, rec, "failback", probe, t_qmp + offset)
-    rec.check("traffic continues", probe.replies_after(t_qmp + offset + waited),
-              _traffic_detail(probe, gap))
-    rec.check("no gap over 3 s in the whole probe", probe.gap_ms < 3000, f"largest {probe.gap_ms} ms")
-    _check_probe6(rec, "failback", probe6, target6, t_qmp + offset, waited)
+    replies = probe.stop()
+    if probe6 is not None:
+        probe6.stop()
+    link = machine.link(p.bond)
+    results.check(f"{p.bond} MAC is the wired MAC again", link is not None and link.mac == p.wired_nic.mac,
+                  link.mac if link else "no bond")
+    outage = probe.outage(plugged, on.seconds, clock=clock)
+    _outage_figures(results, "failback", outage)
+    _timeline(machine, lab, results, "failback", probe, plugged, clock)
+    results.check("traffic continues", replies.replies_after(clock.guest(plugged) + on.seconds),
+                  _traffic_detail(outage))
+    results.check("no gap over 3 s in the whole probe", replies.gap_ms < 3000, f"largest {replies.gap_ms} ms")
+    _check_probe6(results, "failback", probe6, plugged, on.seconds, clock)
 
 
 # 4. Wifi-only boot: the seed's dhclient MAC trap.
 
-def wifi_only_boot(lab: LabSession, rec: Recorder) -> None:
+def wifi_only_boot(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
-    rec.figure("agent_ready_s", round(lab.boot_seconds, 1))
-    bond, waited = lab.wait_active(p.wireless, lab.timeout(120))
-    rec.require(f"booted with {p.wired} link off: active slave is {p.wireless}", bond is not None,
-                f"after {waited:.0f} s: {_active(lab.bond())}")
+    results.figure("agent_ready_s", round(lab.boot_seconds, 1))
+    on = _on_slave(machine, lab, p.wireless, lab.timeout(120))
+    results.require(f"booted with {p.wired} link off: active slave is {p.wireless}", bool(on),
+                    f"after {on.seconds:.0f} s: {_now_active(machine, lab)}")
     if p.dhcp4:
-        lease, waited = lab.wait_for(lab.lease4, lab.timeout(120))
-        rec.check("dhclient still gets a DHCPv4 lease", bool(lease),
-                  ", ".join(lease or []) or f"none after {waited:.0f} s")
-        if lease and lab.machine.launched_at:
-            rec.figure("lease4_after_start_s", round(time.time() - lab.machine.launched_at, 1))
-    link = lab.bond_link()
+        lease = machine.poll(lambda: lab.leases(4), lab.timeout(120), what="a DHCPv4 lease")
+        results.check("dhclient still gets a DHCPv4 lease", bool(lease),
+                      ", ".join(lease.value or []) or f"none after {lease.seconds:.0f} s")
+        if lease and machine.launched_at:
+            results.figure("lease4_after_start_s", round(time.time() - machine.launched_at, 1))
+    link = machine.link(p.bond)
     if p.fail_over_mac == "active":
-        station = lab.station_mac()
-        rec.check(f"{p.bond} MAC is the wlan MAC {station}", link is not None and link.mac == station,
-                  link.mac if link else "no bond")
-    states = lab.unit_states(list(lab.expected.running))
-    for unit, state in states.items():
-        rec.check(f"{unit} active/running", state == "active/running", state)
-    rec.check(f"the AP reaches {p.probe_target()} over the wlan", lab.ap_ping(p.probe_target()), "ping")
+        station = _station_mac(machine, lab)
+        results.check(f"{p.bond} MAC is the wlan MAC {station}", link is not None and link.mac == station,
+                      link.mac if link else "no bond")
+    for unit, state in machine.unit_states(*lab.expected.running).items():
+        results.check(f"{unit} active/running", state == "active/running", state)
+    results.check(f"the AP reaches {p.probe_target()} over the wlan", _peer_reaches(lab, p.probe_target()), "ping")
 
 
 # 5. Hot-unplug and replug of the wired NIC and of the station radio.
 
-def hotplug(lab: LabSession, rec: Recorder) -> None:
+def hotplug(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
     nic = p.wired_nic
     slave_unit = f"{p.wired}@{p.bond}.service"
-    _on_wired(lab, rec)
+    _on_wired(machine, lab, results)
 
-    ev = lab.qmp.device_del(nic.id, timeout=lab.timeout(30))
-    rec.check(f"device_del {nic.id}: DEVICE_DELETED, gone from QEMU", nic.id not in lab.qmp.devices(),
-              f"event at {ev.time:.3f}")
-    states, waited = lab.wait_units({slave_unit: "inactive"}, lab.timeout(30))
-    rec.check(f"{slave_unit} stops", states[slave_unit].startswith("inactive"), states[slave_unit])
-    bond, waited = lab.wait_active(p.wireless, lab.timeout(15))
-    rec.check(f"bond stays up on {p.wireless}", bond is not None and bond.slave(p.wired) is None,
-              _active(lab.bond()))
+    deleted = lab.unplug_wired(timeout=lab.timeout(30))
+    results.check(f"device_del {nic.id}: DEVICE_DELETED, gone from QEMU", nic.id not in lab.devices(),
+                  f"event at {deleted:.3f}")
+    states, _ = _units_reach(machine, {slave_unit: "inactive"}, lab.timeout(30))
+    results.check(f"{slave_unit} stops", states[slave_unit].startswith("inactive"), states[slave_unit])
+    on = _on_slave(machine, lab, p.wireless, lab.timeout(15))
+    results.check(f"bond stays up on {p.wireless}", on.value is not None and on.value.slave(p.wired) is None,
+                  _now_active(machine, lab))
 
-    t_add = lab.qmp.device_add(nic.device_args())
-    lab.wired_link_up = True  # a new device: its link starts up
-    states, waited = lab.wait_units({slave_unit: "active/exited"}, lab.timeout(60))
-    rec.check(f"device_add {nic.id}: {slave_unit} starts by itself", states[slave_unit] == "active/exited",
-              f"{states[slave_unit]} after {waited:.1f} s")
+    plugged = lab.plug_wired()
+    states, waited = _units_reach(machine, {slave_unit: "active/exited"}, lab.timeout(60))
+    results.check(f"device_add {nic.id}: {slave_unit} starts by itself", states[slave_unit] == "active/exited",
+                  f"{states[slave_unit]} after {waited:.1f} s")
     want = p.wired if p.primary == p.wired else p.wireless
-    bond, waited = lab.wait_active(want, lab.timeout(30))
-    rec.figure("wired_replug_to_active_s", round(time.time() - t_add, 1))
-    rec.check(f"{p.wired} re-enslaved and active again", bond is not None and bond.slave(p.wired) is not None,
-              _active(lab.bond()))
+    on = _on_slave(machine, lab, want, lab.timeout(30))
+    results.figure("wired_replug_to_active_s", round(time.time() - plugged, 1))
+    results.check(f"{p.wired} re-enslaved and active again",
+                  on.value is not None and on.value.slave(p.wired) is not None, _now_active(machine, lab))
 
     # The radio: removing the station's interface is what unplugging a wireless card does to the
     # network stack (the device, its slave and supplicant units go); adding it back is the replug.
     sup = f"supplicant@{p.wireless}.service"
     wslave = f"{p.wireless}@{p.bond}.service"
-    phy = lab.sh(f"cat /sys/class/net/{p.wireless}/phy80211/name").strip()
-    lab.sh(f"iw dev {p.wireless} del")
-    states, waited = lab.wait_units({sup: "inactive", wslave: "inactive"}, lab.timeout(30))
-    rec.check(f"{p.wireless} removed: {sup} and {wslave} stop",
-              all(s.startswith("inactive") for s in states.values()), str(states))
-    b = lab.bond()
-    rec.check(f"bond keeps {p.wired} active", b is not None and b.active == p.wired and
-              b.slave(p.wireless) is None, _active(b))
-    t_add = time.time()
-    lab.sh(f"iw phy {phy} interface add {p.wireless} type managed")
-    states, waited = lab.wait_units({sup: "active/running", wslave: "active/exited"}, lab.timeout(60))
-    rec.check(f"{p.wireless} added: {sup} and {wslave} start again",
-              states[sup] == "active/running" and states[wslave] == "active/exited", str(states))
+    lab.remove_radio()
+    states, _ = _units_reach(machine, {sup: "inactive", wslave: "inactive"}, lab.timeout(30))
+    results.check(f"{p.wireless} removed: {sup} and {wslave} stop",
+                  all(s.startswith("inactive") for s in states.values()), str(states))
+    b = machine.bond(p.bond)
+    results.check(f"bond keeps {p.wired} active", b is not None and b.active == p.wired and
+                  b.slave(p.wireless) is None, _active(b))
+    added = time.time()
+    lab.add_radio()
+    states, _ = _units_reach(machine, {sup: "active/running", wslave: "active/exited"}, lab.timeout(60))
+    results.check(f"{p.wireless} added: {sup} and {wslave} start again",
+                  states[sup] == "active/running" and states[wslave] == "active/exited", str(states))
 
     def associated() -> bool:
-        b = lab.bond()
+        b = machine.bond(p.bond)
         s = b.slave(p.wireless) if b else None
         return s is not None and s.mii_status == "up"
-    ok, waited = lab.wait_for(associated, lab.timeout(60))
-    rec.figure("radio_readd_to_associated_s", round(time.time() - t_add, 1))
-    rec.check(f"{p.wireless} is a slave again with its link up (associated)", bool(ok),
-              f"after {waited:.0f} s")
+    ok = machine.poll(associated, lab.timeout(60), what=f"{p.wireless} associated")
+    results.figure("radio_readd_to_associated_s", round(time.time() - added, 1))
+    results.check(f"{p.wireless} is a slave again with its link up (associated)", bool(ok),
+                  f"after {ok.seconds:.0f} s")
 
 
 # 6. Access point lost.
 
-def ap_lost(lab: LabSession, rec: Recorder) -> None:
+def ap_lost(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
-    lab.set_wired_link(False)
-    bond, _ = lab.wait_active(p.wireless, lab.timeout(15))
-    rec.require(f"on {p.wireless} with the wired link off", bond is not None,
-                _active(lab.bond()))
-    lab.sh(f"systemctl stop {HOSTAPD_UNIT}")
+    lab.wired(False)
+    on = _on_slave(machine, lab, p.wireless, lab.timeout(15))
+    results.require(f"on {p.wireless} with the wired link off", bool(on), _now_active(machine, lab))
+    lab.ap(False)
     t0 = time.monotonic()
-    bond, waited = lab.wait_active(None, lab.timeout(30))
-    rec.figure("no_active_slave_after_s", round(waited, 1))
-    rec.check("hostapd stopped: the bond has no active slave", bond is not None,
-              _active(lab.bond()))
-    present = _addresses4(lab)
+    none = _on_slave(machine, lab, None, lab.timeout(30))
+    results.figure("no_active_slave_after_s", round(none.seconds, 1))
+    results.check("hostapd stopped: the bond has no active slave", bool(none), _now_active(machine, lab))
+    present = _addresses4(machine, lab)
     for a in p.static4:
-        rec.check(f"static fail-safe address {a} stays", str(a) in present, ", ".join(sorted(present)))
-    lab.sh(f"systemctl start {HOSTAPD_UNIT}")
+        results.check(f"static fail-safe address {a} stays", str(a) in present, ", ".join(sorted(present)))
+    lab.ap(True)
     t1 = time.monotonic()
-    bond, waited = lab.wait_active(p.wireless, lab.timeout(90))
-    rec.figure("recovered_after_ap_restart_s", round(time.monotonic() - t1, 1))
-    rec.check(f"hostapd back: {p.wireless} active again without manual action", bond is not None,
-              f"after {waited:.0f} s (AP was down {t1 - t0:.0f} s)")
-    ok, _ = lab.wait_for(lambda: lab.ap_ping(p.probe_target(), count=1), lab.timeout(30))
-    rec.check(f"the AP reaches {p.probe_target()} again", bool(ok), "ping")
-    lab.set_wired_link(True)
-    lab.wait_active(p.primary or p.wired, lab.timeout(15))
+    back = _on_slave(machine, lab, p.wireless, lab.timeout(90))
+    results.figure("recovered_after_ap_restart_s", round(time.monotonic() - t1, 1))
+    results.check(f"hostapd back: {p.wireless} active again without manual action", bool(back),
+                  f"after {back.seconds:.0f} s (AP was down {t1 - t0:.0f} s)")
+    reached = machine.poll(lambda: _peer_reaches(lab, p.probe_target(), count=1), lab.timeout(30),
+                           what=f"the AP reaching {p.probe_target()}")
+    results.check(f"the AP reaches {p.probe_target()} again", bool(reached), "ping")
+    lab.wired(True)
+    _on_slave(machine, lab, p.primary or p.wired, lab.timeout(15))
 
 
 # 7. Clean shutdown.
@@ -380,35 +418,37 @@ def stop_positions(console: str, unit: str) -> tuple[int | None, int | None]:
     return (stopping.start() if stopping else None, stopped.start() if stopped else None)
 
 
-def clean_shutdown(lab: LabSession, rec: Recorder) -> None:
+def clean_shutdown(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
-    log = lab.machine.sockets.serial_log
-    mark = log.stat().st_size if log.exists() else 0
+    mark = len(machine.console_text())
     bound = lab.timeout(60)
     start = time.monotonic()
-    lab.qmp.system_powerdown()
-    exited = lab.machine.wait_exit(bound)
-    rec.figure("powerdown_s", round(time.monotonic() - start, 1))
-    rec.require(f"system_powerdown: the VM stops within {bound:.0f} s", exited,
-                f"{time.monotonic() - start:.0f} s")
-    text = ANSI.sub("", log.read_bytes()[mark:].decode(errors="replace"))
+    try:
+        machine.shutdown(bound)
+        exited = True
+    except TestFailure:
+        exited = False
+    results.figure("powerdown_s", round(time.monotonic() - start, 1))
+    results.require(f"system_powerdown: the VM stops within {bound:.0f} s", exited,
+                    f"{time.monotonic() - start:.0f} s")
+    text = machine.console_text()[mark:]  # without systemd's colours
     dhcp = [u for u in lab.expected.running if not u.startswith("supplicant@")]
     sup = f"supplicant@{p.wireless}.service"
     sup_stopping, _ = stop_positions(text, sup)
-    rec.check(f"{sup} stopped", sup_stopping is not None, "seen on the console" if sup_stopping else "not seen")
+    results.check(f"{sup} stopped", sup_stopping is not None, "seen on the console" if sup_stopping else "not seen")
     for unit in dhcp:
         _, stopped = stop_positions(text, unit)
-        rec.check(f"{unit} stopped before {sup} began to stop",
-                  stopped is not None and sup_stopping is not None and stopped < sup_stopping,
-                  "order as the seed requires" if stopped is not None and sup_stopping is not None
-                  and stopped < sup_stopping else f"stopped at {stopped}, supplicant stopping at {sup_stopping}")
+        results.check(f"{unit} stopped before {sup} began to stop",
+                      stopped is not None and sup_stopping is not None and stopped < sup_stopping,
+                      "order as the seed requires" if stopped is not None and sup_stopping is not None
+                      and stopped < sup_stopping else f"stopped at {stopped}, supplicant stopping at {sup_stopping}")
     master = f"master@{p.bond}.service"
     m_stopping, _ = stop_positions(text, master)
     for unit in [*dhcp, *(u for u in lab.expected.exited if u.startswith("static@"))]:
         _, stopped = stop_positions(text, unit)
-        rec.check(f"{unit} stopped before {master} began to stop",
-                  stopped is not None and m_stopping is not None and stopped < m_stopping,
-                  f"stopped at {stopped}, master stopping at {m_stopping}")
+        results.check(f"{unit} stopped before {master} began to stop",
+                      stopped is not None and m_stopping is not None and stopped < m_stopping,
+                      f"stopped at {stopped}, master stopping at {m_stopping}")
 
 
 SCENARIOS: tuple[Scenario, ...] = (

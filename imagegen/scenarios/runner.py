@@ -15,8 +15,11 @@ from imagegen.report.artifacts import save_file
 from imagegen.report.console import ConsoleReport
 from imagegen.report.model import Check, RunResult, ScenarioResult
 from imagegen.scenarios.catalog import BY_NAME, SCENARIOS, Scenario
-from imagegen.scenarios.session import LabSession, Recorder, ScenarioFailed
-from imagegen.testing.calls import CallLog
+from imagegen.scenarios.session import LabSession
+from imagegen.testing.calls import Call, CallLog
+from imagegen.testing.lab import Lab
+from imagegen.testing.machine import Machine as ApiMachine
+from imagegen.testing.results import CheckFailed, Results
 from imagegen.testing.scripts import CALL_LOG, bind
 from imagegen.vm.accel import AccelChoice
 from imagegen.vm.agent import GuestGone
@@ -134,11 +137,15 @@ class LabRun:
             self.figures[f"{group.name}_vm_agent_ready_s"] = round(lab.boot_seconds, 1)
             self.report.note(f"{group.name} VM: guest agent answered {lab.boot_seconds:.0f} s after start "
                              f"(timeouts ×{lab.scale:.1f})")
+            # One Machine and one Lab for all the VM's scenarios: the state they keep (the console read so
+            # far, the radio removed) is the VM's. Every call goes into the one call log.
+            calls = CallLog(self.options.artifacts / CALL_LOG)
+            api = bind(lab, calls)
             shot = False
             for scenario in group.scenarios:
                 if scenario.name in POWERS_OFF and not shot:
                     shot = self._screenshot(group, lab)
-                self._run_one(scenario, lab)
+                self._run_one(scenario, lab, api, calls)
             if not shot:
                 self._screenshot(group, lab)
             if any(not self.results[s.name].passed for s in group.scenarios):
@@ -196,43 +203,56 @@ class LabRun:
             self.results[s.name] = r
             self.report.end_scenario(r)
 
-    def _run_one(self, scenario: Scenario, lab: LabSession) -> None:
+    def _run_one(self, scenario: Scenario, session: LabSession, api: tuple[ApiMachine, Lab],
+                 calls: CallLog) -> None:
         self.report.start_scenario(scenario.name, scenario.title)
         def on_check(check: Check) -> None:
             self.report.check(check)
             if not check.ok:
-                self._debug(lab, f"{scenario.name}: {check.name}")
+                self._debug(session, f"{scenario.name}: {check.name}")
 
-        rec = Recorder(on_check=on_check)
+        results = Results(on_check=on_check)
+        calls.section(f"{scenario.name}: {scenario.title}")
+
+        def as_check(call: Call) -> None:
+            results.check(call.title, True, call.detail)
+        calls.on_call = as_check if scenario.calls_as_checks else None
         start = time.monotonic()
         error: str | None = None
         told = False  # whether the error already says how QEMU ended
         try:
-            if (ended := lab.machine.exit_status) is not None:
+            if (ended := session.machine.exit_status) is not None:
                 raise QemuExited(ended, " before the scenario began")
-            scenario.run(lab, rec)
-        except ScenarioFailed:
+            scenario.run(*api, results)
+        except CheckFailed:
             pass  # the failed check is already recorded
+        except AssertionError as e:
+            # A call that did not hold outside any named check (a command's status, a wait that ran out,
+            # a TestFailure) or an assert: a failed check saying what was seen.
+            first, _, rest = (str(e) or f"{type(e).__name__} (no message)").partition("\n")
+            results.check(first, False, rest.strip())
         except QemuExited as e:
             error, told = str(e), True
         except (ImagegenError, TimeoutError, OSError, EOFError) as e:
             error = f"{type(e).__name__}: {e}"
-        passed = error is None and bool(rec.checks) and all(c.ok for c in rec.checks)
+        finally:
+            calls.on_call = None
+        passed = error is None and results.passed
         if error is not None:
-            self._debug(lab, f"{scenario.name} ({error.splitlines()[0]})")
-        if not passed and not told and (ended := lab.machine.exit_status) is not None:
+            self._debug(session, f"{scenario.name} ({error.splitlines()[0]})")
+        if not passed and not told and (ended := session.machine.exit_status) is not None:
             # A VM that died under the scenario explains its failure better than a closed socket does.
             error = f"{error}; QEMU {ended}" if error else f"QEMU {ended}"
         result = ScenarioResult(scenario.name, scenario.title, passed=passed,
-                                seconds=round(time.monotonic() - start, 1), checks=tuple(rec.checks),
-                                figures=dict(rec.figures), error=error)
+                                seconds=round(time.monotonic() - start, 1), checks=tuple(results.checks),
+                                figures=dict(results.figures), error=error)
         self.results[scenario.name] = result
         if not passed:
             out = self._artifacts() / scenario.name
-            if lab.machine.running:
+            if session.machine.running:
                 self.report.step(f"saving evidence of {scenario.name}…")
-                lab.collect(out)
-            save_file(lab.machine.sockets.serial_log, out, "serial.log")
+                session.collect(out)
+            save_file(session.machine.sockets.serial_log, out, "serial.log")
         self.report.end_scenario(result)
 
     def _hold(self, machine: Machine) -> None:

@@ -1,4 +1,6 @@
-"""The test API of `imagegen test`: a Machine and a Lab that checks written in plain Python drive.
+"""The test API of `imagegen test`: a Machine and a Lab that checks written in plain Python drive, and the
+Results a check records named checks and figures in. The built-in scenarios (imagegen.scenarios.catalog)
+are written on exactly this.
 
     def test_static_address(machine: Machine, lab: Lab) -> None:
         machine.wait_for_unit("master@bond0.service")
@@ -10,7 +12,10 @@ docs/testing-api.md shows the whole of it; the docstrings here are the reference
 
 from imagegen.testing.errors import CommandFailed, TestFailure, UnitFailed, WaitTimeout
 from imagegen.testing.lab import Lab, Outage, Probe
-from imagegen.testing.machine import Machine, Peer
+from imagegen.testing.machine import ClockOffset, Machine, Peer
+from imagegen.testing.results import CheckFailed, Results
+from imagegen.testing.waits import Polled
+from imagegen.vm.agent import AgentError
 
-__all__ = ["CommandFailed", "Lab", "Machine", "Outage", "Peer", "Probe", "TestFailure", "UnitFailed",
-           "WaitTimeout"]
+__all__ = ["AgentError", "CheckFailed", "ClockOffset", "CommandFailed", "Lab", "Machine", "Outage", "Peer",
+           "Polled", "Probe", "Results", "TestFailure", "UnitFailed", "WaitTimeout"]

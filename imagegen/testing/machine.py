@@ -8,20 +8,26 @@ QMP, the console is the serial log QEMU writes on the host. Every call is logged
 from __future__ import annotations
 
 import re
+import shlex
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from imagegen.errors import CommandError, ImagegenError
+from imagegen.report.timeline import CLOCK_MARK, KernelMark, parse_kernel_marks
+from imagegen.scenarios.bonding import BondStatus, Link, parse_bonding, parse_ip_json
 from imagegen.testing import screen
 from imagegen.testing.calls import CallLog
-from imagegen.testing.errors import CommandFailed, TestFailure, UnitFailed
+from imagegen.testing.errors import CommandFailed, TestFailure, UnitFailed, WaitTimeout
 from imagegen.testing.keys import chord, combo
 from imagegen.testing.screen import Box, Color
-from imagegen.testing.waits import REAL_CLOCK, Clock, wait_until
+from imagegen.testing.waits import REAL_CLOCK, Clock, Polled, poll, wait_until
 from imagegen.vm.agent import AgentError, ExecResult
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 900.0
 # One OCR run may take this long at most (tesseract takes seconds; far more means a host too busy).
@@ -38,6 +44,8 @@ class Agent(Protocol):
 
     def read_file(self, path: str) -> bytes: ...
 
+    def time(self) -> float: ...
+
 
 class Monitor(Protocol):
     """What it needs of QMP (imagegen.vm.qmp.Monitor)."""
@@ -51,11 +59,26 @@ class Power(Protocol):
     @property
     def running(self) -> bool: ...
 
-    def powerdown(self, timeout: float) -> float: ...
-
     def reboot(self, timeout: float) -> float: ...
 
     def wait_exit(self, timeout: float) -> bool: ...
+
+    # The host's wall clock when the guest's CPUs started (None: not started).
+    launched_at: float | None
+
+
+@dataclass(frozen=True)
+class ClockOffset:
+    """The guest's wall clock minus the host's, from one guest-get-time between two host readings, and
+    its uncertainty (half that round trip), in seconds. Events are stamped on the host (a QMP command),
+    replies and kernel messages in the guest: this puts the former on the guest's clock."""
+
+    seconds: float
+    uncertainty: float
+
+    def guest(self, host_time: float) -> float:
+        """host_time (time.time() on the host) on the guest's wall clock."""
+        return host_time + self.seconds
 
 
 class Shell:
@@ -82,6 +105,10 @@ class Shell:
             if not self._alive():
                 raise
             return ExecResult(tuple(argv), -1, "", f"(no answer from the guest agent: {e})")
+
+    def log(self, message: str) -> None:
+        """Write message into the call log, between the calls around it."""
+        self._calls.write(message)
 
     def execute(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str]:
         """Run command with `sh -c` and return (exit status, stdout). A command still running after
@@ -145,6 +172,30 @@ class Shell:
     def wait_until_fails(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         """Run command until it exits non-zero; returns its stdout. WaitTimeout when it does not."""
         return self._wait_status(command, timeout, False, "wait_until_fails")
+
+    def poll(self, condition: Callable[[], T | None], timeout: float, *, interval: float = 0.5,
+             what: str = "") -> Polled[T]:
+        """Call condition() every interval seconds until it returns something truthy, for at most timeout
+        seconds. Unlike the wait_ calls, running out of time is not an error: the Polled it returns is
+        false (its value None) and says how long it polled, for a check that reports it. A poll the
+        guest agent does not answer in time (a busy emulated guest) saw nothing, unless the VM is gone.
+
+            on_wlan = machine.poll(lambda: (b := machine.bond("bond0")) and b.active == "wlp2s0", 15)
+            results.check("wlp2s0 takes over", bool(on_wlan), f"after {on_wlan.seconds:.1f} s")
+        """
+        with self._calls.call(f"{self.name}.poll {what or getattr(condition, '__name__', 'condition')}") as c:
+            def attempt() -> T | None:
+                try:
+                    return condition()
+                except AgentError:
+                    if not self._alive():
+                        raise
+                    return None
+
+            polled = poll(attempt, timeout, interval, clock=self._clock)
+            c.detail = (f"{'held' if polled else 'did not hold'} after {polled.seconds:.1f} s "
+                        f"({polled.polls} polls)")
+            return polled
 
 
 def _summary(stdout: str) -> str:
@@ -257,6 +308,79 @@ class Machine(Shell):
             self._console_cursor = waited.value.end()
             c.detail = f"{waited.value.group(0)[:80]!r} after {waited.seconds:.1f} s"
             return waited.value.group(0)
+
+    # The guest's state, typed: the seed's checks (/proc/net/bonding, ip address, systemctl, dmesg).
+
+    def bond(self, name: str) -> BondStatus | None:
+        """/proc/net/bonding/NAME parsed: mode, active and primary slave, fail_over_mac, each slave's MII
+        status and permanent MAC (imagegen.scenarios.bonding.BondStatus); None when there is no such bond."""
+        with self._calls.call(f"machine.bond {name}") as c:
+            r = self._agent.exec(["cat", f"/proc/net/bonding/{name}"], timeout=30)
+            bond = parse_bonding(r.stdout) if r.rc == 0 else None
+            c.detail = f"active slave {bond.active or 'none'}" if bond else "no bond"
+            return bond
+
+    def link(self, name: str) -> Link | None:
+        """The interface NAME as `ip -j address show` gives it: MAC, up, master and every address with its
+        family, scope and whether it is dynamic (a lease) (imagegen.scenarios.bonding.Link); None when
+        there is no such interface."""
+        with self._calls.call(f"machine.link {name}") as c:
+            r = self._agent.exec(["ip", "-j", "address", "show"], timeout=30)
+            if r.rc != 0:
+                raise CommandFailed("ip -j address show", r.rc, r.stdout, r.stderr)
+            link = parse_ip_json(r.stdout).get(name)
+            c.detail = (f"{link.mac}, " + (", ".join(str(a) for a in link.addresses) or "no address")
+                        if link else "no such interface")
+            return link
+
+    def unit_states(self, *units: str) -> dict[str, str]:
+        """Each unit's state as `systemctl list-units` shows it: "active/running", "active/exited",
+        "inactive/dead", "failed/failed"…; "missing" for a unit systemd does not report."""
+        with self._calls.call(f"machine.unit_states {' '.join(units)}") as c:
+            argv = ["systemctl", "show", "--property=Id,ActiveState,SubState", "--", *units]
+            r = self._agent.exec(argv, timeout=30)
+            if r.rc != 0:
+                raise CommandFailed(shlex.join(argv), r.rc, r.stdout, r.stderr)
+            states: dict[str, str] = {}
+            for block in r.stdout.strip().split("\n\n"):
+                kv = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+                if "Id" in kv:
+                    states[kv["Id"]] = f"{kv.get('ActiveState', '?')}/{kv.get('SubState', '?')}"
+            found = {u: states.get(u, "missing") for u in units}
+            c.detail = ", ".join(f"{u} {s}" for u, s in found.items())
+            return found
+
+    def clock_offset(self) -> ClockOffset:
+        """The guest's wall clock against the host's (guest-get-time between two host readings)."""
+        with self._calls.call("machine.clock_offset") as c:
+            before = time.time()
+            guest = self._agent.time()
+            after = time.time()
+            offset = ClockOffset(guest - (before + after) / 2, (after - before) / 2)
+            c.detail = f"{offset.seconds * 1000:+.1f} ms ± {offset.uncertainty * 1000:.1f} ms"
+            return offset
+
+    def kernel_marks(self, bond: str) -> tuple[KernelMark, ...]:
+        """The kernel's messages about bond that a timeline shows (a switch of the active slave, a slave's
+        link going definitely up or down), each on the guest's wall clock: a mark with that clock's time
+        is written to /dev/kmsg first, and the kernel stamps it on its own clock as it stamps the rest."""
+        # bash's $EPOCHREALTIME, not `date`: a forked date returns its time milliseconds before the write
+        # under emulation, and every mark would be placed that much too early.
+        mark = f"printf '{CLOCK_MARK} %s\\n' \"$EPOCHREALTIME\" >/dev/kmsg"
+        grep = f"dmesg | grep -F -e {shlex.quote(bond + ': ')} -e {CLOCK_MARK} || true"
+        with self._calls.call(f"machine.kernel_marks {bond}") as c:
+            script = f"LC_ALL=C; {mark}; {grep}"
+            r = self._agent.exec(["bash", "-c", script], timeout=60)
+            if r.rc != 0:
+                raise CommandFailed(script, r.rc, r.stdout, r.stderr)
+            marks = parse_kernel_marks(r.stdout, bond)
+            c.detail = f"{len(marks)} marks"
+            return marks
+
+    @property
+    def launched_at(self) -> float | None:
+        """The host's wall-clock time (time.time()) when the guest's CPUs started."""
+        return self._power.launched_at
 
     # Files and the screen, into the artifacts.
 
@@ -437,7 +561,11 @@ class Machine(Shell):
         """Press the ACPI power button and wait until the VM has powered off; returns the seconds it
         took. The lab's later checks then find no VM."""
         with self._calls.call("machine.shutdown") as c:
-            seconds = self._power.powerdown(timeout)
+            start = self._clock.now()
+            self._qmp.cmd("system_powerdown")
+            if not self._power.wait_exit(timeout):
+                raise WaitTimeout("the VM to power off after system_powerdown", self._clock.now() - start, 1)
+            seconds = self._clock.now() - start
             c.detail = f"off after {seconds:.1f} s"
             return seconds
 

@@ -23,13 +23,15 @@ from types import ModuleType, TracebackType
 from imagegen.errors import ImagegenError, UsageError
 from imagegen.profile.load import script_problem
 from imagegen.scenarios.catalog import Scenario
-from imagegen.scenarios.session import LabSession, Recorder, ScenarioFailed
+from imagegen.scenarios.session import LabSession
 from imagegen.testing.calls import CallLog
 from imagegen.testing.lab import Lab
 from imagegen.testing.machine import Machine
+from imagegen.testing.results import CheckFailed, Results
 
 CALL_LOG = "machine-calls.log"
-TestFn = Callable[[Machine, Lab], object]
+# (machine, lab) or (machine, lab, results)
+TestFn = Callable[..., object]
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class TestFunction:
     line: int
     doc: str
     fn: TestFn
+    wants_results: bool = False  # it takes a third argument, the Results of its named checks and figures
 
     @property
     def id(self) -> str:
@@ -82,6 +85,14 @@ def _import(path: Path) -> ModuleType:
     return module
 
 
+def _takes(fn: Callable[..., object], count: int) -> bool:
+    try:
+        inspect.signature(fn).bind(*(object() for _ in range(count)))
+    except TypeError:
+        return False
+    return True
+
+
 def load_script(path: Path) -> tuple[TestFunction, ...]:
     """The test functions of one file, in the order it defines them."""
     why = script_problem(path)
@@ -93,13 +104,13 @@ def load_script(path: Path) -> tuple[TestFunction, ...]:
         if not (name.startswith("test_") and inspect.isfunction(value) and value.__module__ == module.__name__):
             continue
         line = value.__code__.co_firstlineno
-        try:
-            inspect.signature(value).bind(object(), object())
-        except TypeError:
-            raise UsageError(f"{path}:{line}: {name} must take two arguments, (machine, lab)",
-                             f"write def {name}(machine, lab):") from None
+        wants_results = _takes(value, 3)
+        if not (_takes(value, 2) or wants_results):
+            raise UsageError(f"{path}:{line}: {name} must take two arguments, (machine, lab), or three, "
+                             "(machine, lab, results)", f"write def {name}(machine, lab):")
         doc = (inspect.getdoc(value) or "").strip().splitlines()
-        tests.append(TestFunction(path, name, line, doc[0] if doc else name, value))
+        tests.append(TestFunction(path, name, line, doc[0] if doc else name, value,
+                                  wants_results=wants_results and not _takes(value, 2)))
     if not tests:
         raise UsageError(f"{path}: defines no test function", "name each check def test_NAME(machine, lab):")
     return tuple(sorted(tests, key=lambda t: t.line))
@@ -138,31 +149,30 @@ def bind(session: LabSession, calls: CallLog) -> tuple[Machine, Lab]:
         raise ImagegenError("the lab session has no artifacts directory")
     machine = Machine(session.agent, session.qmp, session.machine, calls,
                       serial_log=session.machine.sockets.serial_log, artifacts=session.artifacts)
-    return machine, Lab(session, calls)
+    return machine, Lab(session, machine, calls)
 
 
-def run_test(test: TestFunction, session: LabSession, rec: Recorder) -> None:
-    """Run one test function on a booted lab, recording each call as a passed check and the failure,
-    if it raises, as a failed one."""
-    if session.artifacts is None:
-        raise ImagegenError("the lab run has no artifacts directory for the test's call log")
-    calls = CallLog(session.artifacts / CALL_LOG, on_call=lambda c: rec.check(c.title, True, c.detail))
-    calls.section(f"{test.id} ({test.script}:{test.line})")
-    machine, lab = bind(session, calls)
+def run_test(test: TestFunction, machine: Machine, lab: Lab, results: Results) -> None:
+    """Run one test function on a booted lab. What it raises is recorded as a failed check naming its
+    file and line (the lab run records each call it made as a passed check before it)."""
     try:
-        test.fn(machine, lab)
+        if test.wants_results:
+            test.fn(machine, lab, results)
+        else:
+            test.fn(machine, lab)
+    except CheckFailed:
+        raise  # a failed required check of its own: already recorded
     except Exception as e:
         name, seen = failure(test, e)
-        calls.write("".join(traceback.format_exception(e)))
-        rec.check(name, False, seen)
-        raise ScenarioFailed(name) from None
-    if not rec.checks:
-        rec.check(f"{test.name} returned", True, "without a machine or lab call")
+        machine.log("".join(traceback.format_exception(e)))
+        results.require(name, False, seen)
+    if not results.checks:
+        results.check(f"{test.name} returned", True, "without a machine or lab call")
 
 
 def user_scenarios(tests: Sequence[TestFunction]) -> tuple[Scenario, ...]:
     """Each test function as a scenario of the lab run."""
-    def runner(test: TestFunction) -> Callable[[LabSession, Recorder], None]:
-        return lambda session, rec: run_test(test, session, rec)
+    def runner(test: TestFunction) -> Callable[[Machine, Lab, Results], None]:
+        return lambda machine, lab, results: run_test(test, machine, lab, results)
 
-    return tuple(Scenario(t.id, t.doc, runner(t)) for t in tests)
+    return tuple(Scenario(t.id, t.doc, runner(t), calls_as_checks=True) for t in tests)

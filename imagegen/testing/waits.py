@@ -60,3 +60,32 @@ def wait_until(what: str, attempt: Callable[[], T | None], timeout: float, *,
             raise WaitTimeout(what, clock.now() - start, polls, last() if last else "")
         clock.sleep(min(delay, left))
     raise AssertionError("unreachable")  # delays() never ends
+
+
+@dataclass(frozen=True)
+class Polled(Generic[T]):
+    """What a poll found: the condition's value, or None when time ran out first; true when it holds."""
+
+    value: T | None
+    seconds: float
+    polls: int
+
+    def __bool__(self) -> bool:
+        return self.value is not None
+
+
+def poll(attempt: Callable[[], T | None], timeout: float, interval: float, *,
+         clock: Clock = REAL_CLOCK) -> Polled[T]:
+    """Call attempt() every interval seconds until it returns something truthy or timeout seconds have
+    passed (then one last try), and say what it returned. Unlike wait_until, running out of time is an
+    answer, not an error: the caller records it as a check that did not hold."""
+    start = clock.now()
+    polls = 0
+    while True:
+        polls += 1
+        value = attempt()
+        if value:
+            return Polled(value, clock.now() - start, polls)
+        if clock.now() - start > timeout:
+            return Polled(None, clock.now() - start, polls)
+        clock.sleep(interval)

@@ -35,6 +35,8 @@ AP_BRIDGE = "br0"
 AP_UNIT = "imagegen-lab-ap.service"
 HOSTAPD_UNIT = "imagegen-lab-hostapd.service"
 DNSMASQ_UNIT = "imagegen-lab-dnsmasq.service"
+# Where the lab keeps its state in the guest: dnsmasq's leases, the outage probes' logs.
+LAB_RUN = "/run/imagegen-lab"
 
 # Used only when the bond has no static address of that family to put the AP's subnet next to.
 DEFAULT_SUBNET4 = ipaddress.IPv4Network("192.168.77.0/24")
