@@ -116,12 +116,24 @@ def test_accel_tcg_on_request_and_kvm_needs_a_kernel() -> None:
 
 
 class RebootQmp:
+    """QMP as QEMU answers a reboot: the guest's RESET event at the second wait for it."""
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, object]]] = []
+        self.events: list[object] = []
+        self.waits = 0
 
     def cmd(self, command: str, /, **args: object) -> object:
         self.calls.append((command, args))
         return {}
+
+    def wait_event(self, name: str, timeout: float, since: int = 0, **match: object) -> object:
+        assert (name, match) == ("RESET", {"guest": True})
+        self.waits += 1
+        if self.waits < 2:
+            raise TimeoutError("no RESET yet")
+        self.calls.append(("RESET", {}))
+        return object()
 
 
 class RebootAgent:
@@ -175,7 +187,7 @@ def test_reboot_lets_resets_through_until_the_new_boot_answers(tmp_path: Path) -
     assert vm.reboot(timeout=60) >= 0
     # -no-reboot turns every reset into an exit: resets allowed for the guest's and the firmware's
     # (the old boot's panic on the console is no reason to stop), the guard back once the agent answered.
-    assert qmp.calls == [("set-action", {"reboot": "reset"}), ("set-action", {"reboot": "shutdown"})]
+    assert qmp.calls == [("set-action", {"reboot": "reset"}), ("RESET", {}), ("set-action", {"reboot": "shutdown"})]
     assert agent.calls == ["guest-exec systemctl ['reboot']", "close", "wait_ready"]
 
 
@@ -202,4 +214,4 @@ def test_a_qemu_that_ends_during_the_reboot_says_so(tmp_path: Path) -> None:
     vm, qmp, child = rebooting_vm(tmp_path, RebootAgent(ends))
     with pytest.raises(QemuExited, match="while the guest rebooted"):
         vm.reboot(timeout=60)
-    assert qmp.calls == [("set-action", {"reboot": "reset"})], "a gone QEMU is not asked anything more"
+    assert qmp.calls == [("set-action", {"reboot": "reset"}), ("RESET", {})], "a gone QEMU is not asked anything more"

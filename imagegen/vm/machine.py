@@ -210,13 +210,25 @@ class Machine:
         start = time.monotonic()
         log = self.sockets.serial_log
         since = log.stat().st_size if log.exists() else 0
+        mark = len(self.qmp.events)
         self.qmp.cmd("set-action", reboot="reset")
         try:
             # guest-exec answers with a pid at once; systemctl only queues the reboot job.
             self.agent.cmd("guest-exec", path="systemctl", arg=["reboot"])
-            self.agent.close()  # the old guest's agent goes; its answers are not waited for
+            # The old guest's agent answers pings until it stops: the new one is asked only after the reset.
+            while True:
+                try:
+                    self.qmp.wait_event("RESET", 2.0, since=mark, guest=True)
+                    break
+                except (TimeoutError, OSError, EOFError):
+                    if not self.running:
+                        raise QemuExited(self.exit_status or ExitStatus(-1), " while the guest rebooted") from None
+                    if time.monotonic() - start > timeout:
+                        raise ImagegenError(f"the guest did not reset for its reboot within {timeout:.0f} s") from None
+            self.agent.close()
             try:
-                self.agent.wait_ready(timeout, alive=lambda: self.running and panic_line(log, since) is None)
+                left = max(1.0, timeout - (time.monotonic() - start))
+                self.agent.wait_ready(left, alive=lambda: self.running and panic_line(log, since) is None)
             except GuestGone as e:
                 if (panic := panic_line(log, since)) is not None:
                     raise GuestGone(f"the guest's kernel panicked while it rebooted: {panic}") from e
