@@ -27,7 +27,7 @@ from imagegen.stages.derivations import build_derivation, profile_hash, render_d
 from imagegen.store import Derivation, Entry, Generation, PackageDiff, Store, diff_packages, resolve_store_root
 from imagegen.store.fsutil import remove_tree
 from imagegen.store.substitution import Substituter
-from imagegen.vm.lab import render_lab_overlay
+from imagegen.vm.lab import lab_profile, render_lab_overlay
 
 
 def open_store(option: Path | None, substituter: Substituter | None = None) -> Store:
@@ -52,7 +52,7 @@ def realise_overlay(store: Store, loaded: LoadedProfile, *, lab: bool = False,
 
     def render(out: Path) -> dict[str, Any]:
         write_tree(plan, out)
-        written = render_lab_overlay(loaded.profile, out) if lab else []
+        written = render_lab_overlay(lab_profile(loaded), out) if lab else []
         return {"entries": len(plan.entries) + len(written)}
 
     return store.realise(drv, render)
