@@ -194,8 +194,11 @@ def test_the_profile_s_packages_users_services_and_files_are_in_the_image(root: 
     groups = {line.split(":")[0]: line.split(":")[3].split(",") for line in group_lines}
     assert "alice" in groups["sudo"] and groups["alice"] == [""]
     shadow = {line.split(":")[0]: line.split(":")[1] for line in (root / "etc/shadow").read_text().splitlines()}
-    # No password_hash: locked. Root too: the profile sets no root_password_hash.
+    # alice's password_hash is set at boot (imagegen-passwords.service), from a file only root reads: the
+    # image's shadow has it locked. Root too: the profile sets no root_password_hash.
     assert shadow["alice"].startswith("!") and not shadow["root"].startswith("$")
+    hashes = root / "etc/imagegen/password-hashes"
+    assert stat.S_IMODE(hashes.stat().st_mode) == 0o600 and hashes.read_text().startswith("alice:$6$")
     home, keys = root / "home/alice", root / "home/alice/.ssh/authorized_keys"
     assert (stat.S_IMODE(home.stat().st_mode), home.stat().st_uid, home.stat().st_gid) == (0o700, 1000, 1000)
     assert (stat.S_IMODE(keys.stat().st_mode), keys.stat().st_uid, keys.stat().st_gid) == (0o600, 1000, 1000)
@@ -203,4 +206,8 @@ def test_the_profile_s_packages_users_services_and_files_are_in_the_image(root: 
     assert os.readlink(root / UNITS / "multi-user.target.wants/ssh.service").endswith("/ssh.service")
     assert not (root / UNITS / "sockets.target.wants/ssh.socket").exists()
     assert "PasswordAuthentication no" in (root / "etc/ssh/sshd_config.d/10-key-only.conf").read_text()
+    # openssh-server made host keys as it was installed; the image keeps none, each machine makes its own.
+    assert not sorted((root / "etc/ssh").glob("ssh_host_*")), sorted((root / "etc/ssh").glob("ssh_host_*"))
+    assert os.readlink(root / UNITS / "ssh.service.wants/imagegen-ssh-host-keys.service").endswith(
+        "/imagegen-ssh-host-keys.service")
     assert os.readlink(root / "etc/localtime").endswith("zoneinfo/Europe/Berlin")
