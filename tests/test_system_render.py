@@ -172,7 +172,7 @@ def test_the_kiosk_runs_cage_on_tty1_with_a_logind_session(tmp_path: Path) -> No
     render_overlay(load_profiles([EXAMPLES / "base.toml", EXAMPLES / "kiosk.toml"]), out, state=STATE)
     unit = (out / UNITS / "cage@.service").read_text().splitlines()
     assert {"User=kiosk", "PAMName=cage", "TTYPath=/dev/%I", "Conflicts=getty@%i.service"} <= set(unit)
-    assert "Environment=WLR_RENDERER=pixman XDG_SESSION_TYPE=wayland" in unit
+    assert "Environment=WLR_RENDERER=pixman WLR_LIBINPUT_NO_DEVICES=1 XDG_SESSION_TYPE=wayland" in unit
     assert "session  required  pam_systemd.so" in (out / "etc/pam.d/cage").read_text()
     assert "enable cage@.service tty1" in (out / "etc/systemd/system-preset/10-imagegen-services.preset").read_text()
     assert os.readlink(out / UNITS / "getty@tty1.service") == "/dev/null"
