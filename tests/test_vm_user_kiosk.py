@@ -1,7 +1,10 @@
 """The kiosk example, built and tested as a person would: `imagegen test examples/base.toml
 examples/kiosk.toml` builds its lab image (a second --lab build beside the laptop's, ~5 minutes cold),
 runs the network scenarios that apply to a static-only kiosk and its own checks, kiosk_checks.py: cage
-on tty1 in a logind session, the page on the screen (a screenshot), no way to a shell (vm: minutes)."""
+on tty1 in a logind session, the page on the screen (a screenshot), no way to a shell (vm: minutes).
+
+Named to run after the laptop's VM tests: the kiosk's packages replace the lab's mkosi package cache,
+which the laptop's lab builds before it share (each switch reinstalls the packages, ~3 minutes)."""
 
 from __future__ import annotations
 
