@@ -75,7 +75,7 @@ def test_setup_is_idempotent_and_leaves_host_apt_alone() -> None:
 
 
 # Every program a test calls on the host to read what imagegen wrote (a missing one makes its test skip).
-TOOLS_THE_TESTS_CALL = ("systemd-analyze", "systemctl", "wpa_passphrase", "wpa_supplicant", "nginx")
+TOOLS_THE_TESTS_CALL = ("systemd-analyze", "systemctl", "wpa_passphrase", "wpa_supplicant", "nginx", "tesseract")
 
 
 @pytest.mark.parametrize("tool", TOOLS_THE_TESTS_CALL)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -27,26 +30,50 @@ pytestmark = [
 REPO = repo_root()
 CHECKS = REPO / "examples" / "tests" / "laptop_checks.py"
 FAILING = REPO / "tests" / "data" / "failing_checks.py"
+REBOOT = REPO / "tests" / "data" / "reboot_checks.py"
 
 
 def test_user_checks_pass_and_a_failing_one_names_file_line_command_and_output(tmp_path: Path) -> None:
+    """One boot proves the user checks, --debug's prompt at the failure, the screen and a reboot."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # The example itself (not a copy): its host state, and so its lab image in the store, is reused.
-    proc = subprocess.run(
+    # --debug: the failing check opens the prompt (driven through a pty, as a person would); after it the
+    # run goes on, the reboot check last.
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
         [sys.executable, "-c", "from imagegen.cli import app; app()", "test", "examples/laptop.toml",
-         "--scenario", "boot-wired-primary", "--script", str(CHECKS), "--script", str(FAILING), "--rerun",
+         "--scenario", "boot-wired-primary", "--script", str(CHECKS), "--script", str(FAILING),
+         "--script", str(REBOOT), "--debug",
          "--json-file", str(tmp_path / "result.json"), "--junit", str(tmp_path / "result.xml"),
          "--artifacts", str(tmp_path / "artifacts")],
-        cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3000)
-    assert (tmp_path / "result.json").exists(), proc.stdout[-5000:]
-    assert proc.returncode == 1, proc.stdout[-5000:]
+        cwd=REPO, env=env, stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    term = Terminal(controller, proc)
+    try:
+        term.read_until(b">>> ", 2400)
+        assert b"--debug" in term.seen and b"test_still_runs_after_the_failure" not in term.seen, term.tail()
+        os.write(controller, b'print("debug:", machine.succeed("echo $((6 * 7))").strip())\n')
+        term.read_until(b"debug: 42", 120)
+        os.write(controller, b"\x04")  # Ctrl-D: the prompt ends, the run goes on
+        assert term.wait(1800) == 1, term.tail()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(controller)
+    out = term.seen.decode(errors="replace")
+    assert out.count(">>> ") == 2, "one prompt, at the first failure only"
+    assert term.seen.index(b"test_still_runs_after_the_failure") > term.seen.index(b"debug: 42"), \
+        "the checks after the failure ran after the prompt"
+    assert (tmp_path / "result.json").exists(), out[-5000:]
     result = json.loads((tmp_path / "result.json").read_text())
     verdicts = {s["name"]: s["passed"] for s in result["scenarios"]}
     failing = "failing_checks.py::test_fails_on_purpose"
-    assert verdicts.pop(failing) is False, proc.stdout[-5000:]
+    assert verdicts.pop(failing) is False, out[-5000:]
     laptop = [n for n in verdicts if n.startswith("laptop_checks.py::")]
-    assert len(laptop) == 11 and "boot-wired-primary" in verdicts
-    assert all(verdicts.values()), (verdicts, proc.stdout[-5000:])
+    assert len(laptop) == 12 and "boot-wired-primary" in verdicts
+    assert "reboot_checks.py::test_a_reboot_brings_the_same_vm_back" in verdicts
+    assert all(verdicts.values()), (verdicts, out[-5000:])
 
     line = next(i for i, text in enumerate(FAILING.read_text().splitlines(), 1) if "exit 3" in text)
     case = ET.parse(tmp_path / "result.xml").getroot().find(f"testcase[@name='{failing}']")
@@ -56,9 +83,54 @@ def test_user_checks_pass_and_a_failing_one_names_file_line_command_and_output(t
     message = failure.get("message", "")
     assert f"{FAILING}:{line}: machine.succeed(" in message
     assert "exited 3" in message and "visible-stdout" in message and "visible-stderr" in message
-    # Every call is in the artifacts' call log with its duration.
-    log = (tmp_path / "artifacts" / "machine-calls.log").read_text()
+    # Every call is in the artifacts' call log with its duration, the prompt's too.
+    artifacts = tmp_path / "artifacts"
+    log = (artifacts / "machine-calls.log").read_text()
     assert "machine.wait_for_unit master@bond0.service" in log and "peer.succeed" in log
+    assert "machine.succeed `echo $((6 * 7))`" in log and "machine.reboot" in log
+    # The screen: the check's own screenshot and the run's last one, both real PNGs of the console.
+    for name in ("login-prompt.png", "screen-main.png"):
+        assert (artifacts / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert "machine.wait_for_text 'laptop login:'" in log
+
+
+class Terminal:
+    """The controlling end of a pty a command runs on: what it printed so far, read with deadlines."""
+
+    def __init__(self, controller: int, proc: subprocess.Popen[bytes]) -> None:
+        self.controller = controller
+        self.proc = proc
+        self.seen = b""
+
+    def tail(self) -> str:
+        return self.seen[-3000:].decode(errors="replace")
+
+    def _read(self, wait: float) -> bool:
+        ready, _, _ = select.select([self.controller], [], [], wait)
+        if ready:
+            try:
+                self.seen += os.read(self.controller, 65536)
+            except OSError:  # EIO: every end of the terminal closed, the command has exited
+                return False
+        return True
+
+    def read_until(self, marker: bytes, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while marker not in self.seen:
+            assert time.monotonic() < deadline, self.tail()
+            if not self._read(1.0):
+                raise AssertionError(f"the command exited {self.proc.wait()}:\n{self.tail()}")
+
+    def wait(self, timeout: float) -> int:
+        """Read everything the command prints (a full pty would stop it) until it exits; its status."""
+        deadline = time.monotonic() + timeout
+        while self._read(1.0):
+            if self.proc.poll() is not None:
+                while self._read(0.2) and select.select([self.controller], [], [], 0)[0]:
+                    pass
+                break
+            assert time.monotonic() < deadline, self.tail()
+        return self.proc.wait(timeout=60)
 
 
 def _lab_qemus() -> set[int]:

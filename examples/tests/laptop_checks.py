@@ -107,3 +107,12 @@ def test_evidence_can_be_kept(machine, lab):
     """A guest file is saved into the artifacts"""
     release = machine.copy_from_vm("/etc/os-release")
     assert "trixie" in release.read_text(), release.read_text()
+
+
+def test_the_screen_shows_a_login_prompt(machine, lab):
+    """getty on tty1 shows its login prompt on the VM's screen (virtio-gpu), read by OCR"""
+    machine.wait_for_text(r"laptop login:", timeout=300)
+    machine.screenshot("login-prompt")
+    # A text console is light letters on black: the cheap check, without OCR.
+    red, green, blue = machine.screen_color()
+    assert max(red, green, blue) < 64, f"the screen is not a dark text console: rgb{(red, green, blue)}"

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from imagegen.profile import LoadedProfile
+    from imagegen.scenarios.session import LabSession
     from imagegen.store import Entry, Store
     from imagegen.vm.lab import LabPlan
     from imagegen.vm.machine import ImageFiles, Machine
@@ -86,6 +87,9 @@ def test(
                                                       help="A test file whose functions test_…(machine, lab) "
                                                       "run after the scenarios, beside the profile's "
                                                       "tests.scripts (repeatable; docs/testing-api.md).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="At the first failed check, open a Python prompt with "
+                                        "machine and lab bound, the VM as the failure left it; Ctrl-D goes on "
+                                        "with the run (runs outside the store).")] = False,
 ) -> None:
     """Boot the profile's lab image under QEMU and prove its network: failover, failback, hot-plug, ...
 
@@ -117,7 +121,9 @@ def test(
     from imagegen.stages.derivations import profile_hash, verdict_derivation
     from imagegen.stages.realise import open_store, planned_image
     from imagegen.stages.verdicts import ARTIFACTS, attach_verdict, realise_verdict
-    from imagegen.testing.scripts import load_scripts, user_scenarios
+    from imagegen.testing.calls import CallLog
+    from imagegen.testing.repl import interact
+    from imagegen.testing.scripts import CALL_LOG, bind, load_scripts, user_scenarios
     from imagegen.vm.accel import choose_accel
     from imagegen.vm.lab import lab_profile, plan_lab
 
@@ -127,6 +133,9 @@ def test(
                          "use --json-file PATH to write the results to a file")
     if repeat > 1 and keep_vm:
         raise UsageError("--keep-vm leaves the VM running, so it cannot be repeated", "drop --keep-vm or --repeat")
+    if repeat > 1 and debug:
+        raise UsageError("--debug stops a run for a person at its first failure, so it cannot be repeated",
+                         "drop --debug or --repeat")
     request = accel.request
     only = tuple(s.value for s in scenario or ())
     # Every path the run writes is checked before anything is built or booted.
@@ -149,7 +158,7 @@ def test(
     # With a cache to ask, the verdict is looked for before the image: a hit needs no image at all. The
     # host's hash key keys the lab AP's passphrase in the verdict's hash; a new host's state file is
     # not written for that question (its hashes then match nothing, and the image is built).
-    asks_first = st.substituter is not None and image is None and not (keep_vm or rerun or repeat > 1)
+    asks_first = st.substituter is not None and image is None and not (keep_vm or debug or rerun or repeat > 1)
     planned = planned_image(st, loaded, lab=True) if asks_first else None
     files: ImageFiles | None
     image_entry: Entry | None
@@ -178,7 +187,7 @@ def test(
             choice = choose_accel(request, files.kernel)
             report.note(f"accelerator: {choice.reason}")
             options = TestOptions(uefi=uefi, keep=keep_vm, artifacts=evidence, only=only,
-                                  extra=user_scenarios(tests))
+                                  extra=user_scenarios(tests), debug=prompt if debug else None)
             return LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
         except KeyboardInterrupt as e:
             # The evidence so far: a store run's would go with its unfinished entry, so it is copied out.
@@ -187,10 +196,16 @@ def test(
                 kept = keep_evidence(evidence, keep_at) if keep_at is not None else evidence
             raise interrupted(e, what=f"imagegen test {label}", artifacts=kept) from None
 
+    def prompt(session: LabSession) -> None:
+        """--debug's prompt, its calls logged beside the run's."""
+        assert session.artifacts is not None
+        interact(*bind(session, CallLog(session.artifacts / CALL_LOG)),
+                 end="Ctrl-D ends the prompt; the run goes on and then stops the VM.")
+
     def once(again: bool, run_dir: Path | None) -> tuple[RunResult, Path, Entry | None]:
-        if keep_vm or image_entry is None:
-            # A kept VM is for a person to look at, and an image outside the store has no identity to
-            # file a verdict under: both run as they are, outside the store.
+        if keep_vm or debug or image_entry is None:
+            # A kept VM is for a person to look at, a debugged one was driven by a person, and an image
+            # outside the store has no identity to file a verdict under: they run outside the store.
             claimed = claim_tree(root, "artifacts", "--artifacts")
             evidence = run_dir or root
             try:

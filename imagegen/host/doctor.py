@@ -87,5 +87,7 @@ def host_checks(kernel: Path | None = None) -> list[Check]:
         tool_check("apt-get", ["apt-get", "--version"], "mkosi bootstraps its Debian tools tree with apt"),
         tool_check("dpkg", ["dpkg", "--version"], "mkosi bootstraps its Debian tools tree with dpkg"),
         tool_check("losetup", ["losetup", "--version"], "install util-linux (used to inspect images)"),
+        tool_check("tesseract", ["tesseract", "--version"],
+                   "run `imagegen setup` (installs tesseract-ocr: the test API reads the screen with it)"),
         kvm_check(kernel),
     ]

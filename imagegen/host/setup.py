@@ -43,9 +43,10 @@ DEBIAN_HOST_PACKAGES = (
 )
 # What `imagegen check` and the test suite run against the rendered files, so that every check runs:
 # systemd-analyze verify and systemctl preset (systemd), wpa_passphrase and wpa_supplicant (wpasupplicant),
-# and a real WebDAV server for the binary cache's tests (nginx, started by the tests on 127.0.0.1 only).
-# On CI a check skipped for want of one of them fails the run (tests/conftest.py).
-DEBIAN_CHECK_PACKAGES = ("systemd", "wpasupplicant", "nginx")
+# a real WebDAV server for the binary cache's tests (nginx, started by the tests on 127.0.0.1 only), and
+# OCR of the lab VM's screen for the test API's get_screen_text and wait_for_text (tesseract-ocr, which
+# brings its English data). On CI a check skipped for want of one of them fails the run (tests/conftest.py).
+DEBIAN_CHECK_PACKAGES = ("systemd", "wpasupplicant", "nginx", "tesseract-ocr")
 # Debian's maintainer scripts start a package's services unless policy-rc.d says no (exit 101): setup
 # installs programs, and no server of a package it installs may keep running after it.
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")

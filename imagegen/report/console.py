@@ -28,6 +28,10 @@ class ConsoleReport:
         else:
             self._status.update(text)
 
+    def pause(self) -> None:
+        """End the live step line, so that something else (a prompt) can have the terminal."""
+        self._end_step()
+
     def _end_step(self) -> None:
         if self._status is not None:
             self._status.stop()

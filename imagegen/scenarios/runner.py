@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +13,11 @@ from imagegen.errors import ImagegenError
 from imagegen.interrupt import Terminated
 from imagegen.report.artifacts import save_file
 from imagegen.report.console import ConsoleReport
-from imagegen.report.model import RunResult, ScenarioResult
+from imagegen.report.model import Check, RunResult, ScenarioResult
 from imagegen.scenarios.catalog import BY_NAME, SCENARIOS, Scenario
 from imagegen.scenarios.session import LabSession, Recorder, ScenarioFailed
+from imagegen.testing.calls import CallLog
+from imagegen.testing.scripts import CALL_LOG, bind
 from imagegen.vm.accel import AccelChoice
 from imagegen.vm.agent import GuestGone
 from imagegen.vm.lab import LAB_NICS, LabPlan
@@ -28,6 +31,8 @@ STARVATION_MARKS = ("BUG: soft lockup", "rcu_preempt detected stalls")
 # Boots of one VM before its scenarios are failed: a guest that dies before its agent answers gets one
 # more (see _run_group_once).
 BOOT_ATTEMPTS = 2
+# Scenarios that power their VM off: the run's last screenshot of that VM is taken before them.
+POWERS_OFF = ("clean-shutdown",)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class TestOptions:
     # The user's test functions (imagegen.testing.scripts), run on the main VM after its scenarios and
     # before its clean shutdown.
     extra: tuple[Scenario, ...] = ()
+    # --debug: called with the lab at the run's first failure, while the VM still runs (a prompt).
+    debug: Callable[[LabSession], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class LabRun:
         self.results: dict[str, ScenarioResult] = {}
         self.figures: dict[str, float | int | str] = {}
         self.failed_any = False
+        self.debugged = False
 
     def _artifacts(self) -> Path:
         self.failed_any = True
@@ -126,14 +134,43 @@ class LabRun:
             self.figures[f"{group.name}_vm_agent_ready_s"] = round(lab.boot_seconds, 1)
             self.report.note(f"{group.name} VM: guest agent answered {lab.boot_seconds:.0f} s after start "
                              f"(timeouts ×{lab.scale:.1f})")
+            shot = False
             for scenario in group.scenarios:
+                if scenario.name in POWERS_OFF and not shot:
+                    shot = self._screenshot(group, lab)
                 self._run_one(scenario, lab)
+            if not shot:
+                self._screenshot(group, lab)
             if any(not self.results[s.name].passed for s in group.scenarios):
                 save_file(machine.sockets.serial_log, self._artifacts(), f"serial-{group.name}.log")
                 self._explain_starvation(group, machine)
             if keep and machine.running:
                 self._hold(machine)
         return True
+
+    def _screenshot(self, group: _Group, lab: LabSession) -> bool:
+        """The VM's screen as its scenarios left it, in every run's artifacts (screen-GROUP.png). A screen
+        that cannot be read is a line in the call log, not a failed verdict."""
+        calls = CallLog(self.options.artifacts / CALL_LOG)
+        calls.section(f"the {group.name} VM's screen at the end of its scenarios")
+        if not lab.machine.running:
+            calls.write(f"machine.screenshot screen-{group.name}: not taken, the VM is off")
+            return True
+        machine, _ = bind(lab, calls)
+        try:
+            machine.screenshot(f"screen-{group.name}")
+        except Exception:
+            pass  # a screen that cannot be read is reported, not failed: the call log has the failed call
+        return True
+
+    def _debug(self, lab: LabSession, what: str) -> None:
+        """--debug: the first failure of the run opens the prompt, the VM as the failure left it."""
+        if self.options.debug is None or self.debugged or not lab.machine.running:
+            return
+        self.debugged = True
+        self.report.pause()
+        self.report.console.print(Text.assemble(("--debug", "bold"), f": {what} failed; the VM is as it left it."))
+        self.options.debug(lab)
 
     def _explain_starvation(self, group: _Group, machine: Machine) -> None:
         """Say so when the guest kernel reported being starved of CPU: then the host was too busy for
@@ -161,7 +198,12 @@ class LabRun:
 
     def _run_one(self, scenario: Scenario, lab: LabSession) -> None:
         self.report.start_scenario(scenario.name, scenario.title)
-        rec = Recorder(on_check=self.report.check)
+        def on_check(check: Check) -> None:
+            self.report.check(check)
+            if not check.ok:
+                self._debug(lab, f"{scenario.name}: {check.name}")
+
+        rec = Recorder(on_check=on_check)
         start = time.monotonic()
         error: str | None = None
         told = False  # whether the error already says how QEMU ended
@@ -176,6 +218,8 @@ class LabRun:
         except (ImagegenError, TimeoutError, OSError, EOFError) as e:
             error = f"{type(e).__name__}: {e}"
         passed = error is None and bool(rec.checks) and all(c.ok for c in rec.checks)
+        if error is not None:
+            self._debug(lab, f"{scenario.name} ({error.splitlines()[0]})")
         if not passed and not told and (ended := lab.machine.exit_status) is not None:
             # A VM that died under the scenario explains its failure better than a closed socket does.
             error = f"{error}; QEMU {ended}" if error else f"QEMU {ended}"

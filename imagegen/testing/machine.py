@@ -10,17 +10,22 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from imagegen.errors import ImagegenError
+from imagegen.errors import CommandError, ImagegenError
+from imagegen.testing import screen
 from imagegen.testing.calls import CallLog
 from imagegen.testing.errors import CommandFailed, TestFailure, UnitFailed
 from imagegen.testing.keys import chord, combo
+from imagegen.testing.screen import Box, Color
 from imagegen.testing.waits import REAL_CLOCK, Clock, wait_until
 from imagegen.vm.agent import AgentError, ExecResult
 
 DEFAULT_TIMEOUT = 900.0
+# One OCR run may take this long at most (tesseract takes seconds; far more means a host too busy).
+OCR_TIMEOUT = 120.0
 # systemd and the kernel colour and redraw console lines.
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
@@ -47,6 +52,8 @@ class Power(Protocol):
     def running(self) -> bool: ...
 
     def powerdown(self, timeout: float) -> float: ...
+
+    def reboot(self, timeout: float) -> float: ...
 
     def wait_exit(self, timeout: float) -> bool: ...
 
@@ -168,6 +175,7 @@ class Machine(Shell):
         self.serial_log = serial_log
         self.artifacts = artifacts
         self._console_cursor = 0
+        self._timeouts = 0  # screens kept by waits that timed out, each under its own name
 
     # Waits.
 
@@ -274,17 +282,136 @@ class Machine(Shell):
             c.detail = f"{len(data)} bytes → {target.relative_to(self.artifacts)} in the artifacts"
             return target
 
+    def _dump(self, target: Path) -> None:
+        try:
+            # QEMU 7.1 and later write PNG themselves when built with libpng.
+            self._qmp.cmd("screendump", filename=str(target.resolve()), format="png")
+        except ImagegenError:
+            _screendump_ppm(self._qmp, target)
+
     def screenshot(self, name: str) -> Path:
-        """Save the VM's display as artifacts/NAME.png (QMP screendump); returns the file."""
+        """Save the VM's display (a virtio-gpu screen) as artifacts/NAME.png (QMP screendump); returns
+        the file."""
         with self._calls.call(f"machine.screenshot {name}") as c:
             target = self._artifact(name if name.endswith(".png") else f"{name}.png")
-            try:
-                # QEMU 7.1 and later write PNG themselves when built with libpng.
-                self._qmp.cmd("screendump", filename=str(target.resolve()), format="png")
-            except ImagegenError:
-                _screendump_ppm(self._qmp, target)
+            self._dump(target)
             c.detail = str(target)
             return target
+
+    def _keep_screen(self, png: Path, what: str) -> str:
+        """A wait that timed out keeps the last screen it saw, for the person who reads the failure."""
+        self._timeouts += 1
+        kept = screen.keep(png, self._artifact(f"{what}-timeout-{self._timeouts}.png"))
+        return f"(that screen: {kept.relative_to(self.artifacts)} in the artifacts)"
+
+    def get_screen_text(self, timeout: float = OCR_TIMEOUT) -> str:
+        """The text on the screen as OCR (Debian's tesseract-ocr) reads it: slow (seconds) and not
+        always exact, so match it loosely. wait_for_text waits for a text; wait_for_console_text,
+        screen_color and wait_for_screen_change are cheaper where they do."""
+        with self._calls.call("machine.get_screen_text") as c, \
+                tempfile.TemporaryDirectory(prefix="imagegen-screen-") as tmp:
+            png = Path(tmp) / "screen.png"
+            self._dump(png)
+            text = screen.ocr(png, timeout)
+            c.detail = _summary(text)
+            return text
+
+    def wait_for_text(self, regex: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """Wait until OCR reads a match of regex (Python re, multi-line) on the screen; returns the
+        matched text. Each poll takes a screenshot; OCR runs only when the screen changed since the
+        last one it read, and each run is bounded by what is left of timeout. WaitTimeout says what OCR
+        read last and keeps that screen in the artifacts."""
+        pattern = re.compile(regex, re.MULTILINE)
+        with self._calls.call(f"machine.wait_for_text {regex!r}") as c, \
+                tempfile.TemporaryDirectory(prefix="imagegen-screen-") as tmp:
+            screen.tesseract_binary()  # a host without OCR fails now, not at the timeout
+            png = Path(tmp) / "screen.png"
+            deadline = self._clock.now() + timeout
+            read = _Reading()
+
+            def attempt() -> re.Match[str] | None:
+                self._dump(png)
+                digest = screen.fingerprint(png)
+                if digest != read.digest:
+                    left = max(5.0, min(OCR_TIMEOUT, deadline - self._clock.now()))
+                    read.runs += 1
+                    try:
+                        read.text, read.note = screen.ocr(png, left), ""
+                    except CommandError as e:
+                        if e.returncode != -1:
+                            raise
+                        read.note = f"(OCR took longer than {left:.0f} s)"  # the next poll tries again
+                    else:
+                        read.digest = digest
+                return pattern.search(read.text)
+
+            def last() -> str:
+                kept = self._keep_screen(png, "wait_for_text") if png.exists() else ""
+                return "\n".join(x for x in (f"OCR read ({read.runs} runs):", read.text or "(nothing)",
+                                              read.note, kept) if x)
+
+            waited = wait_until(f"screen text matching {regex!r}", attempt, timeout, last=last, clock=self._clock)
+            c.detail = (f"{waited.value.group(0)[:80]!r} after {waited.seconds:.1f} s "
+                        f"({waited.polls} screenshots, {read.runs} OCR runs)")
+            return waited.value.group(0)
+
+    def screen_color(self, box: Box | None = None) -> Color:
+        """The average colour (red, green, blue; 0–255) of box = (left, top, right, bottom) on the screen,
+        in pixels (None: all of it). Milliseconds, where OCR takes seconds: e.g. whether an app has
+        painted its background."""
+        with self._calls.call(f"machine.screen_color {box or 'screen'}") as c, \
+                tempfile.TemporaryDirectory(prefix="imagegen-screen-") as tmp:
+            png = Path(tmp) / "screen.png"
+            self._dump(png)
+            color = screen.mean_color(png, box)
+            c.detail = f"rgb{color} on the {'×'.join(map(str, screen.size(png)))} screen"
+            return color
+
+    def wait_for_screen_color(self, color: Color, box: Box | None = None, tolerance: int = 16,
+                              timeout: float = DEFAULT_TIMEOUT) -> float:
+        """Wait until box's average colour is within tolerance (per channel, 0–255) of color; returns the
+        seconds waited."""
+        return self._wait_screen(f"machine.wait_for_screen_color rgb{tuple(color)} {box or 'screen'}",
+                                 f"the screen's {box or 'whole'} region to be rgb{tuple(color)} ±{tolerance}",
+                                 lambda png: screen.color_distance(screen.mean_color(png, box), color) <= tolerance,
+                                 lambda png: f"rgb{screen.mean_color(png, box)}", timeout)
+
+    def wait_for_screen_change(self, box: Box | None = None, timeout: float = DEFAULT_TIMEOUT) -> float:
+        """Wait until box (None: the whole screen) differs from how it looked when the call began;
+        returns the seconds waited. E.g. a kiosk's app has drawn over the console."""
+        with tempfile.TemporaryDirectory(prefix="imagegen-screen-") as tmp:
+            before = Path(tmp) / "before.png"
+            self._dump(before)
+            first = _fingerprint_or(before, box)
+            return self._wait_screen(f"machine.wait_for_screen_change {box or 'screen'}",
+                                     f"the screen's {box or 'whole'} region to change",
+                                     lambda png: _fingerprint_or(png, box) not in (first, None),
+                                     lambda png: "unchanged", timeout)
+
+    def _wait_screen(self, title: str, what: str, holds: Callable[[Path], bool], seen: Callable[[Path], str],
+                     timeout: float) -> float:
+        with self._calls.call(title) as c, tempfile.TemporaryDirectory(prefix="imagegen-screen-") as tmp:
+            png = Path(tmp) / "screen.png"
+
+            def attempt() -> bool:
+                self._dump(png)
+                try:
+                    return holds(png)
+                except ValueError:  # the box is off this screen (e.g. a smaller one during boot)
+                    return False
+
+            def last() -> str:
+                if not png.exists():
+                    return ""
+                try:
+                    now = seen(png)
+                except ValueError as e:
+                    now = str(e)
+                return f"{now} {self._keep_screen(png, 'wait_for_screen')}"
+
+            waited = wait_until(what, attempt, timeout, last=last, clock=self._clock)
+            c.detail = f"after {waited.seconds:.1f} s ({waited.polls} screenshots)"
+            return waited.seconds
 
     # The keyboard.
 
@@ -316,6 +443,16 @@ class Machine(Shell):
             c.detail = f"off after {seconds:.1f} s"
             return seconds
 
+    def reboot(self, timeout: float = DEFAULT_TIMEOUT) -> float:
+        """Reboot the guest (`systemctl reboot`) and wait until its agent answers again; returns the
+        seconds that took. The same VM comes back: its disk keeps what was written, the serial console
+        goes on (wait_for_console_text sees the new boot's lines after the old ones), the lab's links
+        stay as they were set. Under TCG a reboot takes about as long as the first boot."""
+        with self._calls.call("machine.reboot") as c:
+            seconds = self._power.reboot(timeout)
+            c.detail = f"agent answered {seconds:.1f} s after the reboot began"
+            return seconds
+
     def crash(self) -> None:
         """End QEMU at once, as pulling the plug would (QMP quit)."""
         with self._calls.call("machine.crash"):
@@ -325,6 +462,24 @@ class Machine(Shell):
                 pass  # QEMU closes the socket as it exits
             if not self._power.wait_exit(30):
                 raise TestFailure("QEMU still runs 30 s after QMP quit")
+
+
+@dataclass
+class _Reading:
+    """What a wait_for_text has read so far."""
+
+    text: str = ""
+    digest: str = ""  # of the screen that text was read from: an unchanged screen is not read again
+    runs: int = 0
+    note: str = ""
+
+
+def _fingerprint_or(png: Path, box: Box | None) -> str | None:
+    """The picture's digest in box; None while box is off the screen."""
+    try:
+        return screen.fingerprint(png, box)
+    except ValueError:
+        return None
 
 
 def _screendump_ppm(qmp: Monitor, target: Path) -> None:

@@ -16,7 +16,8 @@ from imagegen.testing.machine import Machine
 BANNER = """\
 machine and lab are the booted lab (docs/testing-api.md), e.g.
     machine.succeed("ip -br addr show")        lab.peer.succeed("ping -c 1 -W 2 {target}")
-Ctrl-D ends the prompt and stops the VM."""
+"""
+STOPS_THE_VM = "Ctrl-D ends the prompt and stops the VM."
 
 
 class Repl(code.InteractiveConsole):
@@ -35,13 +36,13 @@ class Repl(code.InteractiveConsole):
             super().showtraceback()
 
 
-def interact(machine: Machine, lab: Lab, read: Callable[[str], str] = input) -> None:
-    """Read and run Python lines until end of input."""
+def interact(machine: Machine, lab: Lab, read: Callable[[str], str] = input, *, end: str = STOPS_THE_VM) -> None:
+    """Read and run Python lines until end of input; end says what Ctrl-D then does."""
     if read is input and sys.stdin.isatty():
         import readline  # noqa: F401  (line editing and history for input())
     target = lab.plan.probe_target() if lab.plan.static4 else "ADDRESS"
     repl = Repl(machine, lab)
-    repl.write(BANNER.format(target=target) + "\n")
+    repl.write(BANNER.format(target=target) + end + "\n")
     more = False
     while True:
         try:

@@ -121,7 +121,9 @@ class Machine:
         return VmSpec(accel=self.accel, boot=boot, disk=Disk(self.files.image, overlay),
                       sockets=self.sockets, nics=self.nics, memory_mib=self.memory_mib, cpus=self.cpus,
                       serial_on_stdio=serial_on_stdio, start_paused=start_paused,
-                      # A guest panic (panic=-1) ends QEMU instead of rebooting in a loop.
+                      # A guest panic (panic=-1) ends QEMU instead of rebooting in a loop: a boot that
+                      # dies is seen at once (GuestGone), with its panic line. reboot() lets the one
+                      # reset it asks for through.
                       extra=("-no-reboot",))
 
     def _prepare_disk(self) -> None:
@@ -188,6 +190,39 @@ class Machine:
         self.qmp.system_powerdown()
         if not self.wait_exit(timeout):
             raise ImagegenError(f"the guest did not power off within {timeout:.0f} s")
+        return time.monotonic() - start
+
+    def reboot(self, timeout: float) -> float:
+        """Reboot the guest (`systemctl reboot`) and wait until its agent answers again; returns the
+        seconds from the request to that answer. The same QEMU, disk and serial log go on.
+
+        Under -no-reboot every reset is a shutdown (QMP system_reset's too), and QEMU would exit. So the
+        guest's reset is let through for this one reboot: QMP set-action reboot=reset until QEMU reports
+        the reset (its RESET event), then reboot=shutdown again. A kernel panic still ends QEMU at every
+        other time, the boot after this reset included; dropping -no-reboot for the lab would instead
+        boot a panicking guest over and over until a timeout.
+        """
+        start = time.monotonic()
+        deadline = start + timeout
+        mark = len(self.qmp.events)
+        self.qmp.cmd("set-action", reboot="reset")
+        try:
+            # guest-exec answers with a pid at once; systemctl only queues the reboot job.
+            self.agent.cmd("guest-exec", path="systemctl", arg=["reboot"])
+            while True:
+                try:
+                    self.qmp.wait_event("RESET", 2.0, since=mark, guest=True)
+                    break
+                except (TimeoutError, OSError, EOFError):
+                    if not self.running:
+                        raise QemuExited(self.exit_status or ExitStatus(-1), " while the guest rebooted") from None
+                    if time.monotonic() > deadline:
+                        raise ImagegenError(f"the guest did not reset for its reboot within {timeout:.0f} s") from None
+        finally:
+            if self.running:
+                self.qmp.cmd("set-action", reboot="shutdown")
+        self.agent.close()  # the old guest's agent is gone; its answers are not waited for
+        self.agent.wait_ready(max(1.0, deadline - time.monotonic()), alive=lambda: self.running)
         return time.monotonic() - start
 
     def shutdown(self) -> None:
