@@ -36,13 +36,18 @@ GREY = (170, 170, 170)  # the Linux console's white
 
 
 def console(*lines: str, size: tuple[int, int] = (1280, 800), fg: tuple[int, int, int] = GREY,
-            bg: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:
-    """A picture like a text console's: small light letters on black, one line per 16 pixels."""
+            bg: tuple[int, int, int] = (0, 0, 0), cursor: bool = False) -> Image.Image:
+    """A picture like a text console's: small light letters on black, one line per 16 pixels; with
+    cursor, the console's underline cursor in the cell after the last line."""
     image = Image.new("RGB", size, bg)
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=13)
     for i, line in enumerate(lines):
         draw.text((0, 16 * i), line, fill=fg, font=font)
+    if cursor:
+        row = max(len(lines) - 1, 0)
+        x = round(draw.textlength(lines[-1] if lines else "", font=font)) + 2
+        draw.rectangle((x, 16 * row + 13, x + 7, 16 * row + 14), fill=fg)
     return image
 
 
@@ -114,13 +119,14 @@ def test_get_screen_text_reads_the_screen_once(tmp_path: Path) -> None:
 
 
 def test_wait_for_text_stops_at_the_first_match_and_reads_only_changed_screens(tmp_path: Path) -> None:
-    blank, booting, prompt = console(), console("Starting the system"), console("", "laptop login:")
-    qmp = Screens(blank, blank, booting, booting, booting, prompt, console("later: no match"))
+    blank, prompt = console(), console("", "laptop login:")
+    booting, blinked = console("Starting the system"), console("Starting the system", cursor=True)
+    qmp = Screens(blank, blank, booting, blinked, booting, prompt, console("later: no match"))
     log = tmp_path / "calls.log"
     matched = machine_with(qmp, tmp_path, log=log).wait_for_text(r"\w+ login:", timeout=60)
     assert matched == "laptop login:"
     assert qmp.dumps == 6, "no screenshot after the first match"
-    # Six screenshots, three distinct screens: OCR ran three times.
+    # Six screenshots, three screens apart from the cursor's blinking: OCR ran three times.
     assert "(6 screenshots, 3 OCR runs)" in log.read_text(), log.read_text()
 
 
@@ -148,8 +154,20 @@ def test_colour_of_a_region_and_boxes_off_the_screen(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not inside the 200×100 screen"):
         screen.mean_color(png, (150, 0, 250, 100))
     assert screen.color_distance((255, 255, 255), (250, 240, 255)) == 15
-    assert screen.fingerprint(png, (0, 0, 50, 50)) == screen.fingerprint(png, (50, 50, 100, 100))
-    assert screen.fingerprint(png, (0, 0, 50, 50)) != screen.fingerprint(png, (150, 0, 200, 50))
+
+
+def test_a_change_is_more_than_the_blinking_cursor(tmp_path: Path) -> None:
+    def png(name: str, image: Image.Image) -> Path:
+        return save(image, tmp_path / f"{name}.png")
+
+    prompt = png("prompt", console("laptop login:"))
+    blinked = png("blinked", console("laptop login:", cursor=True))
+    typed = png("typed", console("laptop login: r", cursor=True))
+    assert not screen.differs(prompt, prompt) and not screen.differs(prompt, blinked)
+    assert screen.differs(blinked, typed), "a letter typed (and the cursor moved) is a change"
+    assert screen.differs(prompt, png("app", console(bg=(255, 255, 255))))
+    assert screen.differs(prompt, png("small", console("laptop login:", size=(640, 480)))), "a new mode"
+    assert not screen.differs(prompt, typed, box=(0, 100, 1280, 800)), "only the box counts"
 
 
 def test_screen_colour_waits(tmp_path: Path) -> None:
@@ -166,12 +184,12 @@ def test_screen_colour_waits(tmp_path: Path) -> None:
 
 
 def test_wait_for_screen_change_compares_with_the_screen_at_the_call(tmp_path: Path) -> None:
-    qmp = Screens(console("a"), console("a"), console("a"), console("a", "b"))
+    qmp = Screens(console("a"), console("a"), console("a"), console("a", "a second line"))
     machine = machine_with(qmp, tmp_path)
     machine.wait_for_screen_change(timeout=30)
     assert qmp.dumps == 4
     # Only the box counts: the change below it is not one in the top line.
-    qmp2 = Screens(console("a"), console("a", "b"))
+    qmp2 = Screens(console("a"), console("a", "a second line"))
     with pytest.raises(WaitTimeout, match="to change"):
         machine_with(qmp2, tmp_path).wait_for_screen_change(box=(0, 0, 100, 16), timeout=3)
 

@@ -113,3 +113,81 @@ def test_accel_tcg_on_request_and_kvm_needs_a_kernel() -> None:
     assert choose_accel("auto", None).accel == "tcg"
     with pytest.raises(UsageError, match="--accel kvm"):
         choose_accel("kvm", None)
+
+
+class RebootQmp:
+    """QMP as QEMU answers a reboot: the guest's RESET event after `resets_after` waits for it."""
+
+    def __init__(self, resets_after: int | None) -> None:
+        self.resets_after = resets_after
+        self.calls: list[tuple[str, dict[str, object]]] = []
+        self.events: list[object] = []
+        self.waits = 0
+
+    def cmd(self, command: str, /, **args: object) -> object:
+        self.calls.append((command, args))
+        return {}
+
+    def wait_event(self, name: str, timeout: float, since: int = 0, **match: object) -> object:
+        assert (name, match) == ("RESET", {"guest": True})
+        self.waits += 1
+        if self.resets_after is None or self.waits <= self.resets_after:
+            raise TimeoutError("no RESET")
+        return object()
+
+
+class RebootAgent:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def cmd(self, command: str, /, timeout: float = 30.0, **args: object) -> object:
+        self.calls.append(f"{command} {args.get('path')} {args.get('arg')}")
+        return {"pid": 1}
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    def wait_ready(self, timeout: float, alive: object = None) -> float:
+        self.calls.append("wait_ready")
+        return 1.0
+
+
+class Child:
+    def __init__(self) -> None:
+        self.status: object = None
+        self.pid = 1
+
+    def poll(self) -> object:
+        return self.status
+
+
+def rebooting_vm(tmp_path: Path, qmp: RebootQmp) -> tuple[Machine, RebootAgent, Child]:
+    (tmp_path / "image.raw").write_bytes(b"")
+    vm = Machine(ImageFiles(tmp_path / "image.raw", tmp_path / "vmlinuz", None), accel="tcg", nics=LAB_NICS,
+                 run_dir=tmp_path / "run")
+    agent, child = RebootAgent(), Child()
+    vm.qmp, vm.agent, vm.qemu = qmp, agent, child  # type: ignore[assignment]
+    return vm, agent, child
+
+
+def test_reboot_lets_one_guest_reset_through_then_guards_again(tmp_path: Path) -> None:
+    qmp = RebootQmp(resets_after=2)
+    vm, agent, _ = rebooting_vm(tmp_path, qmp)
+    assert vm.reboot(timeout=60) >= 0
+    # -no-reboot turns every reset into an exit: reset allowed for this one, and the guard back before
+    # the new boot runs far.
+    assert qmp.calls == [("set-action", {"reboot": "reset"}), ("set-action", {"reboot": "shutdown"})]
+    assert agent.calls == ["guest-exec systemctl ['reboot']", "close", "wait_ready"]
+    assert qmp.waits == 3
+
+
+def test_a_qemu_that_ends_during_the_reboot_says_so(tmp_path: Path) -> None:
+    from imagegen.run import ExitStatus
+    from imagegen.vm.machine import QemuExited
+
+    qmp = RebootQmp(resets_after=None)
+    vm, agent, child = rebooting_vm(tmp_path, qmp)
+    child.status = ExitStatus(1, "qemu: fatal")
+    with pytest.raises(QemuExited, match="while the guest rebooted"):
+        vm.reboot(timeout=60)
+    assert qmp.calls == [("set-action", {"reboot": "reset"})], "a gone QEMU is not asked anything more"

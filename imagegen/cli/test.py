@@ -240,6 +240,8 @@ def test(
         console.print(Text(f"evidence of each run: {repeat_root}/run-NN"))
     for timeline in sorted(evidence.glob("timeline-*.svg")):
         console.print(Text(f"timeline: {timeline}"))
+    for screen in sorted(evidence.glob("screen-*.png")):
+        console.print(Text(f"last screen: {screen}"))
     if junit is not None:
         # JUnit has no notion of repeats: the last run, whose evidence the store keeps.
         write_junit(result, junit)

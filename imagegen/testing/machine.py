@@ -319,20 +319,19 @@ class Machine(Shell):
     def wait_for_text(self, regex: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         """Wait until OCR reads a match of regex (Python re, multi-line) on the screen; returns the
         matched text. Each poll takes a screenshot; OCR runs only when the screen changed since the
-        last one it read, and each run is bounded by what is left of timeout. WaitTimeout says what OCR
-        read last and keeps that screen in the artifacts."""
+        last one it read (by more than a blinking cursor), and each run is bounded by what is left of
+        timeout. WaitTimeout says what OCR read last and keeps that screen in the artifacts."""
         pattern = re.compile(regex, re.MULTILINE)
         with self._calls.call(f"machine.wait_for_text {regex!r}") as c, \
                 tempfile.TemporaryDirectory(prefix="imagegen-screen-") as tmp:
             screen.tesseract_binary()  # a host without OCR fails now, not at the timeout
-            png = Path(tmp) / "screen.png"
+            png, was_read = Path(tmp) / "screen.png", Path(tmp) / "read.png"
             deadline = self._clock.now() + timeout
             read = _Reading()
 
             def attempt() -> re.Match[str] | None:
                 self._dump(png)
-                digest = screen.fingerprint(png)
-                if digest != read.digest:
+                if not was_read.exists() or screen.differs(png, was_read):
                     left = max(5.0, min(OCR_TIMEOUT, deadline - self._clock.now()))
                     read.runs += 1
                     try:
@@ -342,7 +341,7 @@ class Machine(Shell):
                             raise
                         read.note = f"(OCR took longer than {left:.0f} s)"  # the next poll tries again
                     else:
-                        read.digest = digest
+                        screen.keep(png, was_read)
                 return pattern.search(read.text)
 
             def last() -> str:
@@ -377,16 +376,15 @@ class Machine(Shell):
                                  lambda png: f"rgb{screen.mean_color(png, box)}", timeout)
 
     def wait_for_screen_change(self, box: Box | None = None, timeout: float = DEFAULT_TIMEOUT) -> float:
-        """Wait until box (None: the whole screen) differs from how it looked when the call began;
-        returns the seconds waited. E.g. a kiosk's app has drawn over the console."""
+        """Wait until box (None: the whole screen) differs from how it looked when the call began by more
+        than one character cell (the console's blinking cursor is no change); returns the seconds waited.
+        E.g. a kiosk's app has drawn over the console."""
         with tempfile.TemporaryDirectory(prefix="imagegen-screen-") as tmp:
             before = Path(tmp) / "before.png"
             self._dump(before)
-            first = _fingerprint_or(before, box)
             return self._wait_screen(f"machine.wait_for_screen_change {box or 'screen'}",
                                      f"the screen's {box or 'whole'} region to change",
-                                     lambda png: _fingerprint_or(png, box) not in (first, None),
-                                     lambda png: "unchanged", timeout)
+                                     lambda png: screen.differs(before, png, box), lambda png: "unchanged", timeout)
 
     def _wait_screen(self, title: str, what: str, holds: Callable[[Path], bool], seen: Callable[[Path], str],
                      timeout: float) -> float:
@@ -469,17 +467,8 @@ class _Reading:
     """What a wait_for_text has read so far."""
 
     text: str = ""
-    digest: str = ""  # of the screen that text was read from: an unchanged screen is not read again
     runs: int = 0
     note: str = ""
-
-
-def _fingerprint_or(png: Path, box: Box | None) -> str | None:
-    """The picture's digest in box; None while box is off the screen."""
-    try:
-        return screen.fingerprint(png, box)
-    except ValueError:
-        return None
 
 
 def _screendump_ppm(qmp: Monitor, target: Path) -> None:

@@ -9,7 +9,6 @@ checks that a screen shows something, where its exact words do not matter.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -34,6 +33,9 @@ OCR_SCALE = 3
 INK_THRESHOLD = 48
 # Room left around the text so that tesseract sees its first and last letters whole.
 MARGIN = 8
+# One character cell of the console's 8×16 font, with a pixel of slack: a change within it (the blinking
+# cursor) is not a change of the screen.
+CELL = (10, 18)
 
 
 class OcrUnavailable(ImagegenError):
@@ -131,10 +133,22 @@ def color_distance(a: Color, b: Color) -> int:
     return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
-def fingerprint(png: Path, box: Box | None = None) -> str:
-    """A digest of box's pixels: equal digests, the same picture there."""
-    image = _region(_open(png), box)
-    return hashlib.sha256(f"{image.size}".encode() + image.tobytes()).hexdigest()
+def differs(a: Path, b: Path, box: Box | None = None) -> bool:
+    """Whether pictures a and b differ in box (None: the whole screen) by more than one character cell
+    of the console: the text console's blinking cursor is no change, a letter typed (it moves the
+    cursor too), an app drawn over the console or a new screen size is. ValueError when box is off the
+    screen."""
+    from PIL import ImageChops
+
+    first, second = _open(a), _open(b)
+    if first.size != second.size:
+        return True  # a new mode: e.g. the guest's driver took the screen over from QEMU's placeholder
+    first, second = _region(first, box), _region(second, box)
+    bbox = ImageChops.difference(first, second).getbbox()
+    if bbox is None:
+        return False
+    left, top, right, bottom = bbox
+    return right - left > CELL[0] or bottom - top > CELL[1]
 
 
 def keep(png: Path, dest: Path) -> Path:
