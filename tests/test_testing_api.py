@@ -447,3 +447,12 @@ def test_the_laptop_example_names_its_own_checks() -> None:
     scripts = load_profiles([LAPTOP]).test_scripts()
     assert scripts == (LAPTOP.parent / "tests" / "laptop_checks.py",)
     assert len(load_scripts(scripts)) == 12
+
+
+def test_the_kiosk_example_names_its_own_checks() -> None:
+    kiosk = LAPTOP.parent / "kiosk.toml"
+    scripts = load_profiles([LAPTOP.parent / "base.toml", kiosk]).test_scripts()
+    assert scripts == (LAPTOP.parent / "tests" / "kiosk_checks.py",)
+    assert [t.name for t in load_scripts(scripts)] == [
+        "test_cage_runs_in_a_logind_session_on_tty1", "test_the_page_is_on_the_screen",
+        "test_the_kiosk_user_has_no_way_to_a_shell", "test_the_console_cannot_be_switched_away_from_the_kiosk"]
