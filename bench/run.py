@@ -55,7 +55,7 @@ from imagegen.store.fsutil import copy_out  # noqa: E402
 from imagegen.testing.calls import CallLog  # noqa: E402
 from imagegen.testing.scripts import bind  # noqa: E402
 from imagegen.vm.accel import AccelChoice, choose_accel  # noqa: E402
-from imagegen.vm.lab import LAB_NICS, plan_lab  # noqa: E402
+from imagegen.vm.lab import LAB_NICS, lab_profile, plan_lab  # noqa: E402
 from imagegen.vm.machine import ImageFiles, Machine, cmdline_of  # noqa: E402
 from imagegen.vm.qemu import qemu_binary  # noqa: E402
 
@@ -411,7 +411,7 @@ def _until_login(argv: list[str], log: Path, timeout: float = 900.0) -> float:
 
 def bench_failover(res: Results, cycles: int, files: ImageFiles, accel: AccelChoice, pictures: Path) -> None:
     loaded = load_profiles([EXAMPLE])
-    plan = plan_lab(loaded.profile)
+    plan = plan_lab(lab_profile(loaded))
     bond = loaded.profile.bonds[plan.bond]
     bound = {"failover": bond.miimon + bond.downdelay, "failback": bond.updelay}
     dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit

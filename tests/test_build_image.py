@@ -142,9 +142,12 @@ def test_secrets_are_private_and_hold_no_passphrase(root: Path) -> None:
 
 def test_programs_the_units_run_exist_at_those_paths(root: Path) -> None:
     programs: set[str] = set()
-    for unit in (root / UNITS).glob("*@.service"):
-        programs |= set(unit_commands(unit.read_text()))
-    assert {"/usr/sbin/dhclient", "/usr/sbin/dhcp6c", "/usr/sbin/wpa_supplicant"} <= programs
+    # The network's templates and imagegen's own units (passwords, SSH host keys).
+    for unit in (root / UNITS).glob("*.service"):
+        if unit.is_file() and not unit.is_symlink():
+            programs |= set(unit_commands(unit.read_text()))
+    assert {"/usr/sbin/dhclient", "/usr/sbin/dhcp6c", "/usr/sbin/wpa_supplicant", "/usr/sbin/chpasswd",
+            "/usr/bin/ssh-keygen"} <= programs
     for program in sorted(programs):
         target = in_image(root, program)
         assert target.is_file() and os.access(target, os.X_OK), f"{program} missing in the image"
@@ -194,8 +197,11 @@ def test_the_profile_s_packages_users_services_and_files_are_in_the_image(root: 
     groups = {line.split(":")[0]: line.split(":")[3].split(",") for line in group_lines}
     assert "alice" in groups["sudo"] and groups["alice"] == [""]
     shadow = {line.split(":")[0]: line.split(":")[1] for line in (root / "etc/shadow").read_text().splitlines()}
-    # No password_hash: locked. Root too: the profile sets no root_password_hash.
+    # alice's password_hash is set at boot (imagegen-passwords.service), from a file only root reads: the
+    # image's shadow has it locked. Root too: the profile sets no root_password_hash.
     assert shadow["alice"].startswith("!") and not shadow["root"].startswith("$")
+    hashes = root / "etc/imagegen/password-hashes"
+    assert stat.S_IMODE(hashes.stat().st_mode) == 0o600 and hashes.read_text().startswith("alice:$6$")
     home, keys = root / "home/alice", root / "home/alice/.ssh/authorized_keys"
     assert (stat.S_IMODE(home.stat().st_mode), home.stat().st_uid, home.stat().st_gid) == (0o700, 1000, 1000)
     assert (stat.S_IMODE(keys.stat().st_mode), keys.stat().st_uid, keys.stat().st_gid) == (0o600, 1000, 1000)
@@ -203,4 +209,8 @@ def test_the_profile_s_packages_users_services_and_files_are_in_the_image(root: 
     assert os.readlink(root / UNITS / "multi-user.target.wants/ssh.service").endswith("/ssh.service")
     assert not (root / UNITS / "sockets.target.wants/ssh.socket").exists()
     assert "PasswordAuthentication no" in (root / "etc/ssh/sshd_config.d/10-key-only.conf").read_text()
+    # openssh-server made host keys as it was installed; the image keeps none, each machine makes its own.
+    assert not sorted((root / "etc/ssh").glob("ssh_host_*")), sorted((root / "etc/ssh").glob("ssh_host_*"))
+    assert os.readlink(root / UNITS / "ssh.service.wants/imagegen-ssh-host-keys.service").endswith(
+        "/imagegen-ssh-host-keys.service")
     assert os.readlink(root / "etc/localtime").endswith("zoneinfo/Europe/Berlin")

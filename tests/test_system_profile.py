@@ -199,10 +199,13 @@ def test_show_gives_every_package_its_file(write_profile) -> None:
 def test_examples_load_with_their_system_sections() -> None:
     laptop = load_profiles([EXAMPLES / "laptop.toml"]).profile
     assert "openssh-server" in laptop.packages.install
-    assert laptop.users["alice"].ssh_authorized_keys and laptop.users["alice"].password_hash is None
+    alice = laptop.users["alice"]
+    assert alice.ssh_authorized_keys and alice.password_hash is not None and alice.password_hash.startswith("$6$")
     assert laptop.services["ssh.service"].enable is True
     kiosk = load_profiles([EXAMPLES / "base.toml", EXAMPLES / "kiosk.toml"]).profile
-    assert kiosk.users["kiosk"].autologin == "tty1"
+    # The kiosk's user has no shell and no getty: cage@tty1 logs it in (a logind session through PAM).
+    assert kiosk.users["kiosk"].autologin is None and kiosk.users["kiosk"].shell == "/usr/sbin/nologin"
+    assert kiosk.services["cage@tty1.service"].enable is True and kiosk.services["getty@tty1.service"].mask
     assert kiosk.system.timezone == "Europe/Berlin"  # from base.toml
     assert "/usr/local/share/kiosk/index.html" in kiosk.files
 

@@ -145,9 +145,40 @@ def test_passwords_are_private_and_set_by_a_unit_before_logins(full: Path, tmp_p
 
 
 def test_no_password_no_password_file(tmp_path: Path) -> None:
-    out = render(EXAMPLES / "laptop.toml", tmp_path / "out")
+    out = tmp_path / "out"
+    render_overlay(load_profiles([EXAMPLES / "base.toml", EXAMPLES / "kiosk.toml"]), out, state=STATE)
     assert not (out / "etc/imagegen").exists()
-    assert "PasswordAuthentication no" in (out / "etc/ssh/sshd_config.d/10-key-only.conf").read_text()
+
+
+def test_an_ssh_server_makes_its_host_keys_at_first_boot(full: Path, tmp_path: Path) -> None:
+    out = render(full, tmp_path / "out")
+    unit = (out / UNITS / "imagegen-ssh-host-keys.service").read_text()
+    assert "ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key" in unit and "Before=ssh.service" in unit
+    assert "ExecStart=/usr/bin/ssh-keygen -A" in unit
+    for wanted_by in ("ssh.service", "ssh.socket"):
+        assert os.readlink(out / UNITS / f"{wanted_by}.wants/imagegen-ssh-host-keys.service") == (
+            "/etc/systemd/system/imagegen-ssh-host-keys.service")
+    # The build removes the keys the package made as it was installed.
+    assert "RemoveFiles=/etc/ssh/ssh_host_*" in (REPO / "mkosi.conf.d/10-image.conf").read_text().splitlines()
+
+
+def test_no_ssh_server_no_host_key_unit(write_profile, tmp_path: Path) -> None:
+    out = render(write_profile(HEAD + '[packages]\ninstall = ["htop"]\n'), tmp_path / "out")
+    assert not list(out.rglob("imagegen-ssh-host-keys.service"))
+
+
+def test_the_kiosk_runs_cage_on_tty1_with_a_logind_session(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    render_overlay(load_profiles([EXAMPLES / "base.toml", EXAMPLES / "kiosk.toml"]), out, state=STATE)
+    unit = (out / UNITS / "cage@.service").read_text().splitlines()
+    assert {"User=kiosk", "PAMName=cage", "TTYPath=/dev/%I", "Conflicts=getty@%i.service"} <= set(unit)
+    assert "Environment=WLR_RENDERER=pixman WLR_LIBINPUT_NO_DEVICES=1 XDG_SESSION_TYPE=wayland" in unit
+    assert "session  required  pam_systemd.so" in (out / "etc/pam.d/cage").read_text()
+    assert "enable cage@.service tty1" in (out / "etc/systemd/system-preset/10-imagegen-services.preset").read_text()
+    assert os.readlink(out / UNITS / "getty@tty1.service") == "/dev/null"
+    assert "u kiosk 1001 \"Kiosk\" /home/kiosk /usr/sbin/nologin" in (
+        out / "usr/lib/sysusers.d/imagegen.conf").read_text().splitlines()
+    assert not list(out.rglob("*autologin*"))
 
 
 def test_autologin_is_a_getty_drop_in(full: Path, tmp_path: Path) -> None:
@@ -244,6 +275,8 @@ def test_the_network_of_the_laptop_is_rendered_as_before(tmp_path: Path) -> None
     assert {p for p in diff.paths if (tmp_path / "b" / p).is_file()} == {
         "etc/ssh/sshd_config.d/10-key-only.conf", "etc/systemd/system-preset/10-imagegen-services.preset",
         "home/alice/.ssh/authorized_keys", "usr/lib/sysusers.d/imagegen.conf", "usr/lib/tmpfiles.d/imagegen.conf",
+        "etc/imagegen/password-hashes", "etc/systemd/system/imagegen-passwords.service",
+        "etc/systemd/system/imagegen-ssh-host-keys.service",
     }
 
 

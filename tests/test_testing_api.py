@@ -453,7 +453,7 @@ def test_ctrl_c_drops_a_line_at_the_prompt_but_sigterm_ends_it(tmp_path: Path, d
 def test_the_laptop_example_names_its_own_checks() -> None:
     scripts = load_profiles([LAPTOP]).test_scripts()
     assert scripts == (LAPTOP.parent / "tests" / "laptop_checks.py",)
-    assert len(load_scripts(scripts)) == 7
+    assert len(load_scripts(scripts)) == 12
 
 
 # --- The typed readings the scenarios use, and Results ----------------------------------------------
@@ -604,3 +604,12 @@ def test_the_scenarios_call_only_what_the_api_page_documents() -> None:
         public = {n for n in vars(cls) if not n.startswith("_")} - {"checks", "figures", "on_check", "passed"}
         missing = {n for n in public if f"`{n}" not in page}
         assert not missing, f"{cls.__name__}: {sorted(missing)} not in docs/testing-api.md"
+
+
+def test_the_kiosk_example_names_its_own_checks() -> None:
+    kiosk = LAPTOP.parent / "kiosk.toml"
+    scripts = load_profiles([LAPTOP.parent / "base.toml", kiosk]).test_scripts()
+    assert scripts == (LAPTOP.parent / "tests" / "kiosk_checks.py",)
+    assert [t.name for t in load_scripts(scripts)] == [
+        "test_cage_runs_in_a_logind_session_on_tty1", "test_the_page_is_on_the_screen",
+        "test_the_kiosk_user_has_no_way_to_a_shell", "test_the_console_cannot_be_switched_away_from_the_kiosk"]

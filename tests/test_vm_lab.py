@@ -8,7 +8,15 @@ import pytest
 from imagegen.errors import UsageError
 from imagegen.profile import load_profiles
 from imagegen.scenarios.session import expected_units
-from imagegen.vm.lab import AP_RADIO_MAC, STATION_RADIO_MAC, UPLINK_NIC, WIRED_NIC, plan_lab, render_lab_overlay
+from imagegen.vm.lab import (
+    AP_RADIO_MAC,
+    STATION_RADIO_MAC,
+    UPLINK_NIC,
+    WIRED_NIC,
+    lab_profile,
+    plan_lab,
+    render_lab_overlay,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 LAPTOP = REPO / "examples" / "laptop.toml"
@@ -131,3 +139,28 @@ def test_a_lab_template_cannot_print_a_value_that_ends_its_line(write_profile, t
     with pytest.raises(ValueError, match="line break"):
         render_lab_overlay(bad, tmp_path)
     assert not (tmp_path / "etc/imagegen-lab/hostapd.conf").exists()
+
+
+def test_the_kiosk_lab_plays_its_sae_network_from_the_psk_file(tmp_path: Path) -> None:
+    loaded = load_profiles([REPO / "examples/base.toml", REPO / "examples/kiosk.toml"])
+    # The profile alone names only the file: the lab needs the password itself, as the supplicant does.
+    with pytest.raises(UsageError, match="psk_file"):
+        plan_lab(loaded.profile)
+    plan = plan_lab(lab_profile(loaded))
+    password = (REPO / "examples/secrets/kiosk-wifi.txt").read_text().strip()
+    assert (plan.ap.key_mgmt, plan.ap.passphrase, plan.ap.psk) == ("SAE", password, None)
+    assert (plan.dhcp4, plan.dhcp6, str(plan.static4[0]), str(plan.ap_addr4)) == (False, False, "10.20.0.15/24",
+                                                                                   "10.20.0.1/24")
+    render_lab_overlay(lab_profile(loaded), tmp_path)
+    settings = hostapd_settings((tmp_path / "etc/imagegen-lab/hostapd.conf").read_text())
+    assert ("wpa_passphrase", password) in settings and ("wpa_key_mgmt", "SAE") in settings
+
+
+def test_a_wpa_psk_file_gives_the_lab_its_psk_or_passphrase(write_profile, tmp_path: Path) -> None:
+    for secret, kind in (("404FE69D94EF522BA8E7A0C456A67A583C8F39BA0B29A3AC22EBE9494CF9992B", "psk"),
+                         ("correct horse battery", "passphrase")):
+        (tmp_path / "wifi.txt").write_text(secret + "\n")
+        text = RENAMED.replace('psk = "404fe69d94ef522ba8e7a0c456a67a583c8f39ba0b29a3ac22ebe9494cf9992b"',
+                               f'psk_file = "{tmp_path / "wifi.txt"}"')
+        plan = plan_lab(lab_profile(load_profiles([write_profile(text)])))
+        assert getattr(plan.ap, kind) == (secret.lower() if kind == "psk" else secret)

@@ -125,7 +125,7 @@ def test(
     from imagegen.testing.repl import interact
     from imagegen.testing.scripts import CALL_LOG, bind, load_scripts, user_scenarios
     from imagegen.vm.accel import choose_accel
-    from imagegen.vm.lab import plan_lab
+    from imagegen.vm.lab import lab_profile, plan_lab
 
     console = Console(stderr=True)
     if as_json and any(str(p) == "-" or p.suffix == ".json" for p in profiles):
@@ -147,7 +147,7 @@ def test(
     if json_file is not None:
         check_file(json_file, "--json-file", is_json_report)
     loaded = load_profiles(profiles)
-    plan = plan_lab(loaded.profile)
+    plan = plan_lab(lab_profile(loaded))
     # Imported now: a broken test file is a usage error before anything is built or booted.
     tests = load_scripts([*loaded.test_scripts(), *(script or [])])
     scripts = tuple(dict.fromkeys(t.script for t in tests))
@@ -285,12 +285,12 @@ def vm(
     from imagegen.safeoutput import check_tree
     from imagegen.stages.realise import open_store
     from imagegen.vm.accel import choose_accel
-    from imagegen.vm.lab import LAB_NICS, plan_lab
+    from imagegen.vm.lab import LAB_NICS, lab_profile, plan_lab
     from imagegen.vm.machine import Machine
 
     console = Console(stderr=True)
     loaded = load_profiles(profiles)
-    plan = plan_lab(loaded.profile)
+    plan = plan_lab(lab_profile(loaded))
     root = artifacts or default_artifacts_dir(loaded.profile.image.hostname)
     if interactive:
         check_tree(root, "--artifacts")

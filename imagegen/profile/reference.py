@@ -101,9 +101,10 @@ passphrase = "SuperSecret"     # or psk = "<64 hex>", or psk_file = "path" (hold
 # [wireless.networks.eap]  method = "PEAP", identity = "…", password_file = "…", ca_cert = "…", phase2 = "…"
 ```
 
-`examples/laptop.toml` is the article's machine exactly; `examples/kiosk.toml`, layered on
-`examples/base.toml`, is a wired-primary kiosk with static addresses and routes only and a WPA3
-(SAE) network as backup.
+`examples/laptop.toml` is the article's machine exactly, with a user who logs in over SSH with a key
+only; `examples/kiosk.toml`, layered on `examples/base.toml`, is a wired-primary kiosk with static
+addresses and routes only, a WPA3 (SAE) network as backup, and cage showing the page it ships on tty1
+(its `files` carry the cage@.service unit and its PAM file).
 """
 
 

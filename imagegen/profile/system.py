@@ -57,7 +57,9 @@ class Packages(_Section):
     install: list[PackageName] = Field(
         default=[],
         description="Packages to install (mkosi's `Packages=`). An unknown name fails the build with the "
-        "package and the profile file that asked for it. Merge: every layer's list is appended to the "
+        "package and the profile file that asked for it. With openssh-server (Debian) the image also gets "
+        "imagegen-ssh-host-keys.service: no image holds SSH host keys, each machine makes its own at its "
+        "first boot. Merge: every layer's list is appended to the "
         "lists of the layers below it; a name given twice is installed once.",
         examples=[["openssh-server", "htop"]],
     )

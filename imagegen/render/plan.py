@@ -125,6 +125,26 @@ def _secret_text(loaded: LoadedProfile, key: tuple[str | int, ...], name: str) -
     return value
 
 
+def psk_file_secret(loaded: LoadedProfile, index: int) -> tuple[str, str]:
+    """What wireless.networks[index].psk_file holds, checked for its key_mgmt: ("psk", 64 lower-case hex
+    digits) or ("passphrase", the text); SAE takes a passphrase only."""
+    net = loaded.profile.wireless.networks[index]
+    key: tuple[str | int, ...] = ("wireless", "networks", index, "psk_file")
+    assert net.psk_file is not None
+    if net.key_mgmt == "SAE":
+        return "passphrase", _secret_text(loaded, key, net.psk_file)
+    value = _read_secret(loaded, key, net.psk_file)
+    if len(value) == 64 and all(c in string.hexdigits for c in value):
+        return "psk", value.lower()
+    if not 8 <= len(value) <= 63 or any(c not in string.printable or c in "\t\n\r\x0b\x0c" for c in value):
+        raise UsageError(
+            f"{loaded.origin(key[:3])}: {format_path(key)}: {net.psk_file} holds neither "
+            "a 64-hex PSK nor an 8-63 character ASCII passphrase",
+            hint="put one of the two, alone, in the file",
+        )
+    return "passphrase", value
+
+
 def _cert_target(index: int, key: str, name: str) -> str:
     # Named by the network and the key, not the file's own name: two keys may name files of the same
     # name, and the name lands in wpa_supplicant.conf and the image's file system.
@@ -141,20 +161,11 @@ def _secret_lines(loaded: LoadedProfile, index: int, net: Network, extra: list[F
             return [field("psk", esc.wpa_token(net.psk))]
         if net.passphrase is not None:
             return [field("psk", esc.wpa_token(wpa_psk(net.ssid, net.passphrase)))]
-        assert net.psk_file is not None
-        value = _read_secret(loaded, base + ("psk_file",), net.psk_file)
-        if len(value) == 64 and all(c in string.hexdigits for c in value):
-            return [field("psk", esc.wpa_token(value.lower()))]
-        if not 8 <= len(value) <= 63 or any(c not in string.printable or c in "\t\n\r\x0b\x0c" for c in value):
-            raise UsageError(
-                f"{loaded.origin(base)}: {format_path(base + ('psk_file',))}: {net.psk_file} holds neither "
-                "a 64-hex PSK nor an 8-63 character ASCII passphrase",
-                hint="put one of the two, alone, in the file",
-            )
-        return [field("psk", esc.wpa_token(wpa_psk(net.ssid, value)))]
+        kind, value = psk_file_secret(loaded, index)
+        return [field("psk", esc.wpa_token(value if kind == "psk" else wpa_psk(net.ssid, value)))]
     if net.key_mgmt == "SAE":
         # SAE proves knowledge of the password itself: it has to be in the image.
-        sae = net.passphrase or _secret_text(loaded, base + ("psk_file",), net.psk_file or "")
+        sae = net.passphrase or psk_file_secret(loaded, index)[1]
         return [field("sae_password", esc.wpa_string(sae))]
     if net.key_mgmt in ("WPA-EAP", "IEEE8021X"):
         assert net.eap is not None

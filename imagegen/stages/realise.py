@@ -51,10 +51,10 @@ def realise_overlay(store: Store, loaded: LoadedProfile, *, lab: bool = False,
 
     def render(out: Path) -> dict[str, Any]:
         # The lab's modules only when an overlay is rendered: a build that finds its entries needs none.
-        from imagegen.vm.lab import render_lab_overlay
+        from imagegen.vm.lab import lab_profile, render_lab_overlay
 
         write_tree(plan, out)
-        written = render_lab_overlay(loaded.profile, out) if lab else []
+        written = render_lab_overlay(lab_profile(loaded), out) if lab else []
         return {"entries": len(plan.entries) + len(written)}
 
     return store.realise(drv, render)

@@ -15,7 +15,9 @@ from pathlib import Path
 import jinja2
 
 from imagegen.errors import UsageError
+from imagegen.profile.load import LoadedProfile
 from imagegen.profile.model import Network, Profile, has_control
+from imagegen.render.plan import psk_file_secret
 from imagegen.vm.qemu import Nic
 
 # The QEMU side. NIC ids are what QMP set_link/device_del name.
@@ -100,13 +102,25 @@ def _choose_network(profile: Profile) -> Network:
     return max(usable, key=lambda n: n.priority)
 
 
+def lab_profile(loaded: LoadedProfile) -> Profile:
+    """The profile as the lab plays it: a network's psk_file read (relative to the profile that names
+    it) into its passphrase or psk, since the AP needs the key itself, as the image's supplicant does."""
+    profile = loaded.profile
+    networks = list(profile.wireless.networks)
+    for i, net in enumerate(networks):
+        if net.psk_file is not None and net.key_mgmt in ("WPA-PSK", "SAE"):
+            kind, value = psk_file_secret(loaded, i)
+            networks[i] = net.model_copy(update={kind: value, "psk_file": None})
+    return profile.model_copy(update={"wireless": profile.wireless.model_copy(update={"networks": networks})})
+
+
 def _access_point(profile: Profile, net: Network) -> AccessPoint:
     assert net.ssid is not None
     wpa = {"WPA": 1, "RSN": 2, "WPA RSN": 3, None: 2}[net.proto]
     pairwise = net.pairwise or "CCMP"
     if net.key_mgmt != "NONE" and net.passphrase is None and net.psk is None:
-        raise UsageError(f"wireless network {net.ssid!r} gives its key as psk_file, which the lab cannot read "
-                         "at render time", "give passphrase or psk for the network the lab emulates")
+        raise UsageError(f"wireless network {net.ssid!r} gives its key as psk_file, which this lab plan has "
+                         "not read", "plan the lab from lab_profile(loaded), which reads it")
     if net.key_mgmt == "SAE" and net.passphrase is None:
         raise UsageError(f"wireless network {net.ssid!r} uses SAE, which needs a passphrase",
                          "set passphrase for it")
