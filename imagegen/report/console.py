@@ -46,7 +46,7 @@ class ConsoleReport:
     def end_scenario(self, result: ScenarioResult) -> None:
         self._end_step()
         if result.skipped:
-            verdict = "[yellow]SKIP[/yellow]"
+            verdict = "[yellow]N/A[/yellow]" if result.skip_reason else "[yellow]SKIP[/yellow]"
         elif result.passed:
             verdict = "[green]PASS[/green]"
         else:
@@ -54,6 +54,8 @@ class ConsoleReport:
         figures = ", ".join(f"{k}={v}" for k, v in result.figures.items())
         self.console.print(f"  {verdict} in {result.seconds:.0f} s" +
                            (f" [dim]{escape(figures)}[/dim]" if figures else ""))
+        if result.skip_reason:
+            self.console.print(f"  [yellow]{escape(result.skip_reason)}[/yellow]")
         if result.error:
             self.console.print(f"  [red]{escape(result.error)}[/red]")
 
@@ -66,11 +68,13 @@ class ConsoleReport:
         table.add_column("time", justify="right")
         table.add_column("figures")
         for s in result.scenarios:
-            verdict = ("[yellow]skip[/yellow]" if s.skipped else
+            verdict = ("[yellow]n/a[/yellow]" if s.skipped and s.skip_reason else
+                       "[yellow]skip[/yellow]" if s.skipped else
                        "[green]pass[/green]" if s.passed else "[red]FAIL[/red]")
             ok = sum(c.ok for c in s.checks)
+            notes = [s.skip_reason] if s.skip_reason else []
             table.add_row(Text(s.name), verdict, f"{ok}/{len(s.checks)}", f"{s.seconds:.0f} s",
-                          Text("\n".join(f"{k}={v}" for k, v in s.figures.items())))
+                          Text("\n".join([*notes, *(f"{k}={v}" for k, v in s.figures.items())])))
         self.console.print(table)
         self.console.print(Text(f"accelerator: {result.accel_reason}"))
         if result.artifacts:

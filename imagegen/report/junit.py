@@ -29,7 +29,7 @@ def junit_xml(result: RunResult) -> str:
         lines = [f"{'PASS' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in s.checks]
         lines += [f"{k} = {v}" for k, v in s.figures.items()]
         if s.skipped:
-            ET.SubElement(case, "skipped", {"message": s.error or "skipped"})
+            ET.SubElement(case, "skipped", {"message": s.skip_reason or s.error or "skipped"})
         elif s.error is not None:
             el = ET.SubElement(case, "error", {"message": s.error})
             el.text = "\n".join(lines)

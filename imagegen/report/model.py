@@ -27,6 +27,14 @@ class ScenarioResult:
     figures: dict[str, Figure] = field(default_factory=dict)
     error: str | None = None
     skipped: bool = False
+    # Why a skipped scenario did not run, e.g. "not applicable: bond0 has no DHCPv4 (dhcp4 = false)".
+    # A scenario is never left out of the results silently: one that does not apply says why.
+    skip_reason: str | None = None
+
+    @classmethod
+    def not_applicable(cls, name: str, title: str, why: str) -> ScenarioResult:
+        """The result of a scenario that does not apply to the profile: skipped, with the reason."""
+        return cls(name, title, passed=False, seconds=0.0, skipped=True, skip_reason=f"not applicable: {why}")
 
     def failed_checks(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]

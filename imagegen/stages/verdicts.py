@@ -26,7 +26,7 @@ def load_run_result(path: Path) -> RunResult:
         ScenarioResult(
             name=s["name"], title=s["title"], passed=s["passed"], seconds=s["seconds"],
             checks=tuple(Check(**c) for c in s.get("checks", ())), figures=dict(s.get("figures") or {}),
-            error=s.get("error"), skipped=s.get("skipped", False),
+            error=s.get("error"), skipped=s.get("skipped", False), skip_reason=s.get("skip_reason"),
         )
         for s in data["scenarios"]
     )
@@ -39,7 +39,8 @@ def summary(result: RunResult) -> dict[str, Any]:
     """What a generation records of a verdict: the outcome of each scenario and the run's figures."""
     return {
         "passed": result.passed,
-        "scenarios": {s.name: {"passed": s.passed, "skipped": s.skipped, "figures": dict(s.figures)}
+        "scenarios": {s.name: {"passed": s.passed, "skipped": s.skipped, "figures": dict(s.figures),
+                               **({"skip_reason": s.skip_reason} if s.skip_reason else {})}
                       for s in result.scenarios},
         "figures": dict(result.figures),
     }
