@@ -16,6 +16,7 @@ from typing import TypeVar
 from imagegen.report.model import Check, Figure
 from imagegen.report.timeline import CLOCK_MARK
 from imagegen.scenarios.bonding import BondStatus, Link, parse_bonding, parse_ip_json
+from imagegen.scenarios.journal import parse_unit_states
 from imagegen.scenarios.probe import ProbeResult, parse_ping
 from imagegen.vm.agent import AgentError, GuestGone
 from imagegen.vm.lab import AP_NETNS, LabPlan
@@ -83,6 +84,7 @@ class LabSession:
     def __init__(self, machine: Machine, plan: LabPlan, dhcp6_unit: str) -> None:
         self.machine = machine
         self.plan = plan
+        self.dhcp6_unit = dhcp6_unit
         self.expected = expected_units(plan, dhcp6_unit)
         self.agent = machine.agent
         self.qmp = machine.qmp
@@ -154,13 +156,7 @@ class LabSession:
         """unit -> 'active/running', 'active/exited', 'inactive/dead', ... as list-units shows."""
         out = self.agent.exec(["systemctl", "show", "--property=Id,ActiveState,SubState", "--", *units],
                               timeout=30).check().stdout
-        states: dict[str, str] = {}
-        for block in out.strip().split("\n\n"):
-            kv = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-            if "Id" in kv:
-                states[kv["Id"]] = f"{kv.get('ActiveState', '?')}/{kv.get('SubState', '?')}"
-        # systemctl show keeps the order asked for; map by position where Id differs (aliases).
-        return {u: states.get(u, "missing") for u in units}
+        return parse_unit_states(out, units)
 
     def list_units(self) -> str:
         """The seed's check, verbatim, for the report."""

@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The call log's name in the artifacts directory.
+CALL_LOG = "machine-calls.log"
+
 
 @dataclass
 class Call:

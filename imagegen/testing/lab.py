@@ -11,11 +11,12 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
+from imagegen.errors import ImagegenError
 from imagegen.scenarios.probe import ProbeResult
 from imagegen.scenarios.session import LabSession
 from imagegen.testing.calls import CallLog
 from imagegen.testing.errors import TestFailure
-from imagegen.testing.machine import Peer
+from imagegen.testing.machine import Machine, Peer
 from imagegen.vm.lab import AP_NETNS, HOSTAPD_UNIT, LabPlan
 
 
@@ -94,6 +95,16 @@ class Lab:
         """Who plays what: the bond's and the members' names, addresses, the AP."""
         return self._session.plan
 
+    @property
+    def dhcp6_unit(self) -> str:
+        """The image's DHCPv6 client template: "dhcp6c" (WIDE, the article's) or "dhclient6" (Arch)."""
+        return self._session.dhcp6_unit
+
+    def timeout(self, seconds: float) -> float:
+        """seconds scaled to this host: multiplied by how much longer than 30 s the VM took to boot to
+        its guest agent (at least 1). The built-in scenarios size their waits so."""
+        return self._session.timeout(seconds)
+
     def wired(self, up: bool) -> float:
         """Set the wired NIC's link (QMP set_link), as a cable pulled or plugged; returns the host
         wall-clock time just before the command went out."""
@@ -144,3 +155,12 @@ class Lab:
                 raise TestFailure(f"{self.plan.bond} has no IPv6 address to probe")
         self._probes += 1
         return Probe(self._session, self._calls, f"user-{self._probes}-{int(time.time())}", target)
+
+
+def bind(session: LabSession, calls: CallLog) -> tuple[Machine, Lab]:
+    """The Machine and the Lab of a booted lab session, their calls logged to calls."""
+    if session.artifacts is None:
+        raise ImagegenError("the lab session has no artifacts directory")
+    machine = Machine(session.agent, session.qmp, session.machine, calls,
+                      serial_log=session.machine.sockets.serial_log, artifacts=session.artifacts)
+    return machine, Lab(session, calls)

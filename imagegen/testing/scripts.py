@@ -24,11 +24,12 @@ from imagegen.errors import ImagegenError, UsageError
 from imagegen.profile.load import script_problem
 from imagegen.scenarios.catalog import Scenario
 from imagegen.scenarios.session import LabSession, Recorder, ScenarioFailed
-from imagegen.testing.calls import CallLog
-from imagegen.testing.lab import Lab
+from imagegen.testing.calls import CALL_LOG, CallLog
+from imagegen.testing.lab import Lab, bind
 from imagegen.testing.machine import Machine
 
-CALL_LOG = "machine-calls.log"
+__all__ = ["CALL_LOG", "TestFunction", "bind", "failure", "load_script", "load_scripts", "run_test",
+           "user_scenarios"]
 TestFn = Callable[[Machine, Lab], object]
 
 
@@ -130,15 +131,6 @@ def failure(test: TestFunction, error: BaseException) -> tuple[str, str]:
     seen = str(error) if isinstance(error, AssertionError) else f"{type(error).__name__}: {error}"
     seen = seen or f"{type(error).__name__} (the assert has no message)"
     return f"{test.script}:{line}: {source}", seen
-
-
-def bind(session: LabSession, calls: CallLog) -> tuple[Machine, Lab]:
-    """The Machine and the Lab of a booted lab session, their calls logged to calls."""
-    if session.artifacts is None:
-        raise ImagegenError("the lab session has no artifacts directory")
-    machine = Machine(session.agent, session.qmp, session.machine, calls,
-                      serial_log=session.machine.sockets.serial_log, artifacts=session.artifacts)
-    return machine, Lab(session, calls)
 
 
 def run_test(test: TestFunction, session: LabSession, rec: Recorder) -> None:
