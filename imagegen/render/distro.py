@@ -21,6 +21,9 @@ class Layout:
     netadmin_group: str
     dhclient_conf: str
     dhclient_leases: str
+    # The file dhclient-script sources before it acts (Debian: a directory of hooks; ISC's own script,
+    # which Arch ships: one file).
+    dhclient_enter_hook: str
     # WIDE dhcp6c where the distribution packages it, ISC dhclient -6 elsewhere.
     dhcp6_unit: str
     dhcp6c_duid: str
@@ -39,6 +42,7 @@ DEBIAN = Layout(
     netadmin_group="netdev",
     dhclient_conf="/etc/dhcp/dhclient.conf",
     dhclient_leases="/var/lib/dhcp",
+    dhclient_enter_hook="/etc/dhcp/dhclient-enter-hooks.d/imagegen-leased-address-only",
     dhcp6_unit="dhcp6c",
     dhcp6c_duid="/var/lib/dhcpv6/dhcp6c_duid",
 )
@@ -54,6 +58,7 @@ ARCH = Layout(
     netadmin_group="wheel",
     dhclient_conf="/etc/dhclient.conf",
     dhclient_leases="/var/lib/dhclient",
+    dhclient_enter_hook="/etc/dhclient-enter-hooks",
     dhcp6_unit="dhclient6",
     dhcp6c_duid="",
 )

@@ -57,6 +57,10 @@ class Deb822Text(Escaped):
     """A field value of a deb822 apt source list."""
 
 
+class ShText(Escaped):
+    """Text of a POSIX sh script (a dhclient-script hook)."""
+
+
 def _refuse(value: str, target: str, why: str) -> ValueError:
     return ValueError(f"{value!r} cannot be written as {target}: {why}")
 

@@ -38,11 +38,15 @@ _SYNTAX: tuple[tuple[str, type[esc.Escaped]], ...] = (
     ("etc/conf.d/network.conf", esc.EnvText),
     ("etc/wpa_supplicant/", esc.WpaText),
     ("etc/dhcp/dhclient.conf", esc.DhclientText),
+    ("etc/dhcp/dhclient-enter-hooks.d/", esc.ShText),
     ("etc/dhclient6.conf", esc.DhclientText),
     ("etc/wide-dhcpv6/", esc.Dhcp6cText),
     ("etc/modprobe.d/", esc.ModprobeText),
 )
 
+
+# dhclient-script's flush of a lease would take static@'s addresses too (docs/design.md).
+LEASED_ONLY_HOOK = "etc/dhcp/dhclient-enter-hooks.d/imagegen-leased-address-only"
 
 _SYNTAX_BY_NAME = {syntax.__name__: syntax for _, syntax in _SYNTAX}
 
@@ -287,6 +291,7 @@ def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Pla
 
     host_name = profile.dhcp4.host_name if profile.dhcp4.host_name is not None else profile.image.hostname
     client_identifier = state.client_identifier() if profile.dhcp4.client_identifier == "duid" else ""
+    add(LEASED_ONLY_HOOK, layout.dhclient_enter_hook.lstrip("/"))
     add("etc/dhcp/dhclient.conf", layout.dhclient_conf.lstrip("/"),
         dhcp4=profile.dhcp4, host_name=esc.dhclient_string(host_name) if host_name else None,
         client_identifier=esc.dhclient_token(client_identifier) if client_identifier else None)
