@@ -1,31 +1,26 @@
-"""The seven scenarios of the lab. Each is a function of a booted LabSession and a Recorder, and reads
-like the seed's "check the results": list the units, cat /proc/net/bonding, look at ip address.
+"""The scenarios of the lab, in the order they run. The first seven are functions of a booted LabSession
+and a Recorder, and read like the seed's "check the results": list the units, cat /proc/net/bonding,
+look at ip address. The article's operations (imagegen.scenarios.operations) are written on the public
+Machine and Lab API.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from imagegen.report.timeline import Timeline, parse_kernel_marks, plot_timeline
+from imagegen.scenarios import operations as ops
 from imagegen.scenarios.bonding import BondStatus
 from imagegen.scenarios.probe import ProbeResult
+from imagegen.scenarios.scenario import Scenario, ScenarioFn, on_public_api
 from imagegen.scenarios.session import LabSession, Recorder
 from imagegen.vm.agent import AgentError
 from imagegen.vm.lab import HOSTAPD_UNIT
 
-ScenarioFn = Callable[[LabSession, Recorder], None]
+__all__ = ["BY_NAME", "SCENARIOS", "Scenario", "ScenarioFn", "stop_positions"]
 # systemd colours unit names on the console.
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    title: str
-    run: ScenarioFn
 
 
 def _probe_figures(rec: Recorder, prefix: str, probe: ProbeResult, qmp_guest_time: float,
@@ -418,6 +413,15 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("wifi-only-boot", "Wifi-only boot (dhclient MAC trap)", wifi_only_boot),
     Scenario("hotplug", "Hot-unplug and replug (wired NIC, radio)", hotplug),
     Scenario("ap-lost", "Access point lost and back", ap_lost),
+    # The article's operations, on the running units ("check the results" and the paragraphs after it).
+    Scenario("dhclient-release", "systemctl stop/restart dhclient@ (the lease alone goes and comes back)",
+             on_public_api("dhclient-release", ops.dhclient_release), ops.no_dhcp4),
+    Scenario("static-edit", "systemctl stop static@, edit network.conf, start it",
+             on_public_api("static-edit", ops.static_edit), ops.no_static4),
+    Scenario("supplicant-restart", "systemctl stop/start supplicant@ on the wired link",
+             on_public_api("supplicant-restart", ops.supplicant_restart)),
+    Scenario("master-restart", "systemctl stop/start master@ (teardown order, bring-up)",
+             on_public_api("master-restart", ops.master_restart)),
     Scenario("clean-shutdown", "Clean shutdown (stop ordering)", clean_shutdown),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}

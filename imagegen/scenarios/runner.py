@@ -21,7 +21,8 @@ from imagegen.vm.lab import LAB_NICS, LabPlan
 from imagegen.vm.machine import ImageFiles, Machine, QemuExited
 
 # Which scenarios share one boot. The wifi-only boot needs its own VM: the wired link is off from the start.
-MAIN_VM = ("boot-wired-primary", "failover", "failback", "hotplug", "ap-lost", "clean-shutdown")
+MAIN_VM = ("boot-wired-primary", "failover", "failback", "hotplug", "ap-lost", "dhclient-release", "static-edit",
+           "supplicant-restart", "master-restart", "clean-shutdown")
 WIFI_ONLY_VM = ("wifi-only-boot",)
 # What the guest kernel prints when its virtual CPUs get no host CPU for many seconds.
 STARVATION_MARKS = ("BUG: soft lockup", "rcu_preempt detected stalls")
@@ -153,13 +154,28 @@ class LabRun:
         save_file(lab.machine.sockets.serial_log, out, f"serial-{group.name}.log")
         self._explain_starvation(group, lab.machine)
         for s in group.scenarios:
+            if self._not_applicable(s):
+                continue
             self.report.start_scenario(s.name, s.title)
             r = ScenarioResult(s.name, s.title, passed=False, seconds=seconds if s is group.scenarios[0] else 0,
                                error=f"the {group.name} VM did not boot: {error}")
             self.results[s.name] = r
             self.report.end_scenario(r)
 
+    def _not_applicable(self, scenario: Scenario) -> bool:
+        """Report the scenario as not applicable, with the reason, when it does not apply to the plan."""
+        why = scenario.not_applicable(self.plan)
+        if why is None:
+            return False
+        self.report.start_scenario(scenario.name, scenario.title)
+        result = ScenarioResult.not_applicable(scenario.name, scenario.title, why)
+        self.results[scenario.name] = result
+        self.report.end_scenario(result)
+        return True
+
     def _run_one(self, scenario: Scenario, lab: LabSession) -> None:
+        if self._not_applicable(scenario):
+            return
         self.report.start_scenario(scenario.name, scenario.title)
         rec = Recorder(on_check=self.report.check)
         start = time.monotonic()
