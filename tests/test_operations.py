@@ -281,3 +281,14 @@ def test_a_call_that_fails_is_the_scenarios_failed_check_with_what_it_saw(tmp_pa
     assert rec.checks[1].name == "machine: `systemctl stop dhclient@bond0.service` exited 5, expected 0"
     assert "Unit not loaded." in rec.checks[1].detail
     assert "== dhclient-release" in (tmp_path / "artifacts" / "machine-calls.log").read_text()
+
+
+def test_a_bug_in_a_scenario_fails_it_not_the_run(tmp_path: Path) -> None:
+    def scenario(machine, lab, rec):  # type: ignore[no-untyped-def]
+        return {}["missing"]
+
+    rec = Recorder()
+    with pytest.raises(ScenarioFailed):
+        on_public_api("static-edit", scenario)(_session(tmp_path), rec)
+    assert [(c.name, c.ok) for c in rec.checks] == [("static-edit raised KeyError", False)]
+    assert "Traceback" in (tmp_path / "artifacts" / "machine-calls.log").read_text()

@@ -29,6 +29,7 @@ from imagegen.testing.errors import WaitTimeout
 from imagegen.testing.lab import Lab
 from imagegen.testing.machine import Machine
 from imagegen.testing.waits import wait_until
+from imagegen.vm.agent import AgentError
 from imagegen.vm.lab import DNSMASQ_UNIT, LabPlan
 
 T = TypeVar("T")
@@ -129,9 +130,15 @@ def states(machine: Machine, units: Iterable[str]) -> dict[str, str]:
 
 def poll(what: str, attempt: Callable[[], T | None], timeout: float) -> tuple[T | None, float]:
     """attempt() until it gives something, for at most timeout seconds: (what it gave or None, seconds)."""
+    def guarded() -> T | None:
+        try:
+            return attempt()
+        except AgentError:
+            return None  # a busy emulated guest whose agent did not answer in time: a poll that saw nothing
+
     start = time.monotonic()
     try:
-        waited = wait_until(what, attempt, timeout)
+        waited = wait_until(what, guarded, timeout)
     except WaitTimeout:
         return None, time.monotonic() - start
     return waited.value, waited.seconds

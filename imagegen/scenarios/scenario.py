@@ -6,12 +6,13 @@ as a user's check is, with a Recorder for their named checks and figures: on_pub
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from imagegen.errors import ImagegenError
 from imagegen.scenarios.session import LabSession, Recorder, ScenarioFailed
 from imagegen.testing.calls import CALL_LOG, CallLog
-from imagegen.testing.errors import TestFailure
 from imagegen.testing.lab import Lab, bind
 from imagegen.testing.machine import Machine
 from imagegen.vm.lab import LabPlan
@@ -45,8 +46,16 @@ def on_public_api(name: str, fn: PublicFn) -> ScenarioFn:
         machine, lab = bind(session, calls)
         try:
             fn(machine, lab, rec)
-        except TestFailure as e:
-            first, _, rest = str(e).partition("\n")
+        except (ScenarioFailed, ImagegenError):
+            raise  # a required check that failed, or the VM or its agent gone: the runner says which
+        except AssertionError as e:
+            # A TestFailure (a command's status, a wait that ran out) or an assert: what was seen.
+            first, _, rest = (str(e) or "an assertion failed").partition("\n")
             rec.check(first, False, rest.strip())
             raise ScenarioFailed(first) from None
+        except Exception as e:
+            # A bug in the scenario fails it, not the run: the scenarios after it still run.
+            calls.write("".join(traceback.format_exception(e)))
+            rec.check(f"{name} raised {type(e).__name__}", False, str(e))
+            raise ScenarioFailed(f"{type(e).__name__}: {e}") from None
     return run
