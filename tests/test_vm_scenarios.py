@@ -1,7 +1,9 @@
 """Boot the lab image under QEMU and run every scenario (vm: many minutes under TCG).
 
 The positive run is `imagegen test` exactly as a person types it; the negative run boots an image built
-with fail_over_mac = "none" while the scenarios expect the laptop profile's "active", and must fail.
+with fail_over_mac = "none" while the scenarios expect the laptop profile's "active", and must fail. The
+operations' negative checks undo, in the running VM, what the image does for the article's promise (the
+dhclient hook, master@'s RequiredBy=static@) and require the scenario to fail for that reason.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ pytestmark = [
 ]
 
 EXAMPLE = repo_root() / "examples" / "laptop.toml"
-ALL = {"boot-wired-primary", "failover", "failback", "wifi-only-boot", "hotplug", "ap-lost", "clean-shutdown"}
+ALL = {"boot-wired-primary", "failover", "failback", "wifi-only-boot", "hotplug", "ap-lost", "dhclient-release",
+       "static-edit", "supplicant-restart", "master-restart", "clean-shutdown"}
+NEGATIVE_OPERATIONS = repo_root() / "tests" / "data" / "operations_negative.py"
 
 
 def imagegen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -128,3 +132,12 @@ def test_image_without_fail_over_mac_active_fails(workdir: Path) -> None:
     assert any(not c["ok"] and "MAC follows fail_over_mac=active" in c["name"]
                for c in by_name["failover"]["checks"])
     assert (workdir / "wrong-artifacts" / "failover" / "bonding.txt").exists()
+
+
+def test_the_operations_fail_without_what_keeps_the_articles_promise(workdir: Path) -> None:
+    proc = imagegen("test", "laptop.toml", "--rerun", "--scenario", "boot-wired-primary", "--script",
+                    str(NEGATIVE_OPERATIONS), "--json-file", "negative-operations.json", cwd=workdir)
+    result = json.loads((workdir / "negative-operations.json").read_text())
+    negatives = {s["name"]: s["passed"] for s in result["scenarios"]
+                 if s["name"].startswith("operations_negative.py::")}
+    assert negatives and all(negatives.values()), (negatives, proc.stdout[-5000:])
