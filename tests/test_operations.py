@@ -292,3 +292,10 @@ def test_a_bug_in_a_scenario_fails_it_not_the_run(tmp_path: Path) -> None:
         on_public_api("static-edit", scenario)(_session(tmp_path), rec)
     assert [(c.name, c.ok) for c in rec.checks] == [("static-edit raised KeyError", False)]
     assert "Traceback" in (tmp_path / "artifacts" / "machine-calls.log").read_text()
+
+
+def test_a_scenario_that_applied_in_no_run_is_n_a_in_the_repeat_table() -> None:
+    console = Console(record=True, width=200)
+    ConsoleReport(console).repeat_summary([_with_not_applicable(), _with_not_applicable()])
+    row = next(line for line in console.export_text().splitlines() if "dhclient-release" in line)
+    assert "n/a" in row and "0/0" not in row

@@ -93,7 +93,9 @@ class ConsoleReport:
         table.add_column("figures: median (min–max)")
         for t in tally(results):
             colour = "green" if t.passed == t.ran else "red"
-            table.add_row(Text(t.name), f"[{colour}]{t.passed}/{t.ran}[/{colour}]",
+            # A scenario that applied in no run (not applicable to the profile) passed nothing, failed nothing.
+            passed = "[yellow]n/a[/yellow]" if t.ran == 0 else f"[{colour}]{t.passed}/{t.ran}[/{colour}]"
+            table.add_row(Text(t.name), passed,
                           Text("\n".join(f"{n}× {c}" for c, n in t.failed_checks.items())),
                           Text("\n".join(f"{k}={v}" for k, v in t.figures.items())))
         self.console.print(table)
