@@ -35,7 +35,8 @@ from imagegen.vm.machine import Machine as Vm
 
 REPO = Path(__file__).resolve().parents[1]
 LAPTOP = REPO / "examples" / "laptop.toml"
-# `journalctl -o json _PID=1` after `systemctl stop master@bond0` in the laptop's lab VM.
+# The job messages `journalctl -o json _PID=1` shows after `systemctl stop master@bond0`, in the order the
+# article's units imply, written in journalctl's JSON form (the fields the parser reads).
 JOURNAL = REPO / "tests" / "data" / "journal-master-stop.json"
 STATE = HostState(duid=bytes.fromhex("0004" + "11" * 16), dhcp6c_key="AAECAwQFBgcICQoLDA0ODw==")
 MASTER = "master@bond0.service"
