@@ -300,3 +300,11 @@ def test_a_scenario_that_applied_in_no_run_is_n_a_in_the_repeat_table() -> None:
     ConsoleReport(console).repeat_summary([_with_not_applicable(), _with_not_applicable()])
     row = next(line for line in console.export_text().splitlines() if "dhclient-release" in line)
     assert "n/a" in row and "0/0" not in row
+
+
+def test_removing_one_configurations_address_keeps_the_others_on_the_subnet(tmp_path: Path) -> None:
+    # Found by static-edit in the VM: stopping static@ removed the DHCPv4 lease too, as the fail-safe
+    # address was the subnet's primary one and the kernel deletes the secondaries with it.
+    render_overlay(load_profiles([LAPTOP]), tmp_path / "o", state=STATE)
+    conf = (tmp_path / "o" / "etc/sysctl.d/50-imagegen-promote-secondaries.conf").read_text()
+    assert "net.ipv4.conf.all.promote_secondaries = 1" in conf.splitlines()
