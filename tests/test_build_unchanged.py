@@ -23,7 +23,7 @@ from imagegen.cli import app
 from imagegen.cli import image as image_cli
 from imagegen.image.config import BuildRequest
 from imagegen.stages import realise, unchanged
-from imagegen.stages.unchanged import RECORDS
+from imagegen.store.gc import RECORDS_DIR as RECORDS
 
 runner = CliRunner()
 
@@ -219,3 +219,26 @@ def test_a_damaged_or_foreign_record_is_ignored(work: Path, fake_mkosi: FakeMkos
         record.write_text(damaged)
         assert build("laptop.toml")["store_path"] == first["store_path"]
     assert paths.full == 6
+
+
+def test_gc_removes_the_records_of_entries_it_collected_and_keeps_the_rest(
+        work: Path, fake_mkosi: FakeMkosi, paths: Paths) -> None:
+    build("laptop.toml")
+    (work / "extra.toml").write_text('[system]\ntimezone = "Europe/Paris"\n')
+    build("laptop.toml", "extra.toml")
+    assert len(records(work)) == 2
+    (work / "store" / RECORDS / "broken.json").write_text("not json")
+    # Only the newest generation is kept and its out-link is gone: the first build's entries go.
+    os.unlink(work / "result-laptop")
+    dry = runner.invoke(app, ["gc", "--keep", "1", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert len(records(work)) == 3, "a dry run removed a record"
+    result = runner.invoke(app, ["gc", "--keep", "1"])
+    assert result.exit_code == 0, result.output
+    left = records(work)
+    assert len(left) == 1, [p.name for p in left]
+    kept = json.loads(left[0].read_text())
+    assert (work / "store" / kept["image"]).is_dir() and (work / "store" / kept["overlay"]).is_dir()
+    # The record that stays is still taken.
+    build("laptop.toml", "extra.toml")
+    assert paths.full == 2

@@ -41,10 +41,10 @@ from imagegen.image.manifest import MANIFEST_NAME, BuildManifest
 from imagegen.stages.outcome import ImageBuild, check_out_link, default_link_name, link_and_record
 from imagegen.store import Store
 from imagegen.store.entry import ENTRY_NAME
+from imagegen.store.gc import RECORDS_DIR
 from imagegen.store.hashing import canonical_json, file_sha256, keyed_digest, short_digest, tree_digest
 from imagegen.store.private import store_key
 
-RECORDS = "unchanged"
 FORMAT = 1
 PACKAGE = Path(imagegen.__file__).resolve().parent
 # What a build reads from the checkout besides the package: mkosi's static configuration and overlays/.
@@ -77,7 +77,7 @@ class Request:
                 "cwd": self.cwd}
 
     def record_path(self, store: Store) -> Path:
-        return store.root / RECORDS / f"{short_digest(canonical_json(self.key()).encode())}.json"
+        return store.root / RECORDS_DIR / f"{short_digest(canonical_json(self.key()).encode())}.json"
 
 
 @dataclass(frozen=True)

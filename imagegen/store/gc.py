@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,9 @@ from imagegen.store.roots import live_roots
 
 if TYPE_CHECKING:
     from imagegen.store.store import Store
+
+# The no-op builds' records (stages/unchanged.py): each names the entries it found, by path name.
+RECORDS_DIR = "unchanged"
 
 
 @dataclass(frozen=True)
@@ -143,4 +147,34 @@ def collect_garbage(store: Store, keep: int, dry_run: bool = False) -> GcResult:
                 claim.tree.release()
             if claim.lock is not None:
                 claim.lock.release(unlink=name not in kept)
+    for record, size in _stale_records(store, dry_run).items():
+        removed.append(record)
+        freed += size
     return GcResult(tuple(removed), freed, tuple(sorted(kept)), tuple(r.name for r in stale_roots), dry_run)
+
+
+def _stale_records(store: Store, dry_run: bool) -> dict[str, int]:
+    """Remove the no-op records that name an entry the store no longer holds: no build can use them
+    again (a build checks the entries first), and without this they would pile up for ever. The record's
+    format is stages/unchanged.py's; gc needs only that its string values that look like entry names
+    are what it names. A record being written is a temporary there, never a `*.json`, so it is left."""
+    directory = store.root / RECORDS_DIR
+    if directory.is_symlink() or not directory.is_dir():
+        return {}
+    stale: dict[str, int] = {}
+    for path in sorted(directory.glob("*.json")):
+        if path.is_symlink() or not path.is_file():
+            continue  # not one of ours
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            data = None  # unreadable: a build ignores it, so it is of no use to keep either
+        named = [v for v in data.values() if isinstance(v, str) and ENTRY_NAME.fullmatch(v)] \
+            if isinstance(data, dict) else []
+        if data is not None and named and all(store.is_complete(n) for n in named):
+            continue
+        size = disk_usage(path)
+        if not dry_run:
+            path.unlink(missing_ok=True)
+        stale[f"{RECORDS_DIR}/{path.name}"] = size
+    return stale
