@@ -453,7 +453,7 @@ def test_ctrl_c_drops_a_line_at_the_prompt_but_sigterm_ends_it(tmp_path: Path, d
 def test_the_laptop_example_names_its_own_checks() -> None:
     scripts = load_profiles([LAPTOP]).test_scripts()
     assert scripts == (LAPTOP.parent / "tests" / "laptop_checks.py",)
-    assert len(load_scripts(scripts)) == 12
+    assert len(load_scripts(scripts)) == 13
 
 
 # --- The typed readings the scenarios use, and Results ----------------------------------------------

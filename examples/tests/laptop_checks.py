@@ -6,12 +6,18 @@ import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).parent
-# The private half of the lab's test key, which the profile authorises for alice.
+# The lab's test key. Its private half is in the repository, so no image may authorise it: the checks
+# add it to alice's second key file (sshd reads ~/.ssh/authorized_keys2 too) in the test VM only.
 KEY = HERE / "keys" / "lab-test-key"
 GUEST_KEY = "/run/lab-test-key"
+TEST_KEYS = "/home/alice/.ssh/authorized_keys2"
 # The peer has never seen this machine, whose host keys are new at every first boot.
 SSH = ("ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
        "-o ConnectTimeout=30 -o LogLevel=ERROR")
+
+
+def _declared_keys():
+    return tomllib.loads((HERE.parent / "laptop.toml").read_text())["users"]["alice"]["ssh_authorized_keys"]
 
 
 def _login(machine, lab, command="id -un"):
@@ -19,6 +25,9 @@ def _login(machine, lab, command="id -un"):
     if machine.execute(f"test -s {GUEST_KEY}")[0] != 0:
         # The peer is a network namespace of the lab VM: the key goes into the guest, readable by root only.
         machine.succeed(f"umask 077; cat > {GUEST_KEY} <<'EOF'\n{KEY.read_text()}EOF")
+        public = (HERE / "keys" / "lab-test-key.pub").read_text()
+        machine.succeed(f"umask 077; cat > {TEST_KEYS} <<'EOF'\n{public}EOF\n"
+                        f"chown alice:alice {TEST_KEYS}")
     address = lab.plan.probe_target()
     return lab.peer.succeed(f"{SSH} -i {GUEST_KEY} alice@{address} {shlex.quote(command)}")
 
@@ -61,8 +70,18 @@ def test_host_keys_are_made_on_the_machine(machine, lab):
     assert mode == "600 root", f"the private host key's mode and owner are {mode!r}"
 
 
+def test_alice_s_keys_are_the_profile_s(machine, lab):
+    """~/.ssh/authorized_keys holds the keys the profile declares, alice's and private to her"""
+    mode = machine.succeed("stat -c '%a %U' /home/alice/.ssh/authorized_keys").strip()
+    assert mode == "600 alice", f"mode and owner are {mode!r}"
+    shipped = machine.succeed("cat /home/alice/.ssh/authorized_keys").splitlines()
+    assert shipped == _declared_keys(), shipped
+    # The image authorises no key of the lab's (the checks below add it, and run after this one).
+    assert machine.execute(f"test -e {TEST_KEYS}")[0] != 0, f"the image ships {TEST_KEYS}"
+
+
 def test_alice_logs_in_from_the_peer_with_her_key(machine, lab):
-    """The peer logs in as alice over the bond with the authorised key (the real OpenSSH client and server)"""
+    """The peer logs in as alice over the bond with a key sshd accepts for her (the real OpenSSH client and server)"""
     machine.wait_for_unit("ssh.service", timeout=300)
     assert _login(machine, lab).strip() == "alice"
 
