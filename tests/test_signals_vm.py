@@ -61,6 +61,14 @@ def test_a_signal_during_boot_leaves_no_qemu(workdir: Path, tmp_path: Path, sig:
             time.sleep(0.2)
         time.sleep(5)  # the guest's kernel is booting
         assert qemus(tmp_path) == seen, "the VM died by itself before the signal"
+        if sig == signal.SIGINT:
+            # gc while the VM boots: no generation or link keeps the lab image (--keep 0), but its hold
+            # does, so not even a dry run lists it.
+            kernel = Path(next(iter(seen.values())).split(" -kernel ", 1)[1].split(" ", 1)[0])
+            gc = subprocess.run([sys.executable, "-c", "from imagegen.cli import app; app()", "gc", "--keep", "0",
+                                 "--dry-run"], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+            assert gc.returncode == 0, gc.stdout + gc.stderr
+            assert "-lab-image" in kernel.parent.name and kernel.parent.name not in gc.stdout, gc.stdout
 
         sent = time.monotonic()
         if sig == signal.SIGINT:

@@ -87,8 +87,10 @@ def gc(
     st = open_store(store)
     result = st.gc(keep, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
-    entries = [n for n in result.removed if not n.startswith(".")]
-    typer.echo(f"{verb} {len(entries)} entries and {len(result.removed) - len(entries)} temporaries, "
+    entries = [n for n in result.removed if not n.startswith(".") and "/" not in n]
+    records = [n for n in result.removed if "/" in n]  # no-op builds' records of collected entries
+    temporaries = len(result.removed) - len(entries) - len(records)
+    typer.echo(f"{verb} {len(entries)} entries, {temporaries} temporaries and {len(records)} build records, "
                f"{'would free' if dry_run else 'freed'} {human_bytes(result.bytes_freed)}; "
                f"kept {len(result.kept)} in {st.root}")
     for name in entries:
