@@ -30,19 +30,20 @@ pytestmark = [
 REPO = repo_root()
 CHECKS = REPO / "examples" / "tests" / "laptop_checks.py"
 FAILING = REPO / "tests" / "data" / "failing_checks.py"
+REBOOT = REPO / "tests" / "data" / "reboot_checks.py"
 
 
 def test_user_checks_pass_and_a_failing_one_names_file_line_command_and_output(tmp_path: Path) -> None:
-    """One boot proves the user checks, --debug's prompt at the failure and the screen."""
+    """One boot proves the user checks, --debug's prompt at the failure, the screen and a reboot."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # The example itself (not a copy): its host state, and so its lab image in the store, is reused.
     # --debug: the failing check opens the prompt (driven through a pty, as a person would); after it the
-    # run goes on.
+    # run goes on, the reboot check last.
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-c", "from imagegen.cli import app; app()", "test", "examples/laptop.toml",
          "--scenario", "boot-wired-primary", "--script", str(CHECKS), "--script", str(FAILING),
-         "--debug",
+         "--script", str(REBOOT), "--debug",
          "--json-file", str(tmp_path / "result.json"), "--junit", str(tmp_path / "result.xml"),
          "--artifacts", str(tmp_path / "artifacts")],
         cwd=REPO, env=env, stdin=terminal, stdout=terminal, stderr=terminal)
@@ -72,6 +73,7 @@ def test_user_checks_pass_and_a_failing_one_names_file_line_command_and_output(t
     assert verdicts.pop(failing) is False, out[-5000:]
     laptop = [n for n in verdicts if n.startswith("laptop_checks.py::")]
     assert len(laptop) == CHECKS.read_text().count("\ndef test_") and "boot-wired-primary" in verdicts
+    assert "reboot_checks.py::test_a_reboot_brings_the_same_vm_back" in verdicts
     assert all(verdicts.values()), (verdicts, out[-5000:])
 
     line = next(i for i, text in enumerate(FAILING.read_text().splitlines(), 1) if "exit 3" in text)
@@ -86,7 +88,7 @@ def test_user_checks_pass_and_a_failing_one_names_file_line_command_and_output(t
     artifacts = tmp_path / "artifacts"
     log = (artifacts / "machine-calls.log").read_text()
     assert "machine.wait_for_unit master@bond0.service" in log and "peer.succeed" in log
-    assert "machine.succeed `echo $((6 * 7))`" in log
+    assert "machine.succeed `echo $((6 * 7))`" in log and "machine.reboot" in log
     # The screen: the check's own screenshot and the run's last one, both real PNGs of the console.
     for name in ("login-prompt.png", "screen-main.png"):
         assert (artifacts / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
