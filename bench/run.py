@@ -59,7 +59,7 @@ from imagegen.vm.lab import LAB_NICS, lab_profile, plan_lab  # noqa: E402
 from imagegen.vm.machine import ImageFiles, Machine, cmdline_of  # noqa: E402
 from imagegen.vm.qemu import qemu_binary  # noqa: E402
 
-PARTS = ("startup", "render", "build", "boot", "mkosi-vm", "failover", "test")
+PARTS = ("startup", "render", "build", "boot", "mkosi-vm", "failover", "test", "check")
 EXAMPLE = ROOT / "examples" / "laptop.toml"
 # The `imagegen` command of this checkout, as a process of its own.
 CLI = [sys.executable, "-c", "import sys; from imagegen.cli import app; sys.argv[0] = 'imagegen'; app()"]
@@ -523,6 +523,44 @@ def bench_test(res: Results, runs: int, image: Path | None, work: Path) -> None:
     res.details["test"] = {"runs": outcomes}
 
 
+ONE_CHECK = '''"""The bench's one user check: the laptop's static address answers the peer."""
+
+
+def test_peer_reaches_the_laptop_over_the_bond(machine, lab):
+    lab.peer.succeed("ping -n -c 3 -W 2 192.168.0.2")
+'''
+
+
+def bench_check(res: Results, runs: int, image: Path | None, work: Path) -> None:
+    """One user check on the built lab image, as a person iterating on a test file runs it: a layer that
+    names only that file (a later layer's list replaces the profile's), the boot scenario alone."""
+    wall = res.add("check", "imagegen test, one user check (--rerun)", "s",
+                   note="boot-wired-primary and the check; target <= 70 s")
+    boot = res.add("check", "boot to the guest agent", "s", note="inside that run")
+    (work / "one_check.py").write_text(ONE_CHECK)
+    layer = work / "one-check.toml"
+    layer.write_text('[tests]\nscripts = ["one_check.py"]\n')
+    outcomes = []
+    for i in range(runs):
+        console.print(f"check: imagegen test with one user check {i + 1}/{runs} (about a minute under TCG)…")
+        verdict = work / f"verdict-{i}.json"
+        argv = [*CLI, "test", str(EXAMPLE), str(layer), "--rerun", "--scenario", "boot-wired-primary",
+                "--json-file", str(verdict), "--artifacts", str(work / f"art-{i}")]
+        if image is not None:
+            argv += ["--image", str(image)]
+        start = time.perf_counter()
+        proc = run(argv, env=CLI_ENV, cwd=ROOT, check=False, log_file=work / f"check-{i}.log")
+        wall.samples.append(time.perf_counter() - start)
+        data = json.loads(verdict.read_text()) if verdict.is_file() else {}
+        figures = data.get("figures", {})
+        if isinstance(figures.get("main_vm_agent_ready_s"), (int, float)):
+            boot.samples.append(float(figures["main_vm_agent_ready_s"]))
+        outcomes.append({"rc": proc.returncode, "passed": data.get("passed"),
+                         "scenarios": {s["name"]: {"passed": s["passed"], "seconds": s["seconds"]}
+                                       for s in data.get("scenarios", [])}})
+    res.details["check"] = {"runs": outcomes}
+
+
 # Output.
 
 def _fmt(x: float | None) -> str:
@@ -595,7 +633,7 @@ def main() -> None:
             else:
                 if files is None:
                     files = lab_files(args.image)
-                if accel is None and part != "test":
+                if accel is None and part not in ("test", "check"):
                     accel = choose_accel("auto", files.kernel)
                     console.print(f"accelerator: {accel.reason}")
                 if part == "boot":
@@ -607,6 +645,9 @@ def main() -> None:
                 elif part == "test":
                     with tempfile.TemporaryDirectory(prefix="imagegen-bench-test-") as tmp:
                         bench_test(res, runs(1, 1), files.image.parent if args.image else None, Path(tmp))
+                elif part == "check":
+                    with tempfile.TemporaryDirectory(prefix="imagegen-bench-check-") as tmp:
+                        bench_check(res, runs(3, 1), files.image.parent if args.image else None, Path(tmp))
         except KeyboardInterrupt:
             res.errors[part] = "interrupted"
             break
