@@ -499,27 +499,34 @@ def bench_failover(res: Results, cycles: int, files: ImageFiles, accel: AccelCho
 
 # 5. imagegen test.
 
-def bench_test(res: Results, runs: int, image: Path | None, work: Path) -> None:
-    wall = res.add("test", "imagegen test, all scenarios (--rerun)", "s", reference="sum of scenario times",
-                   note="process wall time, boots of both VMs included")
-    inner = res.add("test", "sum of scenario times", "s", note="as the verdict reports them")
+def _timed_test_runs(part: str, args: list[str], runs: int, image: Path | None, work: Path, wall: Figure,
+                     about: str) -> list[dict[str, Any]]:
+    """Run `imagegen test EXAMPLE *args --rerun` runs times, timing each process into wall; the verdicts."""
     outcomes = []
     for i in range(runs):
-        console.print(f"test: imagegen test --rerun {i + 1}/{runs} (about 4 minutes under TCG)…")
+        console.print(f"{part}: imagegen test {' '.join(args)} --rerun {i + 1}/{runs} ({about} under TCG)…")
         verdict = work / f"verdict-{i}.json"
-        argv = [*CLI, "test", str(EXAMPLE), "--rerun", "--json-file", str(verdict),
+        argv = [*CLI, "test", str(EXAMPLE), *args, "--rerun", "--json-file", str(verdict),
                 "--artifacts", str(work / f"art-{i}")]
         if image is not None:
             argv += ["--image", str(image)]
         start = time.perf_counter()
-        proc = run(argv, env=CLI_ENV, cwd=ROOT, check=False, log_file=work / f"test-{i}.log")
+        proc = run(argv, env=CLI_ENV, cwd=ROOT, check=False, log_file=work / f"{part}-{i}.log")
         wall.samples.append(time.perf_counter() - start)
         data = json.loads(verdict.read_text()) if verdict.is_file() else {}
-        inner.samples.append(sum(s["seconds"] for s in data.get("scenarios", [])))
         outcomes.append({"rc": proc.returncode, "passed": data.get("passed"),
                          "scenarios": {s["name"]: {"passed": s["passed"], "seconds": s["seconds"]}
                                        for s in data.get("scenarios", [])},
                          "figures": data.get("figures", {})})
+    return outcomes
+
+
+def bench_test(res: Results, runs: int, image: Path | None, work: Path) -> None:
+    wall = res.add("test", "imagegen test, all scenarios (--rerun)", "s", reference="sum of scenario times",
+                   note="process wall time, boots of both VMs included")
+    inner = res.add("test", "sum of scenario times", "s", note="as the verdict reports them")
+    outcomes = _timed_test_runs("test", [], runs, image, work, wall, "about 4 minutes")
+    inner.samples.extend(sum(s["seconds"] for s in o["scenarios"].values()) for o in outcomes)
     res.details["test"] = {"runs": outcomes}
 
 
@@ -540,24 +547,10 @@ def bench_check(res: Results, runs: int, image: Path | None, work: Path) -> None
     (work / "one_check.py").write_text(ONE_CHECK)
     layer = work / "one-check.toml"
     layer.write_text('[tests]\nscripts = ["one_check.py"]\n')
-    outcomes = []
-    for i in range(runs):
-        console.print(f"check: imagegen test with one user check {i + 1}/{runs} (about a minute under TCG)…")
-        verdict = work / f"verdict-{i}.json"
-        argv = [*CLI, "test", str(EXAMPLE), str(layer), "--rerun", "--scenario", "boot-wired-primary",
-                "--json-file", str(verdict), "--artifacts", str(work / f"art-{i}")]
-        if image is not None:
-            argv += ["--image", str(image)]
-        start = time.perf_counter()
-        proc = run(argv, env=CLI_ENV, cwd=ROOT, check=False, log_file=work / f"check-{i}.log")
-        wall.samples.append(time.perf_counter() - start)
-        data = json.loads(verdict.read_text()) if verdict.is_file() else {}
-        figures = data.get("figures", {})
-        if isinstance(figures.get("main_vm_agent_ready_s"), (int, float)):
-            boot.samples.append(float(figures["main_vm_agent_ready_s"]))
-        outcomes.append({"rc": proc.returncode, "passed": data.get("passed"),
-                         "scenarios": {s["name"]: {"passed": s["passed"], "seconds": s["seconds"]}
-                                       for s in data.get("scenarios", [])}})
+    outcomes = _timed_test_runs("check", [str(layer), "--scenario", "boot-wired-primary"], runs, image, work,
+                                wall, "about a minute")
+    boot.samples.extend(float(o["figures"]["main_vm_agent_ready_s"]) for o in outcomes
+                        if isinstance(o["figures"].get("main_vm_agent_ready_s"), (int, float)))
     res.details["check"] = {"runs": outcomes}
 
 
