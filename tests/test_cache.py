@@ -358,3 +358,53 @@ def test_an_archive_without_its_metadata_is_not_present(tmp_path: Path, key: Sec
     again = push(a, [entry_of(a, chain.overlay)], url, key, include_secrets=True, say=lambda _: None)
     assert [r.outcome for r in again] == ["pushed"] and len(list((tmp_path / "cache/archive").iterdir())) == 1
     assert b.substitute(chain.overlay) is not None
+
+
+def test_a_secret_key_others_can_read_is_refused(work: Path, fake_mkosi: FakeMkosi) -> None:
+    assert runner.invoke(app, ["build", "laptop.toml"]).exit_code == 0
+    key_file, _key = _key_files(work)
+    key_file.chmod(0o640)
+    result = runner.invoke(app, ["push", "result-laptop", "--to", f"file://{work}/cache", "--key", str(key_file),
+                                 "--include-secrets"])
+    assert result.exit_code == 2, result.output
+    assert f"{key_file}: the secret key is readable by others" in result.output
+    assert f"chmod 600 {key_file}" in result.output and not (work / "cache").exists()
+
+
+def test_the_cache_gc_command_lists_first_and_removes_only_when_asked(tmp_path: Path, key: SecretKey) -> None:
+    a = Store(tmp_path / "a")
+    old, new = make_chain(a, "1"), make_chain(a, "2")
+    url = f"file://{tmp_path}/cache"
+    push(a, [entry_of(a, old.overlay)], url, key, include_secrets=True, say=lambda _: None)
+    week_ago = time.time() - 7 * 86400
+    for path in (tmp_path / "cache").rglob("*"):
+        os.utime(path, (week_ago, week_ago))
+    push(a, [entry_of(a, new.overlay)], url, key, include_secrets=True, say=lambda _: None)
+    before = sorted((tmp_path / "cache").rglob("*"))
+    dry = runner.invoke(app, ["cache", "gc", url, "--keep-days", "3", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.startswith("would remove 2 files") and info_name(old.overlay.path_name) in dry.stdout
+    assert sorted((tmp_path / "cache").rglob("*")) == before, "a dry run removed something"
+    done = runner.invoke(app, ["cache", "gc", url, "--keep-days", "3"])
+    assert done.exit_code == 0 and done.stdout.startswith("removed 2 files") and "kept 1 entries" in done.stdout
+    assert not (tmp_path / "cache" / info_name(old.overlay.path_name)).exists()
+    assert (tmp_path / "cache" / info_name(new.overlay.path_name)).exists()
+    refused = runner.invoke(app, ["cache", "gc", "https://cache.example/x"])
+    assert refused.exit_code == 2 and "only a directory cache" in refused.output
+
+
+def test_a_build_substitutes_from_the_caches_of_the_config_file_alone(
+        work: Path, fake_mkosi: FakeMkosi, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["build", "laptop.toml"]).exit_code == 0
+    key_file, key = _key_files(work)
+    url = f"file://{work}/cache"
+    assert runner.invoke(app, ["push", "result-laptop", "--to", url, "--key", str(key_file),
+                               "--include-secrets"]).exit_code == 0
+    # No --substituter, no IMAGEGEN_SUBSTITUTERS or IMAGEGEN_TRUSTED_KEYS (see no_user_cache_config).
+    config = tmp_path / "config" / "imagegen" / "cache.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'substituters = ["{url}"]\ntrusted_keys = ["{key.public()}"]\n')
+    b = work / "store-b"
+    built = runner.invoke(app, ["build", "laptop.toml", "--store", str(b), "--out-link", "result-b"])
+    assert built.exit_code == 0, built.output
+    assert fake_mkosi.builds == 1 and f"substituted {b}" in built.stdout, built.output
