@@ -195,3 +195,86 @@ def test_a_busy_server_is_asked_again_and_a_dead_one_given_up_on(busy_server, tm
     calls: list[Path] = []
     b.realise(Derivation("laptop1-overlay", "render", {"tag": "1"}), built_locally(calls))
     assert len(calls) == 1 and len(lines) == 1 and lines[0].startswith(f"cache {dead}: skipped: ")
+
+
+class _Scripted:
+    """An HTTP server on 127.0.0.1 that answers GET after a delay and PUT with the codes it is given, in turn;
+    it records the PUTs' codes and bodies."""
+
+    def __init__(self, get_delay: float = 0.0, put_codes: tuple[int, ...] = (201,)) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.puts: list[tuple[int, bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                import time
+
+                time.sleep(get_delay)
+                body = b"Format: imagegen-cache-1\n"
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting, as it should
+
+            def do_PUT(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                code = put_codes[min(len(outer.puts), len(put_codes) - 1)]
+                outer.puts.append((code, body))
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cache"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_a_server_slower_than_the_timeout_is_given_up_on_and_the_build_goes_on(
+        tmp_path: Path, key: SecretKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imagegen.cache.transport as transport
+
+    monkeypatch.setattr(transport, "IO_TIMEOUT", 0.3)
+    slow = _Scripted(get_delay=1.0)
+    try:
+        quick = Retry(attempts=2, backoff=0.01)
+        with pytest.raises(CacheError, match=r"/imagegen-cache-info: timed out \(2 attempts\)"):
+            transport_for(slow.url, quick).read("imagegen-cache-info", 1024)
+        lines: list[str] = []
+        b = Store(tmp_path / "b", CacheSubstituter((slow.url,), (key.public(),), lines.append, retry=quick))
+        calls: list[Path] = []
+        b.realise(Derivation("laptop1-overlay", "render", {"tag": "1"}), built_locally(calls))
+        assert len(calls) == 1, "the build went on locally"
+        assert len(lines) == 1 and lines[0].startswith(f"cache {slow.url}: skipped: ") and "timed out" in lines[0]
+    finally:
+        slow.close()
+
+
+def test_a_put_the_server_is_too_busy_for_is_sent_again_after_growing_delays(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import imagegen.cache.transport as transport
+
+    delays: list[float] = []
+    monkeypatch.setattr(transport.time, "sleep", delays.append)
+    busy = _Scripted(put_codes=(503, 503, 201))
+    try:
+        transport_for(busy.url).write("x.entryinfo", b"signed metadata\n")
+        assert [code for code, _ in busy.puts] == [503, 503, 201]
+        assert all(body == b"signed metadata\n" for _, body in busy.puts), "every attempt sent the whole file"
+        assert delays == [Retry().backoff, 2 * Retry().backoff], "the back-off doubles"
+    finally:
+        busy.close()
