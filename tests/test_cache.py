@@ -408,3 +408,11 @@ def test_a_build_substitutes_from_the_caches_of_the_config_file_alone(
     built = runner.invoke(app, ["build", "laptop.toml", "--store", str(b), "--out-link", "result-b"])
     assert built.exit_code == 0, built.output
     assert fake_mkosi.builds == 1 and f"substituted {b}" in built.stdout, built.output
+
+
+def test_test_with_substitute_only_fails_on_a_miss_and_boots_nothing(
+        work: Path, fake_mkosi: FakeMkosi, fake_lab: type[FakeLabRun]) -> None:
+    result = runner.invoke(app, ["test", "laptop.toml", "--substituter", f"file://{work}/empty",
+                                 "--substitute-only"])
+    assert result.exit_code == 1 and "--substitute-only" in result.output, result.output
+    assert fake_mkosi.builds == 0 and fake_lab.runs == [], "neither built nor booted"
