@@ -25,6 +25,9 @@ class Layout:
     # WIDE dhcp6c where the distribution packages it, ISC dhclient -6 elsewhere.
     dhcp6_unit: str
     dhcp6c_duid: str
+    # Where dhclient-script sources imagegen's hook that keeps static@'s addresses when a lease goes
+    # (templates/etc/dhcp/dhclient-enter-hooks.d/); "" where the script is not known to need it.
+    dhclient_enter_hook: str = ""
 
 
 _COMMON = {"sh": "/usr/bin/sh", "ip": "/usr/bin/ip", "sleep": "/usr/bin/sleep", "systemctl": "/usr/bin/systemctl"}
@@ -42,6 +45,7 @@ DEBIAN = Layout(
     dhclient_leases="/var/lib/dhcp",
     dhcp6_unit="dhcp6c",
     dhcp6c_duid="/var/lib/dhcpv6/dhcp6c_duid",
+    dhclient_enter_hook="/etc/dhcp/dhclient-enter-hooks.d/imagegen-lease-only",
 )
 
 # Arch has one bin directory; wide-dhcpv6 is only in the AUR, so DHCPv6 runs through dhclient -6.
