@@ -579,6 +579,24 @@ def test_a_test_function_may_take_results_for_its_own_checks_and_figures(tmp_pat
     assert not requires.passed and [c.name for c in requires.checks] == ["needed"]
 
 
+def test_a_test_function_that_does_not_apply_says_why_and_is_neither_passed_nor_failed(tmp_path: Path) -> None:
+    path = write(tmp_path / "checks.py", '''
+        def test_needs_a_bridge(machine, lab, results):
+            machine.succeed("true")
+            results.not_applicable("the profile declares no [bridges]")
+            machine.succeed("never runs")
+
+        def test_fails_then_gives_up(machine, lab, results):
+            results.check("held", False)
+            results.not_applicable("too late")
+    ''')
+    skipped, failed = run_file(tmp_path, path)
+    assert skipped.skipped and not skipped.passed
+    assert skipped.error == "not applicable: the profile declares no [bridges]"
+    assert [c.name for c in skipped.checks] == ["machine.succeed `true`"]
+    assert not failed.skipped and not failed.passed, "a failed check is not hidden by a later not_applicable"
+
+
 def test_every_scenario_is_a_function_of_the_public_objects() -> None:
     # The built-in scenarios take (machine, lab, results) and reach nothing else of the lab.
     from imagegen.scenarios import catalog

@@ -59,7 +59,8 @@ class ConsoleReport:
         self.console.print(f"  {verdict} in {result.seconds:.0f} s" +
                            (f" [dim]{escape(figures)}[/dim]" if figures else ""))
         if result.error:
-            self.console.print(f"  [red]{escape(result.error)}[/red]")
+            colour = "yellow" if result.skipped else "red"
+            self.console.print(f"  [{colour}]{escape(result.error)}[/{colour}]")
 
     def summary(self, result: RunResult) -> None:
         self._end_step()

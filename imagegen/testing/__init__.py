@@ -13,9 +13,9 @@ docs/testing-api.md shows the whole of it; the docstrings here are the reference
 from imagegen.testing.errors import CommandFailed, TestFailure, UnitFailed, WaitTimeout
 from imagegen.testing.lab import Lab, Outage, Probe
 from imagegen.testing.machine import ClockOffset, Machine, Peer
-from imagegen.testing.results import CheckFailed, Results
+from imagegen.testing.results import CheckFailed, NotApplicable, Results
 from imagegen.testing.waits import Polled
 from imagegen.vm.agent import AgentError
 
-__all__ = ["AgentError", "CheckFailed", "ClockOffset", "CommandFailed", "Lab", "Machine", "Outage", "Peer",
-           "Polled", "Probe", "Results", "TestFailure", "UnitFailed", "WaitTimeout"]
+__all__ = ["AgentError", "CheckFailed", "ClockOffset", "CommandFailed", "Lab", "Machine", "NotApplicable", "Outage",
+           "Peer", "Polled", "Probe", "Results", "TestFailure", "UnitFailed", "WaitTimeout"]

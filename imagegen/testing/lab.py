@@ -19,9 +19,11 @@ from imagegen.scenarios.session import Expected, LabSession
 from imagegen.testing.calls import CallLog
 from imagegen.testing.errors import TestFailure
 from imagegen.testing.machine import ClockOffset, Machine, Peer
-from imagegen.vm.lab import AP_NETNS, HOSTAPD_UNIT, LAB_RUN, LabPlan
+from imagegen.vm.lab import AP_NETNS, DNSMASQ_UNIT, HOSTAPD_UNIT, LAB_RUN, LabPlan
 
 PROBE_INTERVAL_MS = 20
+# Where a removed wireless card waits (Lab.remove_card): a network namespace of the lab's own.
+CARD_SHELF = "imagegen-card-shelf"
 
 
 @dataclass(frozen=True)
@@ -195,10 +197,43 @@ class Lab:
                 raise TestFailure("add_radio: no radio was removed (call remove_radio first)")
             self._machine.succeed(f"iw phy {self._phy} interface add {w} type managed")
 
+    def rfkill(self, block: bool) -> None:
+        """Block or unblock the station's radio (its rfkill switch, soft), as `rfkill block` does."""
+        w = self.plan.wireless
+        with self._calls.call(f"lab.rfkill({'block' if block else 'unblock'}) {w}"):
+            self._machine.succeed(f"for f in /sys/class/net/{w}/phy80211/rfkill*/soft; do echo {int(block)} > $f; done",
+                                  f"grep -qx {int(block)} /sys/class/net/{w}/phy80211/rfkill*/soft")
+
+    def remove_card(self) -> None:
+        """Take the station's wireless card out: its radio (the wiphy) and its interface leave the machine,
+        moved into a network namespace of the lab's own, where the guest's systemd does not see them."""
+        w = self.plan.wireless
+        with self._calls.call(f"lab.remove_card {w}"):
+            self._phy = self._machine.succeed(f"cat /sys/class/net/{w}/phy80211/name").strip()
+            self._machine.succeed(f"ip netns add {CARD_SHELF} 2>/dev/null || [ -e /run/netns/{CARD_SHELF} ]",
+                                  f"iw phy {self._phy} set netns name {CARD_SHELF}")
+
+    def insert_card(self) -> None:
+        """Put the wireless card back in (after remove_card): a radio and its interface appear, as when a
+        configured card is inserted."""
+        w = self.plan.wireless
+        with self._calls.call(f"lab.insert_card {w}"):
+            if self._phy is None:
+                raise TestFailure("insert_card: no card was removed (call remove_card first)")
+            self._machine.succeed(f"ip netns exec {CARD_SHELF} iw phy {self._phy} set netns 1")
+
     def ap(self, up: bool) -> None:
         """Start or stop the access point (the lab's hostapd)."""
         with self._calls.call(f"lab.ap({up})"):
             self._machine.succeed(f"systemctl {'start' if up else 'stop'} {HOSTAPD_UNIT}")
+
+    def dhcp_log(self) -> str:
+        """The lab's DHCP server's log of this boot (dnsmasq in netns ap, log-dhcp): one line per
+        message it saw, e.g. "DHCPRELEASE(br-ap) 192.168.0.177 52:54:00:12:34:01"."""
+        with self._calls.call("lab.dhcp_log") as c:
+            text = self._machine.succeed(f"journalctl -b -u {DNSMASQ_UNIT} -o cat --no-pager", timeout=60)
+            c.detail = f"{len(text.splitlines())} lines"
+            return text
 
     # The bond's addresses, the probe and its timeline.
 

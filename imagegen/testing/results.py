@@ -15,6 +15,11 @@ from imagegen.report.model import Check, Figure
 from imagegen.testing.errors import TestFailure
 
 
+class NotApplicable(Exception):
+    """The scenario does not apply to this profile (Results.not_applicable): reported with its reason,
+    neither passed nor failed. Not a TestFailure: nothing that was checked failed."""
+
+
 class CheckFailed(TestFailure):
     """A required check did not hold (Results.require); it is already recorded as a failed check."""
 
@@ -50,6 +55,11 @@ class Results:
         """As check, but one that does not hold ends the function (CheckFailed): what follows needs it."""
         if not self.check(name, ok, detail):
             raise CheckFailed(self.checks[-1])
+
+    def not_applicable(self, reason: str) -> None:
+        """End the function here, reported as not applicable to this profile, with the reason (the
+        profile's key that makes it so, e.g. "bonds.bond0.dhcp4 is false: no lease to release")."""
+        raise NotApplicable(reason)
 
     def figure(self, name: str, value: Figure) -> None:
         """Record a measurement under name (a later one of the same name replaces it)."""

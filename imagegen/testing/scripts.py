@@ -27,7 +27,7 @@ from imagegen.scenarios.session import LabSession
 from imagegen.testing.calls import CallLog
 from imagegen.testing.lab import Lab
 from imagegen.testing.machine import Machine
-from imagegen.testing.results import CheckFailed, Results
+from imagegen.testing.results import CheckFailed, NotApplicable, Results
 
 CALL_LOG = "machine-calls.log"
 # (machine, lab) or (machine, lab, results)
@@ -160,8 +160,8 @@ def run_test(test: TestFunction, machine: Machine, lab: Lab, results: Results) -
             test.fn(machine, lab, results)
         else:
             test.fn(machine, lab)
-    except CheckFailed:
-        raise  # a failed required check of its own: already recorded
+    except (CheckFailed, NotApplicable):
+        raise  # a failed required check of its own (already recorded), or a test that does not apply here
     except Exception as e:
         name, seen = failure(test, e)
         machine.log("".join(traceback.format_exception(e)))
