@@ -234,7 +234,8 @@ def test_config_file_and_environment(tmp_path: Path, key: SecretKey) -> None:
         load_config(environ)
 
 
-def test_cache_gc_removes_old_entries_of_a_directory_cache_only(tmp_path: Path, key: SecretKey) -> None:
+def _pushed_a_week_apart(tmp_path: Path, key: SecretKey) -> tuple[Chain, Chain, str]:
+    """Two chains pushed to a directory cache: the old one's files a week old, the new one's fresh."""
     a = Store(tmp_path / "a")
     old, new = make_chain(a, "1"), make_chain(a, "2")
     url = f"file://{tmp_path}/cache"
@@ -243,6 +244,11 @@ def test_cache_gc_removes_old_entries_of_a_directory_cache_only(tmp_path: Path, 
     for path in (tmp_path / "cache").rglob("*"):
         os.utime(path, (week_ago, week_ago))
     push(a, [entry_of(a, new.overlay)], url, key, include_secrets=True, say=lambda _: None)
+    return old, new, url
+
+
+def test_cache_gc_removes_old_entries_of_a_directory_cache_only(tmp_path: Path, key: SecretKey) -> None:
+    old, new, url = _pushed_a_week_apart(tmp_path, key)
     result = collect_cache(url, keep_days=3)
     assert sorted(r.split("/")[0] for r in result.removed) == sorted(["archive", info_name(old.overlay.path_name)])
     assert result.kept == 1
@@ -372,14 +378,7 @@ def test_a_secret_key_others_can_read_is_refused(work: Path, fake_mkosi: FakeMko
 
 
 def test_the_cache_gc_command_lists_first_and_removes_only_when_asked(tmp_path: Path, key: SecretKey) -> None:
-    a = Store(tmp_path / "a")
-    old, new = make_chain(a, "1"), make_chain(a, "2")
-    url = f"file://{tmp_path}/cache"
-    push(a, [entry_of(a, old.overlay)], url, key, include_secrets=True, say=lambda _: None)
-    week_ago = time.time() - 7 * 86400
-    for path in (tmp_path / "cache").rglob("*"):
-        os.utime(path, (week_ago, week_ago))
-    push(a, [entry_of(a, new.overlay)], url, key, include_secrets=True, say=lambda _: None)
+    old, new, url = _pushed_a_week_apart(tmp_path, key)
     before = sorted((tmp_path / "cache").rglob("*"))
     dry = runner.invoke(app, ["cache", "gc", url, "--keep-days", "3", "--dry-run"])
     assert dry.exit_code == 0, dry.output

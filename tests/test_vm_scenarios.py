@@ -29,7 +29,8 @@ pytestmark = [
 ]
 
 EXAMPLE = repo_root() / "examples" / "laptop.toml"
-ALL = {"boot-wired-primary", "failover", "failback", "wifi-only-boot", "hotplug", "ap-lost", "clean-shutdown"}
+ALL = {"boot-wired-primary", "failover", "failback", "wifi-only-boot", "hotplug", "ap-lost", "rfkill",
+       "dhclient-release", "static-edit", "supplicant-restart", "master-restart", "card-insert", "clean-shutdown"}
 
 
 def imagegen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

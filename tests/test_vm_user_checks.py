@@ -31,6 +31,7 @@ REPO = repo_root()
 CHECKS = REPO / "examples" / "tests" / "laptop_checks.py"
 FAILING = REPO / "tests" / "data" / "failing_checks.py"
 REBOOT = REPO / "tests" / "data" / "reboot_checks.py"
+UNBOUND = REPO / "tests" / "data" / "unbound_static_checks.py"
 
 
 def test_user_checks_pass_and_a_failing_one_names_file_line_command_and_output(tmp_path: Path) -> None:
@@ -43,7 +44,7 @@ def test_user_checks_pass_and_a_failing_one_names_file_line_command_and_output(t
     proc = subprocess.Popen(
         [sys.executable, "-c", "from imagegen.cli import app; app()", "test", "examples/laptop.toml",
          "--scenario", "boot-wired-primary", "--script", str(CHECKS), "--script", str(FAILING),
-         "--script", str(REBOOT), "--debug",
+         "--script", str(UNBOUND), "--script", str(REBOOT), "--debug",
          "--json-file", str(tmp_path / "result.json"), "--junit", str(tmp_path / "result.xml"),
          "--artifacts", str(tmp_path / "artifacts")],
         cwd=REPO, env=env, stdin=terminal, stdout=terminal, stderr=terminal)
@@ -71,6 +72,13 @@ def test_user_checks_pass_and_a_failing_one_names_file_line_command_and_output(t
     verdicts = {s["name"]: s["passed"] for s in result["scenarios"]}
     failing = "failing_checks.py::test_fails_on_purpose"
     assert verdicts.pop(failing) is False, out[-5000:]
+    # master@'s teardown without static@'s RequiredBy=: static@ goes only when the bond does (BindsTo=),
+    # after master@ began to stop, and the scenario's order check says so.
+    unbound = next(s for s in result["scenarios"] if s["name"].startswith("unbound_static_checks.py::"))
+    assert verdicts.pop(unbound["name"]) is False, out[-5000:]
+    failed = [c["name"] for c in unbound["checks"] if not c["ok"]]
+    assert "static@bond0.service stopped before master@bond0.service began to stop" in failed, unbound["checks"]
+    assert not [f for f in failed if "dhclient@" in f or "dhcp6c@" in f or "enp3s0@" in f], failed
     laptop = [n for n in verdicts if n.startswith("laptop_checks.py::")]
     assert len(laptop) == CHECKS.read_text().count("\ndef test_") and "boot-wired-primary" in verdicts
     assert "reboot_checks.py::test_a_reboot_brings_the_same_vm_back" in verdicts

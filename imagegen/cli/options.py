@@ -79,6 +79,12 @@ class Scenario(enum.StrEnum):
     wifi_only_boot = "wifi-only-boot"
     hotplug = "hotplug"
     ap_lost = "ap-lost"
+    rfkill = "rfkill"
+    dhclient_release = "dhclient-release"
+    static_edit = "static-edit"
+    supplicant_restart = "supplicant-restart"
+    master_restart = "master-restart"
+    card_insert = "card-insert"
     clean_shutdown = "clean-shutdown"
 
 

@@ -19,7 +19,7 @@ from imagegen.scenarios.session import LabSession
 from imagegen.testing.calls import Call, CallLog
 from imagegen.testing.lab import Lab
 from imagegen.testing.machine import Machine as ApiMachine
-from imagegen.testing.results import CheckFailed, Results
+from imagegen.testing.results import CheckFailed, NotApplicable, Results
 from imagegen.testing.scripts import CALL_LOG, bind
 from imagegen.vm.accel import AccelChoice
 from imagegen.vm.agent import GuestGone
@@ -27,7 +27,8 @@ from imagegen.vm.lab import LAB_NICS, LabPlan
 from imagegen.vm.machine import ImageFiles, Machine, QemuExited
 
 # Which scenarios share one boot. The wifi-only boot needs its own VM: the wired link is off from the start.
-MAIN_VM = ("boot-wired-primary", "failover", "failback", "hotplug", "ap-lost", "clean-shutdown")
+MAIN_VM = ("boot-wired-primary", "failover", "failback", "hotplug", "ap-lost", "rfkill", "dhclient-release",
+           "static-edit", "supplicant-restart", "master-restart", "card-insert", "clean-shutdown")
 WIFI_ONLY_VM = ("wifi-only-boot",)
 # What the guest kernel prints when its virtual CPUs get no host CPU for many seconds.
 STARVATION_MARKS = ("BUG: soft lockup", "rcu_preempt detected stalls")
@@ -220,12 +221,15 @@ class LabRun:
         start = time.monotonic()
         error: str | None = None
         told = False  # whether the error already says how QEMU ended
+        not_applicable: str | None = None
         try:
             if (ended := session.machine.exit_status) is not None:
                 raise QemuExited(ended, " before the scenario began")
             scenario.run(*api, results)
         except CheckFailed:
             pass  # the failed check is already recorded
+        except NotApplicable as e:
+            not_applicable = f"not applicable: {e}"
         except AssertionError as e:
             # A call that did not hold outside any named check (a command's status, a wait that ran out,
             # a TestFailure) or an assert: a failed check saying what was seen.
@@ -237,6 +241,15 @@ class LabRun:
             error = f"{type(e).__name__}: {e}"
         finally:
             calls.on_call = None
+        if not_applicable is not None and all(c.ok for c in results.checks):
+            # Not run, not failed: the profile has nothing this scenario proves (a check that failed before
+            # it said so still fails the scenario, below).
+            result = ScenarioResult(scenario.name, scenario.title, passed=False, skipped=True,
+                                    seconds=round(time.monotonic() - start, 1), checks=tuple(results.checks),
+                                    figures=dict(results.figures), error=not_applicable)
+            self.results[scenario.name] = result
+            self.report.end_scenario(result)
+            return
         passed = error is None and results.passed
         if error is not None:
             self._debug(session, f"{scenario.name} ({error.splitlines()[0]})")
