@@ -98,6 +98,20 @@ def test_show_json_has_defaults() -> None:
     assert '"wait_active_slave": 60' in result.stdout
 
 
+def test_no_scenarios_cannot_name_a_scenario(laptop: Path) -> None:
+    result = runner.invoke(app, ["test", str(laptop), "--no-scenarios", "--scenario", "failover"])
+    assert result.exit_code == 2 and "--no-scenarios" in result.output and "--scenario" in result.output
+
+
+def test_no_scenarios_without_a_test_function_has_nothing_to_run(laptop: Path) -> None:
+    # The laptop example (the fixture's copy) without its [tests] table: no test file at all.
+    text = laptop.read_text()
+    assert '[tests]\nscripts = ["tests/laptop_checks.py"]\n' in text
+    laptop.write_text(text.replace('[tests]\nscripts = ["tests/laptop_checks.py"]\n', ""))
+    result = runner.invoke(app, ["test", str(laptop), "--no-scenarios"])
+    assert result.exit_code == 2 and "nothing to run" in result.output and "--script" in result.output
+
+
 def test_repeat_cannot_keep_the_vm(laptop: Path) -> None:
     result = runner.invoke(app, ["test", str(laptop), "--repeat", "3", "--keep-vm"])
     assert result.exit_code == 2 and "--keep-vm" in result.output and "--repeat" in result.output

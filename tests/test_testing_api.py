@@ -206,6 +206,14 @@ def test_user_tests_run_on_the_main_vm_after_its_scenarios_and_before_its_shutdo
     assert [g.name for g in only] == ["main", "wifi-only"] and only[0].scenarios == extra
 
 
+def test_no_scenarios_boots_one_vm_for_the_user_tests_alone(tmp_path: Path) -> None:
+    extra = user_scenarios(load_scripts([FAILING]))
+    groups = _groups(Options(builtin=False, extra=extra))
+    assert [g.name for g in groups] == ["main"] and groups[0].scenarios == extra
+    # Not even the clean shutdown: the machine is stopped as after any run.
+    assert _groups(Options(builtin=False)) == []
+
+
 # --- The profile option and the verdict's hash ------------------------------------------------------
 
 def test_tests_scripts_merge_across_layers_relative_to_each_file(tmp_path: Path) -> None:

@@ -75,6 +75,9 @@ def test(
                                                    "store entry, artifacts/.")] = None,
     image: ImageOpt = None,
     scenario: ScenarioOpt = None,
+    no_scenarios: Annotated[bool, typer.Option("--no-scenarios", help="Run no built-in scenario, only the test "
+                                               "files' functions (--script, tests.scripts): the quick loop "
+                                               "while writing a check.")] = False,
     rerun: Annotated[bool, typer.Option("--rerun", help="Run the scenarios even if the store holds a verdict "
                                         "for this image, scenario set and parameters.")] = False,
     store: StoreOpt = None,
@@ -136,6 +139,9 @@ def test(
     if repeat > 1 and debug:
         raise UsageError("--debug stops a run for a person at its first failure, so it cannot be repeated",
                          "drop --debug or --repeat")
+    if no_scenarios and scenario:
+        raise UsageError("--no-scenarios runs no built-in scenario, so it cannot name one with --scenario",
+                         "drop --no-scenarios or --scenario")
     request = accel.request
     only = tuple(s.value for s in scenario or ())
     # Every path the run writes is checked before anything is built or booted.
@@ -151,10 +157,14 @@ def test(
     # Imported now: a broken test file is a usage error before anything is built or booted.
     tests = load_scripts([*loaded.test_scripts(), *(script or [])])
     scripts = tuple(dict.fromkeys(t.script for t in tests))
+    if no_scenarios and not tests:
+        raise UsageError("--no-scenarios leaves nothing to run: the profile's tests.scripts and --script name "
+                         "no test function", "add --script FILE with a def test_…(machine, lab), or drop "
+                         "--no-scenarios")
     dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit
     st = open_store(store, substituter(substituters, substitute_only, console))
     hostname = loaded.profile.image.hostname
-    chosen = tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (only or BY_NAME))
+    chosen = () if no_scenarios else tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (only or BY_NAME))
     # With a cache to ask, the verdict is looked for before the image: a hit needs no image at all. The
     # host's hash key keys the lab AP's passphrase in the verdict's hash; a new host's state file is
     # not written for that question (its hashes then match nothing, and the image is built).
@@ -186,7 +196,7 @@ def test(
             report.step("choosing the accelerator (a short KVM boot)…")
             choice = choose_accel(request, files.kernel)
             report.note(f"accelerator: {choice.reason}")
-            options = TestOptions(uefi=uefi, keep=keep_vm, artifacts=evidence, only=only,
+            options = TestOptions(uefi=uefi, keep=keep_vm, artifacts=evidence, only=only, builtin=not no_scenarios,
                                   extra=user_scenarios(tests), debug=prompt if debug else None)
             return LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
         except KeyboardInterrupt as e:

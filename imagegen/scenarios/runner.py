@@ -45,6 +45,8 @@ class TestOptions:
     keep: bool = False
     artifacts: Path = Path("artifacts")
     only: tuple[str, ...] = ()
+    # False (--no-scenarios): no built-in scenario at all, only the user's functions in extra.
+    builtin: bool = True
     # The user's test functions (imagegen.testing.scripts), run on the main VM after its scenarios and
     # before its clean shutdown.
     extra: tuple[Scenario, ...] = ()
@@ -60,7 +62,7 @@ class _Group:
 
 
 def _groups(options: TestOptions) -> list[_Group]:
-    chosen = set(options.only or BY_NAME)
+    chosen = set(options.only or BY_NAME) if options.builtin else set()
     main = tuple(BY_NAME[n] for n in MAIN_VM if n in chosen and not (options.keep and n == "clean-shutdown"))
     if options.extra:
         last = main[-1:] if main[-1:] == (BY_NAME["clean-shutdown"],) else ()
