@@ -90,7 +90,7 @@ def test_scenario_names_are_the_catalogs() -> None:
 
 def test_choices_are_listed_in_help_and_others_refused(laptop: Path) -> None:
     shown = runner.invoke(app, ["test", "--help"], env={"COLUMNS": "400"}).stdout
-    assert "auto|kvm|tcg" in shown and "boot-wired-primary|failover" in shown
+    assert "auto|kvm|tcg" in shown and "boot-wired-primary|bridge-boot" in shown
     for option, value in (("--accel", "xen"), ("--scenario", "nope")):
         result = runner.invoke(app, ["test", str(laptop), option, value])
         assert result.exit_code == 2 and value in result.output

@@ -214,6 +214,25 @@ def test_no_scenarios_boots_one_vm_for_the_user_tests_alone(tmp_path: Path) -> N
     assert _groups(Options(builtin=False)) == []
 
 
+def test_a_profile_runs_the_scenarios_of_its_shape_and_a_named_one_of_another_is_not_applicable(
+    tmp_path: Path,
+) -> None:
+    bridge = [s.name for g in _groups(Options(), "bridge") for s in g.scenarios]
+    assert bridge == ["bridge-boot", "bridge-unplug", "dhclient-release", "static-edit", "master-restart",
+                      "clean-shutdown"]
+    bond = [s.name for g in _groups(Options()) for s in g.scenarios]
+    assert "bridge-boot" not in bond and {"failover", "wifi-only-boot", "dhclient-release"} <= set(bond)
+    # Named but of the bond's shape: reported with why, and no VM is booted for it (there is no image).
+    plan = plan_lab(load_profiles([REPO / "examples" / "bridge.toml"]).profile)
+    out = io.StringIO()
+    run = LabRun(plan, "dhcp6c", None, AccelChoice("tcg", "test"),  # type: ignore[arg-type]
+                 Options(artifacts=tmp_path, only=("failover",)), ConsoleReport(Console(file=out, width=200)))
+    result = run.run("examples/bridge.toml")
+    (failover,) = result.scenarios
+    assert failover.skipped and not failover.passed
+    assert failover.error == "not applicable: it proves a bond master; the lab plays bridges.br0, a bridge"
+
+
 # --- The profile option and the verdict's hash ------------------------------------------------------
 
 def test_tests_scripts_merge_across_layers_relative_to_each_file(tmp_path: Path) -> None:

@@ -164,3 +164,34 @@ def test_a_wpa_psk_file_gives_the_lab_its_psk_or_passphrase(write_profile, tmp_p
                                f'psk_file = "{tmp_path / "wifi.txt"}"')
         plan = plan_lab(lab_profile(load_profiles([write_profile(text)])))
         assert getattr(plan.ap, kind) == (secret.lower() if kind == "psk" else secret)
+
+
+BRIDGE = REPO / "examples" / "bridge.toml"
+
+
+def test_the_bridge_example_is_a_lab_of_its_own_shape_without_a_radio(tmp_path: Path) -> None:
+    plan = plan_lab(load_profiles([BRIDGE]).profile)
+    assert (plan.kind, plan.bond, plan.wired, plan.wireless, plan.ap) == ("bridge", "br0", "enp3s0", None, None)
+    assert (plan.section, plan.probe_target(), str(plan.ap_addr4)) == ("bridges", "192.168.0.3", "192.168.0.1/24")
+    with pytest.raises(UsageError, match="no wireless member"):
+        plan.radio  # noqa: B018 - the property is what raises
+    units = expected_units(plan, "dhcp6c")
+    assert units.running == ("dhclient@br0.service", "dhcp6c@br0.service")
+    assert units.exited == ("master@br0.service", "enp3s0@br0.service", "static@br0.service")
+    render_lab_overlay(load_profiles([BRIDGE]).profile, tmp_path)
+    f = files(tmp_path)
+    # No station to name and no network to serve: the AP's namespace only routes and hands out leases.
+    assert "etc/imagegen-lab/hostapd.conf" not in f and "etc/systemd/network/10-imagegen-lab-station.link" not in f
+    assert "Name=enp3s0" in f["etc/systemd/network/10-imagegen-lab-wired.link"]
+    assert "dhcp-range=192.168.0.128,192.168.0.227,255.255.255.0,1h" in f["etc/imagegen-lab/dnsmasq.conf"]
+    hostapd = (REPO / "overlays/lab/etc/systemd/system/imagegen-lab-hostapd.service").read_text()
+    assert "ConditionPathExists=/etc/imagegen-lab/hostapd.conf" in hostapd.splitlines()
+
+
+def test_a_bond_is_played_before_a_bridge_and_a_bridge_needs_one_wired_member(write_profile) -> None:
+    both = RENAMED + '\n[interfaces.eth_two]\ntype = "ethernet"\n\n[bridges.br9]\nmembers = ["eth_two"]\n'
+    assert plan_lab(load_profiles([write_profile(both)]).profile).kind == "bond"
+    two = BRIDGE.read_text().replace('members = ["enp3s0"]', 'members = ["enp3s0", "enp4s0"]') + (
+        '\n[interfaces.enp4s0]\ntype = "ethernet"\n')
+    with pytest.raises(UsageError, match="a bridge over exactly one ethernet NIC"):
+        plan_lab(load_profiles([write_profile(two)]).profile)

@@ -74,6 +74,8 @@ class Scenario(enum.StrEnum):
     command line's choices; a test keeps the two the same)."""
 
     boot_wired_primary = "boot-wired-primary"
+    bridge_boot = "bridge-boot"
+    bridge_unplug = "bridge-unplug"
     failover = "failover"
     failback = "failback"
     wifi_only_boot = "wifi-only-boot"

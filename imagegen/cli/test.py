@@ -120,7 +120,7 @@ def test(
     from imagegen.report.repeat import repeat_dict, write_repeat_json
     from imagegen.safeoutput import MARKER, check_file, check_tree, claim_tree, release_tree
     from imagegen.scenarios.catalog import BY_NAME
-    from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions
+    from imagegen.scenarios.runner import MAIN_VM, WIFI_ONLY_VM, LabRun, TestOptions, applicable
     from imagegen.stages.derivations import profile_hash, verdict_derivation
     from imagegen.stages.realise import open_store, planned_image
     from imagegen.stages.verdicts import ARTIFACTS, attach_verdict, realise_verdict
@@ -164,7 +164,8 @@ def test(
     dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit
     st = open_store(store, substituter(substituters, substitute_only, console))
     hostname = loaded.profile.image.hostname
-    chosen = () if no_scenarios else tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in (only or BY_NAME))
+    fits = applicable(set(only or BY_NAME), plan.kind)
+    chosen = () if no_scenarios else tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in fits)
     # With a cache to ask, the verdict is looked for before the image: a hit needs no image at all. The
     # host's hash key keys the lab AP's passphrase in the verdict's hash; a new host's state file is
     # not written for that question (its hashes then match nothing, and the image is built).

@@ -1,4 +1,4 @@
-"""The thirteen scenarios of the lab, written on the public test API (imagegen.testing, docs/testing-api.md)
+"""The fifteen scenarios of the lab, written on the public test API (imagegen.testing, docs/testing-api.md)
 as a user's check would be: each is a function of the booted `machine`, the `lab` around it and the
 `results` it records its named checks and figures in. They read like the seed's "check the results":
 list the units, cat /proc/net/bonding, look at ip address.
@@ -27,6 +27,12 @@ class Scenario:
     # Each top-level Machine and Lab call also recorded as a passed check (a user's test function, whose
     # result would otherwise list nothing it did).
     calls_as_checks: bool = False
+    # The lab shapes (LabPlan.kind) the scenario proves something of: most need the seed's bond with its
+    # radio; a profile of another shape reports them not applicable without booting for them.
+    shapes: tuple[str, ...] = ("bond",)
+
+    def applies(self, kind: str) -> bool:
+        return kind in self.shapes
 
 
 # What the scenarios say about the bond, in its own words.
@@ -39,6 +45,33 @@ def _active(b: BondStatus | None) -> str:
 
 def _now_active(machine: Machine, lab: Lab) -> str:
     return _active(machine.bond(lab.plan.bond))
+
+
+def _members(machine: Machine, lab: Lab) -> str:
+    """The master and its members as the kernel has them, in words: a bond's active and other slaves, a
+    bridge's ports with their state."""
+    p = lab.plan
+    if p.kind != "bridge":
+        b = machine.bond(p.bond)
+        return f"{_active(b)}, slaves {', '.join(s.name for s in b.slaves) or 'none'}" if b else "no bond"
+    status, out = machine.execute(
+        f"cd /sys/class/net/{p.bond}/brif && for port in *; do [ -e \"$port\" ] || continue; "
+        "echo \"$port $(cat $port/state)\"; done", timeout=30)
+    if status != 0:
+        return f"no bridge {p.bond}"
+    states = {"0": "disabled", "1": "listening", "2": "learning", "3": "forwarding", "4": "blocking"}
+    ports = [f"{name} {states.get(state, state)}" for name, _, state in
+             (line.partition(" ") for line in out.splitlines() if line.strip())]
+    return f"bridge {p.bond}, ports {', '.join(ports) or 'none'}"
+
+
+def _bridge_port(machine: Machine, lab: Lab, timeout: float) -> Polled[str]:
+    """Wait until the wired NIC is a port of the bridge, forwarding (state 3: no STP holds it back)."""
+    p = lab.plan
+    def forwarding() -> str | None:
+        status, out = machine.execute(f"cat /sys/class/net/{p.bond}/brif/{p.wired}/state", timeout=30)
+        return out.strip() if status == 0 and out.strip() == "3" else None
+    return machine.poll(forwarding, timeout, interval=0.2, what=f"{p.wired} forwarding in {p.bond}")
 
 
 def _on_slave(machine: Machine, lab: Lab, slave: str | None, timeout: float) -> Polled[BondStatus]:
@@ -69,10 +102,10 @@ def _station_mac(machine: Machine, lab: Lab) -> str:
     """The radio's own (permanent) MAC: with fail_over_mac=none the bond rewrites the current one."""
     p = lab.plan
     b = machine.bond(p.bond)
-    slave = b.slave(p.wireless) if b else None
+    slave = b.slave(p.radio) if b else None
     if slave is not None and slave.permanent_mac:
         return slave.permanent_mac
-    return machine.succeed(f"cat /sys/class/net/{p.wireless}/address", timeout=30).strip().lower()
+    return machine.succeed(f"cat /sys/class/net/{p.radio}/address", timeout=30).strip().lower()
 
 
 def _peer_reaches(lab: Lab, target: str, count: int = 3) -> bool:
@@ -88,7 +121,7 @@ def _wpa_completed(machine: Machine, ifname: str) -> bool:
 def _wlan_link(machine: Machine, lab: Lab, mii: str) -> BondStatus | None:
     """The bond when the radio is its slave with MII status mii ("up": associated), else None."""
     b = machine.bond(lab.plan.bond)
-    s = b.slave(lab.plan.wireless) if b else None
+    s = b.slave(lab.plan.radio) if b else None
     return b if s is not None and s.mii_status == mii else None
 
 
@@ -176,14 +209,21 @@ def boot_wired_primary(machine: Machine, lab: Lab, results: Results) -> None:
     # device, and the radio's comes later than the wired NIC's.
     def both_enslaved() -> BondStatus | None:
         b = machine.bond(p.bond)
-        return b if b is not None and b.slave(p.wired) and b.slave(p.wireless) else None
+        return b if b is not None and b.slave(p.wired) and b.slave(p.radio) else None
 
     both = machine.poll(both_enslaved, lab.timeout(60), what="both members enslaved")
     seen = both.value or machine.bond(p.bond)
-    results.check(f"both {p.wired} and {p.wireless} are slaves", bool(both),
+    results.check(f"both {p.wired} and {p.radio} are slaves", bool(both),
                   (", ".join(f"{s.name} MII {s.mii_status}" for s in seen.slaves) if seen else "no bond")
                   + f" (after {both.seconds:.1f} s)")
 
+    _up_as_declared(machine, lab, results)
+
+
+def _up_as_declared(machine: Machine, lab: Lab, results: Results) -> None:
+    """After boot: every unit the profile implies in its state, the declared addresses on the master, the
+    master wearing the wired MAC, the AP reaching the fail-safe address."""
+    p = lab.plan
     wants = {u: "active/running" for u in lab.expected.running} | {u: "active/exited" for u in lab.expected.exited}
     states, _ = _units_reach(machine, wants, lab.timeout(60))
     for unit, want_state in wants.items():
@@ -191,21 +231,24 @@ def boot_wired_primary(machine: Machine, lab: Lab, results: Results) -> None:
 
     if p.dhcp4:
         lease = machine.poll(lambda: lab.leases(4), lab.timeout(90), what="a DHCPv4 lease")
-        results.check("DHCPv4 lease on the bond", bool(lease),
+        results.check(f"DHCPv4 lease on the {p.kind}", bool(lease),
                       ", ".join(lease.value or []) or f"none after {lease.seconds:.0f} s")
         if lease and machine.launched_at:
             results.figure("lease4_after_start_s", round(time.time() - machine.launched_at, 1))
     if p.dhcp6:
         addr6 = machine.poll(lambda: lab.leases(6), lab.timeout(60), what="a DHCPv6 address")
-        results.check("DHCPv6 address on the bond", bool(addr6),
+        results.check(f"DHCPv6 address on the {p.kind}", bool(addr6),
                       ", ".join(addr6.value or []) or f"none after {addr6.seconds:.0f} s")
     present = _addresses4(machine, lab)
     for a in p.static4:
         results.check(f"static fail-safe address {a}", str(a) in present, ", ".join(sorted(present)) or "none")
-    link = machine.link(p.bond)
-    wired_mac = p.wired_nic.mac
-    results.check(f"{p.bond} MAC is the wired MAC {wired_mac}", link is not None and link.mac == wired_mac,
-                  link.mac if link else "no bond")
+    if p.kind == "bond":
+        # A bridge wears a MAC of its own: udev's MACAddressPolicy=persistent (systemd's 99-default.link)
+        # gives it one made from the machine id and its name, not its port's.
+        link = machine.link(p.bond)
+        wired_mac = p.wired_nic.mac
+        results.check(f"{p.bond} MAC is the wired MAC {wired_mac}", link is not None and link.mac == wired_mac,
+                      link.mac if link else "no bond")
     results.check(f"the AP reaches {p.probe_target()}", _peer_reaches(lab, p.probe_target()), "ping from netns ap")
 
 
@@ -218,21 +261,26 @@ def _on_wired(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
     if not lab.wired_link_up:
         lab.wired(True)
-    on = _on_slave(machine, lab, p.wired, lab.timeout(120))
-    results.require(f"starts on {p.wired}", bool(on), f"after {on.seconds:.0f} s: {_now_active(machine, lab)}")
+    if p.kind == "bridge":
+        port = _bridge_port(machine, lab, lab.timeout(120))
+        results.require(f"starts with {p.wired} a port of {p.bond}", bool(port),
+                        f"after {port.seconds:.0f} s: {_members(machine, lab)}")
+    else:
+        on = _on_slave(machine, lab, p.wired, lab.timeout(120))
+        results.require(f"starts on {p.wired}", bool(on), f"after {on.seconds:.0f} s: {_now_active(machine, lab)}")
     if p.dhcp4:
         lease = machine.poll(lambda: lab.leases(4), lab.timeout(90), what="a DHCPv4 lease")
-        results.require("the bond has its DHCPv4 lease", bool(lease), f"none after {lease.seconds:.0f} s")
+        results.require(f"the {p.kind} has its DHCPv4 lease", bool(lease), f"none after {lease.seconds:.0f} s")
     if p.dhcp6:
         addr6 = machine.poll(lambda: lab.leases(6), lab.timeout(60), what="a DHCPv6 address")
-        results.require("the bond has its DHCPv6 address", bool(addr6), f"none after {addr6.seconds:.0f} s")
+        results.require(f"the {p.kind} has its DHCPv6 address", bool(addr6), f"none after {addr6.seconds:.0f} s")
 
 
 def _backup_ready(machine: Machine, lab: Lab, results: Results) -> None:
     # A backup that has not finished its WPA handshake is no backup: under a slow boot the supplicant
     # can still be associating when the wire is cut, and the bond then switches to a port that
     # carries nothing yet.
-    w = lab.plan.wireless
+    w = lab.plan.radio
     ready = machine.poll(lambda: _wpa_completed(machine, w), lab.timeout(30), what=f"{w} WPA handshake")
     results.figure("backup_ready_wait_s", round(ready.seconds, 2))
     results.require(f"{w} has completed its WPA handshake before the wire is cut", bool(ready),
@@ -251,9 +299,9 @@ def failover(machine: Machine, lab: Lab, results: Results) -> None:
     clock = machine.clock_offset()
     results.figure("clock_offset_uncertainty_ms", round(clock.uncertainty * 1000, 1))
     cut = lab.wired(False)
-    on = _on_slave(machine, lab, p.wireless, lab.timeout(15))
+    on = _on_slave(machine, lab, p.radio, lab.timeout(15))
     results.figure("switch_seen_after_qmp_s", round(on.seconds, 2))
-    results.check(f"set_link {p.wired_nic.id} off: active slave becomes {p.wireless}", bool(on),
+    results.check(f"set_link {p.wired_nic.id} off: active slave becomes {p.radio}", bool(on),
                   f"after {on.seconds:.1f} s" if on else _now_active(machine, lab))
     time.sleep(3.0)
     replies = probe.stop()
@@ -284,8 +332,8 @@ def failback(machine: Machine, lab: Lab, results: Results) -> None:
         _on_wired(machine, lab, results)
         _backup_ready(machine, lab, results)
         lab.wired(False)
-    before = _on_slave(machine, lab, p.wireless, lab.timeout(15))
-    results.require(f"starts on {p.wireless} with the wired link off", bool(before), _now_active(machine, lab))
+    before = _on_slave(machine, lab, p.radio, lab.timeout(15))
+    results.require(f"starts on {p.radio} with the wired link off", bool(before), _now_active(machine, lab))
     probe = lab.probe(name="failback")
     probe6 = _probe6(lab, results, "failback")
     time.sleep(1.0)
@@ -293,7 +341,7 @@ def failback(machine: Machine, lab: Lab, results: Results) -> None:
     results.figure("clock_offset_uncertainty_ms", round(clock.uncertainty * 1000, 1))
     plugged = lab.wired(True)
     # With a primary and primary_reselect always/better, the bond returns to the wired primary.
-    want = p.wired if (p.primary == p.wired) else p.wireless
+    want = p.wired if (p.primary == p.wired) else p.radio
     on = _on_slave(machine, lab, want, lab.timeout(15))
     results.figure("switch_seen_after_qmp_s", round(on.seconds, 2))
     results.check(f"set_link {p.wired_nic.id} on: active slave returns to {want}", bool(on),
@@ -319,8 +367,8 @@ def failback(machine: Machine, lab: Lab, results: Results) -> None:
 def wifi_only_boot(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
     results.figure("agent_ready_s", round(lab.boot_seconds, 1))
-    on = _on_slave(machine, lab, p.wireless, lab.timeout(120))
-    results.require(f"booted with {p.wired} link off: active slave is {p.wireless}", bool(on),
+    on = _on_slave(machine, lab, p.radio, lab.timeout(120))
+    results.require(f"booted with {p.wired} link off: active slave is {p.radio}", bool(on),
                     f"after {on.seconds:.0f} s: {_now_active(machine, lab)}")
     if p.dhcp4:
         lease = machine.poll(lambda: lab.leases(4), lab.timeout(120), what="a DHCPv4 lease")
@@ -351,15 +399,15 @@ def hotplug(machine: Machine, lab: Lab, results: Results) -> None:
                   f"event at {deleted:.3f}")
     states, _ = _units_reach(machine, {slave_unit: "inactive"}, lab.timeout(30))
     results.check(f"{slave_unit} stops", states[slave_unit].startswith("inactive"), states[slave_unit])
-    on = _on_slave(machine, lab, p.wireless, lab.timeout(15))
-    results.check(f"bond stays up on {p.wireless}", on.value is not None and on.value.slave(p.wired) is None,
+    on = _on_slave(machine, lab, p.radio, lab.timeout(15))
+    results.check(f"bond stays up on {p.radio}", on.value is not None and on.value.slave(p.wired) is None,
                   _now_active(machine, lab))
 
     plugged = lab.plug_wired()
     states, waited = _units_reach(machine, {slave_unit: "active/exited"}, lab.timeout(60))
     results.check(f"device_add {nic.id}: {slave_unit} starts by itself", states[slave_unit] == "active/exited",
                   f"{states[slave_unit]} after {waited:.1f} s")
-    want = p.wired if p.primary == p.wired else p.wireless
+    want = p.wired if p.primary == p.wired else p.radio
     on = _on_slave(machine, lab, want, lab.timeout(30))
     results.figure("wired_replug_to_active_s", round(time.time() - plugged, 1))
     results.check(f"{p.wired} re-enslaved and active again",
@@ -367,23 +415,23 @@ def hotplug(machine: Machine, lab: Lab, results: Results) -> None:
 
     # The radio: removing the station's interface is what unplugging a wireless card does to the
     # network stack (the device, its slave and supplicant units go); adding it back is the replug.
-    sup = f"supplicant@{p.wireless}.service"
-    wslave = f"{p.wireless}@{p.bond}.service"
+    sup = f"supplicant@{p.radio}.service"
+    wslave = f"{p.radio}@{p.bond}.service"
     lab.remove_radio()
     states, _ = _units_reach(machine, {sup: "inactive", wslave: "inactive"}, lab.timeout(30))
-    results.check(f"{p.wireless} removed: {sup} and {wslave} stop",
+    results.check(f"{p.radio} removed: {sup} and {wslave} stop",
                   all(s.startswith("inactive") for s in states.values()), str(states))
     b = machine.bond(p.bond)
     results.check(f"bond keeps {p.wired} active", b is not None and b.active == p.wired and
-                  b.slave(p.wireless) is None, _active(b))
+                  b.slave(p.radio) is None, _active(b))
     added = time.time()
     lab.add_radio()
     states, _ = _units_reach(machine, {sup: "active/running", wslave: "active/exited"}, lab.timeout(60))
-    results.check(f"{p.wireless} added: {sup} and {wslave} start again",
+    results.check(f"{p.radio} added: {sup} and {wslave} start again",
                   states[sup] == "active/running" and states[wslave] == "active/exited", str(states))
-    ok = machine.poll(lambda: _wlan_link(machine, lab, "up"), lab.timeout(60), what=f"{p.wireless} associated")
+    ok = machine.poll(lambda: _wlan_link(machine, lab, "up"), lab.timeout(60), what=f"{p.radio} associated")
     results.figure("radio_readd_to_associated_s", round(time.time() - added, 1))
-    results.check(f"{p.wireless} is a slave again with its link up (associated)", bool(ok),
+    results.check(f"{p.radio} is a slave again with its link up (associated)", bool(ok),
                   f"after {ok.seconds:.0f} s")
 
 
@@ -395,8 +443,8 @@ def _wlan_lost_and_back(machine: Machine, lab: Lab, results: Results, *, lose: C
     address kept; restore() gives it back and the bond recovers by itself. The wire is plugged again after."""
     p = lab.plan
     lab.wired(False)
-    on = _on_slave(machine, lab, p.wireless, lab.timeout(15))
-    results.require(f"on {p.wireless} with the wired link off", bool(on), _now_active(machine, lab))
+    on = _on_slave(machine, lab, p.radio, lab.timeout(15))
+    results.require(f"on {p.radio} with the wired link off", bool(on), _now_active(machine, lab))
     lose()
     t0 = time.monotonic()
     none = _on_slave(machine, lab, None, lab.timeout(30))
@@ -407,9 +455,9 @@ def _wlan_lost_and_back(machine: Machine, lab: Lab, results: Results, *, lose: C
         results.check(f"static fail-safe address {a} stays", str(a) in present, ", ".join(sorted(present)))
     restore()
     t1 = time.monotonic()
-    back = _on_slave(machine, lab, p.wireless, lab.timeout(90))
+    back = _on_slave(machine, lab, p.radio, lab.timeout(90))
     results.figure(back_figure, round(time.monotonic() - t1, 1))
-    results.check(f"{back_again}: {p.wireless} active again without manual action", bool(back),
+    results.check(f"{back_again}: {p.radio} active again without manual action", bool(back),
                   f"after {back.seconds:.0f} s (down {t1 - t0:.0f} s)")
     _peer_reaches_again(machine, lab, results, f"the AP reaches {p.probe_target()} again")
     lab.wired(True)
@@ -431,7 +479,7 @@ def rfkill(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
     _on_wired(machine, lab, results)
     _backup_ready(machine, lab, results)
-    _wlan_lost_and_back(machine, lab, results, lose=lambda: lab.rfkill(True), lost=f"rfkill block {p.wireless}",
+    _wlan_lost_and_back(machine, lab, results, lose=lambda: lab.rfkill(True), lost=f"rfkill block {p.radio}",
                         restore=lambda: lab.rfkill(False), back_again="rfkill unblock",
                         back_figure="unblock_to_active_s")
 
@@ -497,7 +545,7 @@ def dhclient_release(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
     unit = _unit(lab, "dhclient@")
     if unit is None:
-        results.not_applicable(f"bonds.{p.bond}.dhcp4 is false: the bond has no DHCPv4 lease to release")
+        results.not_applicable(f"{p.section}.{p.bond}.dhcp4 is false: the {p.kind} has no DHCPv4 lease to release")
     assert unit is not None
     _on_wired(machine, lab, results)
     lease = lab.leases(4)
@@ -505,7 +553,7 @@ def dhclient_release(machine: Machine, lab: Lab, results: Results) -> None:
     others = [u for u in lab.expected.all if u != unit]
     states_before = machine.unit_states(*others)
     v6_before = sorted(lab.leases(6))
-    bond_before = machine.bond(p.bond)
+    members_before = _members(machine, lab)
     releases = lab.dhcp_log().count("DHCPRELEASE")
     probe = lab.probe(name="dhclient-stop")
     machine.succeed(f"systemctl stop {unit}", timeout=lab.timeout(60))
@@ -525,10 +573,7 @@ def dhclient_release(machine: Machine, lab: Lab, results: Results) -> None:
     for route in _declared(machine, lab, "ROUTES"):
         results.check(f"static@'s route {route} stays", _route_present(machine, lab, route), "ip route show")
     _unchanged(results, "the other units", states_before, machine.unit_states(*others))
-    bond_after = machine.bond(p.bond)
-    _unchanged(results, "the bond and its slaves",
-               (_active(bond_before), [s.name for s in bond_before.slaves] if bond_before else []),
-               (_active(bond_after), [s.name for s in bond_after.slaves] if bond_after else []))
+    _unchanged(results, f"{p.bond} and its members", members_before, _members(machine, lab))
     results.figure("static_probe_largest_gap_ms", replies.gap_ms)
     results.check("traffic to the static address goes on without a gap (none over 1 s)",
                   replies.received > 0 and replies.gap_ms < 1000,
@@ -550,7 +595,8 @@ def static_edit(machine: Machine, lab: Lab, results: Results) -> None:
     p = lab.plan
     unit = _unit(lab, "static@")
     if unit is None or not p.static4:
-        results.not_applicable(f"bonds.{p.bond}.addresses has no IPv4 address: no static@ configuration to edit")
+        results.not_applicable(f"{p.section}.{p.bond}.addresses has no IPv4 address: no static@ configuration "
+                               "to edit")
     assert unit is not None
     _on_wired(machine, lab, results)
     addrs = _declared(machine, lab, "ADDRS")
@@ -599,30 +645,30 @@ def supplicant_restart(machine: Machine, lab: Lab, results: Results) -> None:
     """`systemctl stop supplicant@wlan` while on the wire: the bond stays up on it, the radio's slave loses
     its link; started again, the radio re-associates and is a working backup."""
     p = lab.plan
-    unit = f"supplicant@{p.wireless}.service"
+    unit = f"supplicant@{p.radio}.service"
     _on_wired(machine, lab, results)
     _backup_ready(machine, lab, results)
     machine.succeed(f"systemctl stop {unit}", timeout=lab.timeout(60))
-    states = machine.unit_states(unit, f"{p.wireless}@{p.bond}.service")
+    states = machine.unit_states(unit, f"{p.radio}@{p.bond}.service")
     results.check(f"systemctl stop {unit}: it is stopped", states[unit].startswith("inactive"), states[unit])
 
-    down = machine.poll(lambda: _wlan_link(machine, lab, "down"), lab.timeout(30), what=f"{p.wireless}'s link down")
-    results.check(f"{p.wireless} stays a slave and loses its link", bool(down), _now_active(machine, lab))
+    down = machine.poll(lambda: _wlan_link(machine, lab, "down"), lab.timeout(30), what=f"{p.radio}'s link down")
+    results.check(f"{p.radio} stays a slave and loses its link", bool(down), _now_active(machine, lab))
     b = machine.bond(p.bond)
     results.check(f"the bond stays up on {p.wired}", b is not None and b.active == p.wired, _active(b))
     results.check(f"the AP reaches {p.probe_target()} over the wire", _peer_reaches(lab, p.probe_target()), "ping")
 
     started = time.monotonic()
     machine.succeed(f"systemctl start {unit}", timeout=lab.timeout(60))
-    ready = machine.poll(lambda: _wpa_completed(machine, p.wireless), lab.timeout(60), what="WPA handshake")
+    ready = machine.poll(lambda: _wpa_completed(machine, p.radio), lab.timeout(60), what="WPA handshake")
     results.figure("start_to_associated_s", round(time.monotonic() - started, 1))
-    results.check(f"systemctl start {unit}: {p.wireless} re-associates", bool(ready), f"after {ready.seconds:.0f} s")
+    results.check(f"systemctl start {unit}: {p.radio} re-associates", bool(ready), f"after {ready.seconds:.0f} s")
 
-    up = machine.poll(lambda: _wlan_link(machine, lab, "up"), lab.timeout(30), what=f"{p.wireless}'s link up")
-    results.require(f"{p.wireless}'s slave link is up again", bool(up), _now_active(machine, lab))
+    up = machine.poll(lambda: _wlan_link(machine, lab, "up"), lab.timeout(30), what=f"{p.radio}'s link up")
+    results.require(f"{p.radio}'s slave link is up again", bool(up), _now_active(machine, lab))
     lab.wired(False)
-    on = _on_slave(machine, lab, p.wireless, lab.timeout(15))
-    results.check(f"a failover afterwards: active slave becomes {p.wireless}", bool(on),
+    on = _on_slave(machine, lab, p.radio, lab.timeout(15))
+    results.check(f"a failover afterwards: active slave becomes {p.radio}", bool(on),
                   f"after {on.seconds:.1f} s" if on else _now_active(machine, lab))
     _peer_reaches_again(machine, lab, results, f"the AP reaches {p.probe_target()} over the wlan")
     lab.wired(True)
@@ -637,15 +683,16 @@ def master_restart(machine: Machine, lab: Lab, results: Results) -> None:
     _on_wired(machine, lab, results)
     lease = lab.leases(4)
     bound = [u for u in lab.expected.all if not u.startswith("supplicant@")]
-    supplicant = f"supplicant@{p.wireless}.service"
+    supplicants = [u for u in lab.expected.all if u.startswith("supplicant@")]
     cursor = _journal_cursor(machine)
     started = time.monotonic()
     machine.succeed(f"systemctl stop {master}", timeout=lab.timeout(120))
     results.figure("teardown_s", round(time.monotonic() - started, 1))
-    states = machine.unit_states(*bound, supplicant)
+    states = machine.unit_states(*bound, *supplicants)
     for unit in bound:
         results.check(f"systemctl stop {master}: {unit} stopped", states[unit].startswith("inactive"), states[unit])
-    results.check(f"{supplicant} keeps running", states[supplicant] == "active/running", states[supplicant])
+    for unit in supplicants:
+        results.check(f"{unit} keeps running", states[unit] == "active/running", states[unit])
     results.check(f"{p.bond} is deleted", machine.link(p.bond) is None, "ip address")
     _stopped_before(results, _journal_since(machine, cursor), [u for u in bound if u != master], master)
 
@@ -655,8 +702,13 @@ def master_restart(machine: Machine, lab: Lab, results: Results) -> None:
     states, _ = _units_reach(machine, wants, lab.timeout(90))
     for unit, want in wants.items():
         results.check(f"systemctl start {master}: {unit} {want} by itself", states[unit] == want, states[unit])
-    on = _on_slave(machine, lab, p.primary or p.wired, lab.timeout(60))
-    results.check(f"{p.bond} is back with active slave {p.primary or p.wired}", bool(on), _now_active(machine, lab))
+    if p.kind == "bridge":
+        port = _bridge_port(machine, lab, lab.timeout(60))
+        results.check(f"{p.bond} is back with {p.wired} a forwarding port", bool(port), _members(machine, lab))
+    else:
+        on = _on_slave(machine, lab, p.primary or p.wired, lab.timeout(60))
+        results.check(f"{p.bond} is back with active slave {p.primary or p.wired}", bool(on),
+                      _now_active(machine, lab))
     if p.dhcp4:
         again = machine.poll(lambda: lab.leases(4), lab.timeout(90), what="a DHCPv4 lease")
         results.check("a DHCPv4 lease, as after boot: the same address", (again.value or []) == lease,
@@ -678,8 +730,8 @@ def card_insert(machine: Machine, lab: Lab, results: Results) -> None:
     alone is added to the bond and wpa_supplicant started; removed again, its slave unit and wpa_supplicant
     stop."""
     p = lab.plan
-    sup = f"supplicant@{p.wireless}.service"
-    wslave = f"{p.wireless}@{p.bond}.service"
+    sup = f"supplicant@{p.radio}.service"
+    wslave = f"{p.radio}@{p.bond}.service"
     _on_wired(machine, lab, results)
     lab.remove_card()
     states, _ = _units_reach(machine, {sup: "inactive", wslave: "inactive"}, lab.timeout(30))
@@ -694,11 +746,97 @@ def card_insert(machine: Machine, lab: Lab, results: Results) -> None:
     results.check(f"card inserted: {wslave} and {sup} start by themselves",
                   states[sup] == "active/running" and states[wslave] == "active/exited",
                   f"{states} after {waited:.1f} s")
-    ok = machine.poll(lambda: _wlan_link(machine, lab, "up"), lab.timeout(60), what=f"{p.wireless} associated")
+    ok = machine.poll(lambda: _wlan_link(machine, lab, "up"), lab.timeout(60), what=f"{p.radio} associated")
     results.figure("insert_to_associated_s", round(time.monotonic() - inserted, 1))
-    results.check(f"{p.wireless} is enslaved with its link up (associated)", bool(ok), f"after {ok.seconds:.0f} s")
+    results.check(f"{p.radio} is enslaved with its link up (associated)", bool(ok), f"after {ok.seconds:.0f} s")
     b = machine.bond(p.bond)
     results.check(f"the bond stays on {p.wired}", b is not None and b.active == p.wired, _active(b))
+
+
+# The article's other kind of master: a bridge over the wired NIC.
+
+def _bridge_options(machine: Machine, lab: Lab) -> dict[str, str]:
+    """The bridge options network.conf gives master@ (`stp_state 0`): the words after `type bridge`."""
+    p = lab.plan
+    words = machine.succeed(f'. {NETWORK_CONF} && printf "%s" "${p.bond}OPTIONS"', timeout=30).split()
+    return dict(zip(words[::2], words[1::2], strict=False))
+
+
+def bridge_boot(machine: Machine, lab: Lab, results: Results) -> None:
+    """The article's master@ for a master declared a bridge: `ip link add br0 type bridge` with the declared
+    options, the wired NIC its forwarding port, the DHCP and static addresses on the bridge."""
+    p = lab.plan
+    results.figure("agent_ready_s", round(lab.boot_seconds, 1))
+    port = _bridge_port(machine, lab, lab.timeout(120))
+    results.require(f"{p.bond} exists with {p.wired} a forwarding port", bool(port),
+                    f"after {port.seconds:.0f} s: {_members(machine, lab)}")
+    results.figure("port_forwarding_after_agent_s", round(port.seconds, 1))
+    status, _ = machine.execute(f"test -d /sys/class/net/{p.bond}/bridge && test ! -e /sys/class/net/{p.bond}/bonding",
+                                timeout=30)
+    results.check(f"{p.bond} is a bridge, not a bond", status == 0, _members(machine, lab))
+    for key, want in _bridge_options(machine, lab).items():
+        status, held = machine.execute(f"cat /sys/class/net/{p.bond}/bridge/{shlex.quote(key)}", timeout=30)
+        results.check(f"the declared option {key} {want} holds", status == 0 and held.strip() == want,
+                      f"kernel: {held.strip() or 'no such attribute'}")
+    link = machine.link(p.wired)
+    own = [*link.with_family(4), *link.with_family(6)] if link else []
+    results.check(f"{p.wired} carries no address of its own (slave@ flushed it)", link is not None and not own,
+                  ", ".join(str(a) for a in own) or "no global address")
+    _up_as_declared(machine, lab, results)
+
+
+def bridge_unplug(machine: Machine, lab: Lab, results: Results) -> None:
+    """The bridge's member: the cable out and in (carrier), then the NIC hot-unplugged and plugged back.
+    The bridge and its addresses outlive both; the member's unit stops with its device and starts again by
+    itself when it comes back, and the AP reaches the bridge again."""
+    p = lab.plan
+    target = p.probe_target()
+    slave_unit = f"{p.wired}@{p.bond}.service"
+    _on_wired(machine, lab, results)
+    static = _addresses4(machine, lab)
+
+    lab.wired(False)
+    cut = time.monotonic()
+    results.check(f"cable out: the AP no longer reaches {target}", not _peer_reaches(lab, target, count=2),
+                  "ping from netns ap")
+    member = machine.link(p.wired)
+    results.check(f"{p.bond} keeps its addresses and {p.wired} its port",
+                  _addresses4(machine, lab) == static and member is not None and member.master == p.bond,
+                  _members(machine, lab))
+    lab.wired(True)
+    back = machine.poll(lambda: _peer_reaches(lab, target, count=1), lab.timeout(30),
+                        what=f"the AP reaching {target}")
+    results.figure("cable_in_to_reached_s", round(back.seconds, 1))
+    results.check(f"cable in: the AP reaches {target} again", bool(back),
+                  f"after {back.seconds:.1f} s ({time.monotonic() - cut:.0f} s after the cut)")
+
+    nic = p.wired_nic
+    deleted = lab.unplug_wired(timeout=lab.timeout(30))
+    results.check(f"device_del {nic.id}: DEVICE_DELETED, gone from QEMU", nic.id not in lab.devices(),
+                  f"event at {deleted:.3f}")
+    states, _ = _units_reach(machine, {slave_unit: "inactive"}, lab.timeout(30))
+    results.check(f"{slave_unit} stops with its device", states[slave_unit].startswith("inactive"),
+                  states[slave_unit])
+    master = f"master@{p.bond}.service"
+    kept = machine.unit_states(master)[master]
+    results.check(f"{p.bond} stays, with its addresses and no port",
+                  kept == "active/exited" and _addresses4(machine, lab) == static, f"{master} {kept}; "
+                  + _members(machine, lab))
+
+    plugged = time.monotonic()
+    lab.plug_wired()
+    states, waited = _units_reach(machine, {slave_unit: "active/exited"}, lab.timeout(60))
+    results.check(f"device_add {nic.id}: {slave_unit} starts by itself", states[slave_unit] == "active/exited",
+                  f"{states[slave_unit]} after {waited:.1f} s")
+    port = _bridge_port(machine, lab, lab.timeout(30))
+    results.check(f"{p.wired} is a forwarding port of {p.bond} again", bool(port), _members(machine, lab))
+    reached = machine.poll(lambda: _peer_reaches(lab, target, count=1), lab.timeout(30),
+                           what=f"the AP reaching {target}")
+    results.figure("replug_to_reached_s", round(time.monotonic() - plugged, 1))
+    results.check(f"the AP reaches {target} over the replugged NIC", bool(reached), "ping from netns ap")
+    if p.dhcp4:
+        lease = machine.poll(lambda: lab.leases(4), lab.timeout(30), what="a DHCPv4 lease")
+        results.check("the DHCPv4 lease is still on the bridge", bool(lease), ", ".join(lease.value or []) or "none")
 
 
 # 13. Clean shutdown.
@@ -740,27 +878,34 @@ def clean_shutdown(machine: Machine, lab: Lab, results: Results) -> None:
                     f"{time.monotonic() - start:.0f} s")
     text = machine.console_text()[mark:]  # without systemd's colours
     dhcp = [u for u in lab.expected.running if not u.startswith("supplicant@")]
-    sup = f"supplicant@{p.wireless}.service"
-    sup_stopping, _ = stop_positions(text, sup)
-    results.check(f"{sup} stopped", sup_stopping is not None, "seen on the console" if sup_stopping else "not seen")
-    _stopped_before(results, text, dhcp, sup)
+    if p.wireless is not None:
+        sup = f"supplicant@{p.radio}.service"
+        sup_stopping, _ = stop_positions(text, sup)
+        results.check(f"{sup} stopped", sup_stopping is not None,
+                      "seen on the console" if sup_stopping else "not seen")
+        _stopped_before(results, text, dhcp, sup)
     _stopped_before(results, text, [*dhcp, *(u for u in lab.expected.exited if u.startswith("static@"))],
                     f"master@{p.bond}.service")
 
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("boot-wired-primary", "Boot, wired primary", boot_wired_primary),
+    Scenario("bridge-boot", "Boot, a bridge over the wired NIC", bridge_boot, shapes=("bridge",)),
+    Scenario("bridge-unplug", "Bridge member: cable out and in, NIC unplugged and replugged", bridge_unplug,
+             shapes=("bridge",)),
     Scenario("failover", "Failover (set_link wired off)", failover),
     Scenario("failback", "Failback (set_link wired on)", failback),
     Scenario("wifi-only-boot", "Wifi-only boot (dhclient MAC trap)", wifi_only_boot),
     Scenario("hotplug", "Hot-unplug and replug (wired NIC, radio)", hotplug),
     Scenario("ap-lost", "Access point lost and back", ap_lost),
     Scenario("rfkill", "Radio blocked and unblocked (rfkill)", rfkill),
-    Scenario("dhclient-release", "Stop and restart dhclient@ (release, nothing else touched)", dhclient_release),
-    Scenario("static-edit", "Stop static@, edit network.conf, start static@", static_edit),
+    Scenario("dhclient-release", "Stop and restart dhclient@ (release, nothing else touched)", dhclient_release,
+             shapes=("bond", "bridge")),
+    Scenario("static-edit", "Stop static@, edit network.conf, start static@", static_edit, shapes=("bond", "bridge")),
     Scenario("supplicant-restart", "Stop and start supplicant@ on the wire", supplicant_restart),
-    Scenario("master-restart", "Stop and start master@ (teardown order, bring-up)", master_restart),
+    Scenario("master-restart", "Stop and start master@ (teardown order, bring-up)", master_restart,
+             shapes=("bond", "bridge")),
     Scenario("card-insert", "Wireless card removed and inserted", card_insert),
-    Scenario("clean-shutdown", "Clean shutdown (stop ordering)", clean_shutdown),
+    Scenario("clean-shutdown", "Clean shutdown (stop ordering)", clean_shutdown, shapes=("bond", "bridge")),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}

@@ -27,8 +27,9 @@ from imagegen.vm.lab import LAB_NICS, LabPlan
 from imagegen.vm.machine import ImageFiles, Machine, QemuExited
 
 # Which scenarios share one boot. The wifi-only boot needs its own VM: the wired link is off from the start.
-MAIN_VM = ("boot-wired-primary", "failover", "failback", "hotplug", "ap-lost", "rfkill", "dhclient-release",
-           "static-edit", "supplicant-restart", "master-restart", "card-insert", "clean-shutdown")
+MAIN_VM = ("boot-wired-primary", "bridge-boot", "bridge-unplug", "failover", "failback", "hotplug", "ap-lost",
+           "rfkill", "dhclient-release", "static-edit", "supplicant-restart", "master-restart", "card-insert",
+           "clean-shutdown")
 WIFI_ONLY_VM = ("wifi-only-boot",)
 # What the guest kernel prints when its virtual CPUs get no host CPU for many seconds.
 STARVATION_MARKS = ("BUG: soft lockup", "rcu_preempt detected stalls")
@@ -61,8 +62,13 @@ class _Group:
     scenarios: tuple[Scenario, ...]
 
 
-def _groups(options: TestOptions) -> list[_Group]:
-    chosen = set(options.only or BY_NAME) if options.builtin else set()
+def applicable(names: tuple[str, ...] | set[str], kind: str) -> set[str]:
+    """The scenarios of names that prove something of a lab of this shape (LabPlan.kind)."""
+    return {n for n in names if BY_NAME[n].applies(kind)}
+
+
+def _groups(options: TestOptions, kind: str = "bond") -> list[_Group]:
+    chosen = applicable(set(options.only or BY_NAME), kind) if options.builtin else set()
     main = tuple(BY_NAME[n] for n in MAIN_VM if n in chosen and not (options.keep and n == "clean-shutdown"))
     if options.extra:
         last = main[-1:] if main[-1:] == (BY_NAME["clean-shutdown"],) else ()
@@ -95,7 +101,12 @@ class LabRun:
         return self.options.artifacts
 
     def run(self, profile_label: str) -> RunResult:
-        groups = _groups(self.options)
+        groups = _groups(self.options, self.plan.kind)
+        # A full run is the profile's shape's scenarios; one named with --scenario that is of another
+        # shape is reported not applicable rather than dropped without a word.
+        for s in SCENARIOS:
+            if self.options.builtin and s.name in self.options.only and not s.applies(self.plan.kind):
+                self._not_applicable(s)
         for i, group in enumerate(groups):
             keep = self.options.keep and i == len(groups) - 1
             self._run_group(group, keep)
@@ -104,6 +115,17 @@ class LabRun:
                          boot="uefi" if self.options.uefi else "direct-kernel", scenarios=ordered,
                          artifacts=str(self.options.artifacts.resolve()) if self.failed_any else None,
                          figures=self.figures)
+
+    def _not_applicable(self, scenario: Scenario) -> None:
+        """A scenario of another shape than the profile's: reported, with why, and no VM booted for it."""
+        p = self.plan
+        shapes = " or ".join(scenario.shapes)
+        result = ScenarioResult(scenario.name, scenario.title, passed=False, skipped=True, seconds=0.0,
+                                error=f"not applicable: it proves a {shapes} master; the lab plays "
+                                      f"{p.section}.{p.bond}, a {p.kind}")
+        self.report.start_scenario(scenario.name, scenario.title)
+        self.results[scenario.name] = result
+        self.report.end_scenario(result)
 
     def _run_group(self, group: _Group, keep: bool) -> None:
         for attempt in range(1, BOOT_ATTEMPTS + 1):

@@ -31,12 +31,15 @@ class Expected:
 
 def expected_units(plan: LabPlan, dhcp6_unit: str) -> Expected:
     b = plan.bond
-    running = [f"supplicant@{plan.wireless}.service"]
+    # A bridge over the wired NIC alone has no radio: no supplicant and no wireless member's unit.
+    running = [f"supplicant@{plan.wireless}.service"] if plan.wireless else []
     if plan.dhcp4:
         running.append(f"dhclient@{b}.service")
     if plan.dhcp6:
         running.append(f"{dhcp6_unit}@{b}.service")
-    exited = [f"master@{b}.service", f"{plan.wired}@{b}.service", f"{plan.wireless}@{b}.service"]
+    exited = [f"master@{b}.service", f"{plan.wired}@{b}.service"]
+    if plan.wireless:
+        exited.append(f"{plan.wireless}@{b}.service")
     if plan.static4 or plan.static6:
         exited.append(f"static@{b}.service")
     return Expected(tuple(running), tuple(exited))

@@ -184,14 +184,14 @@ class Lab:
 
     def remove_radio(self) -> None:
         """Remove the station's wireless interface, as unplugging the card does to the network stack."""
-        w = self.plan.wireless
+        w = self.plan.radio
         with self._calls.call(f"lab.remove_radio {w}"):
             self._phy = self._machine.succeed(f"cat /sys/class/net/{w}/phy80211/name").strip()
             self._machine.succeed(f"iw dev {w} del")
 
     def add_radio(self) -> None:
         """Add the station's wireless interface back on its radio (after remove_radio)."""
-        w = self.plan.wireless
+        w = self.plan.radio
         with self._calls.call(f"lab.add_radio {w}"):
             if self._phy is None:
                 raise TestFailure("add_radio: no radio was removed (call remove_radio first)")
@@ -199,7 +199,7 @@ class Lab:
 
     def rfkill(self, block: bool) -> None:
         """Block or unblock the station's radio (its rfkill switch, soft), as `rfkill block` does."""
-        w = self.plan.wireless
+        w = self.plan.radio
         with self._calls.call(f"lab.rfkill({'block' if block else 'unblock'}) {w}"):
             self._machine.succeed(f"for f in /sys/class/net/{w}/phy80211/rfkill*/soft; do echo {int(block)} > $f; done",
                                   f"grep -qx {int(block)} /sys/class/net/{w}/phy80211/rfkill*/soft")
@@ -207,7 +207,7 @@ class Lab:
     def remove_card(self) -> None:
         """Take the station's wireless card out: its radio (the wiphy) and its interface leave the machine,
         moved into a network namespace of the lab's own, where the guest's systemd does not see them."""
-        w = self.plan.wireless
+        w = self.plan.radio
         with self._calls.call(f"lab.remove_card {w}"):
             self._phy = self._machine.succeed(f"cat /sys/class/net/{w}/phy80211/name").strip()
             self._machine.succeed(f"ip netns add {CARD_SHELF} 2>/dev/null || [ -e /run/netns/{CARD_SHELF} ]",
@@ -216,7 +216,7 @@ class Lab:
     def insert_card(self) -> None:
         """Put the wireless card back in (after remove_card): a radio and its interface appear, as when a
         configured card is inserted."""
-        w = self.plan.wireless
+        w = self.plan.radio
         with self._calls.call(f"lab.insert_card {w}"):
             if self._phy is None:
                 raise TestFailure("insert_card: no card was removed (call remove_card first)")

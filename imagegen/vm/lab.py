@@ -11,12 +11,13 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
 from imagegen.errors import UsageError
 from imagegen.profile.load import LoadedProfile
-from imagegen.profile.model import Network, Profile, has_control
+from imagegen.profile.model import Addressing, Network, Profile, has_control
 from imagegen.render.plan import psk_file_secret
 from imagegen.vm.qemu import Nic
 
@@ -45,6 +46,8 @@ DEFAULT_SUBNET4 = ipaddress.IPv4Network("192.168.77.0/24")
 DEFAULT_SUBNET6 = ipaddress.IPv6Network("fd6c:6162:0:1::/64")
 
 TEMPLATES = Path(__file__).parent / "templates" / "lab"
+# The lab's files that only a plan with a wireless member has.
+NEEDS_WIRELESS = ("10-imagegen-lab-station.link", "hostapd.conf")
 
 
 @dataclass(frozen=True)
@@ -60,18 +63,23 @@ class AccessPoint:
 
 @dataclass(frozen=True)
 class LabPlan:
-    """The lab for one profile: who plays which interface, and what the AP serves."""
+    """The lab for one profile: who plays which interface, and what the AP serves.
 
+    Two shapes: the seed's bond of one ethernet and one wireless member (kind "bond"), or a bridge over
+    one ethernet NIC (kind "bridge": no wireless member, no access point to associate with; the AP's
+    network namespace still serves DHCP on the wire)."""
+
+    # The master's name, a bond's or a bridge's (the field keeps the seed's word the scenarios use).
     bond: str
     wired: str
-    wireless: str
+    wireless: str | None
     primary: str | None
     fail_over_mac: str
     static4: tuple[ipaddress.IPv4Interface, ...]
     static6: tuple[ipaddress.IPv6Interface, ...]
     dhcp4: bool
     dhcp6: bool
-    ap: AccessPoint
+    ap: AccessPoint | None
     subnet4: ipaddress.IPv4Network
     subnet6: ipaddress.IPv6Network
     ap_addr4: ipaddress.IPv4Interface
@@ -79,17 +87,32 @@ class LabPlan:
     # The peer notifications the bond is declared to send after a switch, and their spacing (ms).
     num_grat_arp: int = 1
     peer_notif_delay: int = 0
+    kind: str = "bond"
+
+    @property
+    def radio(self) -> str:
+        """The wireless member, for what only a bond with a radio has (a bridge's lab has none)."""
+        if self.wireless is None:
+            raise UsageError(f"{self.kind} {self.bond} has no wireless member: the lab has no radio to drive",
+                             "run the scenarios and calls of a bond with a wireless member on such a profile")
+        return self.wireless
+
+    @property
+    def section(self) -> str:
+        """The profile's table of the master: `bonds` or `bridges`."""
+        return f"{self.kind}s"
 
     @property
     def wired_nic(self) -> Nic:
         return WIRED_NIC
 
     def probe_target(self) -> str:
-        """The bond's address the AP pings: the static fail-safe address, present on either slave."""
+        """The master's address the AP pings: the static fail-safe address, present whichever member
+        carries the traffic."""
         if self.static4:
             return str(self.static4[0].ip)
-        raise UsageError(f"bond {self.bond} has no static IPv4 address to probe",
-                         f"add one to bonds.{self.bond}.addresses, e.g. \"192.168.0.2/24\"")
+        raise UsageError(f"{self.kind} {self.bond} has no static IPv4 address to probe",
+                         f"add one to {self.section}.{self.bond}.addresses, e.g. \"192.168.0.2/24\"")
 
 
 def _choose_network(profile: Profile) -> Network:
@@ -129,17 +152,30 @@ def _access_point(profile: Profile, net: Network) -> AccessPoint:
 
 
 def plan_lab(profile: Profile) -> LabPlan:
-    """The lab for the first bond with one ethernet and one wireless member (the seed's shape)."""
+    """The lab for the first bond with one ethernet and one wireless member (the seed's shape), else for
+    the first bridge over exactly one ethernet NIC."""
     for name in profile.bonds:
         wired = profile.members_of_type(name, "ethernet")
         wireless = profile.members_of_type(name, "wireless")
         if len(wired) == 1 and len(wireless) == 1:
-            break
-    else:
-        raise UsageError("the lab needs a bond with exactly one ethernet and one wireless member",
-                         "declare one in [bonds.NAME] members (the lab has one NIC and one radio)")
-    bond = profile.bonds[name]
-    ifaces = [ipaddress.ip_interface(a) for a in bond.addresses]
+            bond = profile.bonds[name]
+            return _addressed(
+                name, bond, wired=wired[0], wireless=wireless[0], primary=bond.primary,
+                fail_over_mac=bond.fail_over_mac, ap=_access_point(profile, _choose_network(profile)),
+                num_grat_arp=bond.num_grat_arp, peer_notif_delay=bond.peer_notif_delay_ms(), kind="bond")
+    for name, bridge in profile.bridges.items():
+        wired = profile.members_of_type(name, "ethernet")
+        if len(wired) == 1 and len(bridge.members) == 1:
+            return _addressed(name, bridge, wired=wired[0], wireless=None, primary=None, fail_over_mac="none",
+                              ap=None, num_grat_arp=0, peer_notif_delay=0, kind="bridge")
+    raise UsageError("the lab needs a bond with exactly one ethernet and one wireless member, or a bridge "
+                     "over exactly one ethernet NIC",
+                     "declare one in [bonds.NAME] or [bridges.NAME] members (the lab has one NIC and one radio)")
+
+
+def _addressed(name: str, master: Addressing, **members: Any) -> LabPlan:
+    """The plan of master `name`, with the AP's subnets put next to its static addresses."""
+    ifaces = [ipaddress.ip_interface(a) for a in master.addresses]
     static4 = tuple(i for i in ifaces if isinstance(i, ipaddress.IPv4Interface))
     static6 = tuple(i for i in ifaces if isinstance(i, ipaddress.IPv6Interface))
     subnet4 = static4[0].network if static4 else DEFAULT_SUBNET4
@@ -148,17 +184,13 @@ def plan_lab(profile: Profile) -> LabPlan:
     ap4 = next(h for h in subnet4.hosts() if h not in taken)
     ap6 = next(h for h in subnet6.hosts() if h not in taken)
     if subnet4.num_addresses < 16:
-        raise UsageError(f"bond {name}'s subnet {subnet4} is too small for the lab's DHCP range",
-                         "use a /28 or larger")
+        raise UsageError(f"{name}'s subnet {subnet4} is too small for the lab's DHCP range", "use a /28 or larger")
     return LabPlan(
-        bond=name, wired=wired[0], wireless=wireless[0], primary=bond.primary,
-        fail_over_mac=bond.fail_over_mac, static4=static4, static6=static6,
-        dhcp4=bond.dhcp4, dhcp6=bond.dhcp6, ap=_access_point(profile, _choose_network(profile)),
+        bond=name, static4=static4, static6=static6, dhcp4=master.dhcp4, dhcp6=master.dhcp6,
         subnet4=subnet4, subnet6=subnet6,
         ap_addr4=ipaddress.IPv4Interface(f"{ap4}/{subnet4.prefixlen}"),
         ap_addr6=ipaddress.IPv6Interface(f"{ap6}/{subnet6.prefixlen}"),
-        num_grat_arp=bond.num_grat_arp,
-        peer_notif_delay=bond.peer_notif_delay_ms(),
+        **members,
     )
 
 
@@ -202,6 +234,9 @@ def render_lab_overlay(profile: Profile, out_dir: Path) -> list[Path]:
     written: list[Path] = []
     for tpl in sorted(TEMPLATES.rglob("*.j2")):
         rel = tpl.relative_to(TEMPLATES).with_suffix("")
+        # A bridge's lab has no station to name and no AP to run (its hostapd unit needs this file).
+        if plan.wireless is None and rel.name in NEEDS_WIRELESS:
+            continue
         text = env.get_template(tpl.relative_to(TEMPLATES).as_posix()).render(**context)
         dest = out_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)

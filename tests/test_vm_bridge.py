@@ -1,0 +1,48 @@
+"""The bridge example in the lab (vm: minutes under TCG): `imagegen test examples/bridge.toml` as a person
+types it runs the scenarios of a bridge master and only those, and a bridge whose member is not wanted by
+its device fails the unplug scenario for that reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagegen.image.config import repo_root
+
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.slow,
+    pytest.mark.timeout(3600),
+    pytest.mark.skipif(os.geteuid() != 0, reason="mkosi image builds need root"),
+    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed"),
+]
+
+BRIDGE = {"bridge-boot", "bridge-unplug", "dhclient-release", "static-edit", "master-restart", "clean-shutdown"}
+NEGATIVE = Path(__file__).parent / "data" / "unwanted_port_checks.py"
+
+
+def test_the_bridge_passes_its_scenarios_and_a_port_its_device_does_not_want_fails(tmp_path: Path) -> None:
+    shutil.copy(repo_root() / "examples" / "bridge.toml", tmp_path / "bridge.toml")
+    env = {**os.environ, "PYTHONPATH": str(repo_root())}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from imagegen.cli import app; app()", "test", "bridge.toml", "--script",
+         str(NEGATIVE), "--json-file", "result.json", "--artifacts", "artifacts"],
+        cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3000)
+    assert proc.returncode == 1, proc.stdout[-5000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    by_name = {s["name"]: s for s in result["scenarios"]}
+    negative = by_name.pop(f"{NEGATIVE.name}::test_bridge_unplug_without_the_device_s_wants_fails")
+    # A bridge's lab: its own scenarios and the article's operations that need no radio, nothing else.
+    assert set(by_name) == BRIDGE, proc.stdout[-5000:]
+    assert all(s["passed"] for s in by_name.values()), proc.stdout[-5000:]
+    failed = [c["name"] for c in negative["checks"] if not c["ok"]]
+    assert "device_add nic-wired: enp3s0@br0.service starts by itself" in failed, negative["checks"]
+    # It failed at the replug, not before: the cable and the unplug went as on the image as built.
+    assert not [f for f in failed if f.startswith(("cable", "device_del", "enp3s0@br0.service stops"))], failed
+    assert by_name["clean-shutdown"]["passed"]
