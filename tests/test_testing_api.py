@@ -47,6 +47,7 @@ from imagegen.vm.machine import Machine as Vm
 
 REPO = Path(__file__).resolve().parents[1]
 LAPTOP = REPO / "examples" / "laptop.toml"
+LAPTOP_PLAN = plan_lab(load_profiles([LAPTOP]).profile)
 FAILING = REPO / "tests" / "data" / "failing_checks.py"
 IMAGE = Entry(Path("/nowhere") / ("1" * 32 + "-laptop-lab-image"))
 
@@ -199,31 +200,31 @@ def test_a_plain_assert_names_its_statement_and_a_bug_its_exception(tmp_path: Pa
 
 def test_user_tests_run_on_the_main_vm_after_its_scenarios_and_before_its_shutdown(tmp_path: Path) -> None:
     extra = user_scenarios(load_scripts([FAILING]))
-    main = _groups(Options(extra=extra))[0]
+    main = _groups(Options(extra=extra), LAPTOP_PLAN)[0]
     names = [s.name for s in main.scenarios]
     assert names[-1] == "clean-shutdown" and names[-4:-1] == [s.name for s in extra]
-    only = _groups(Options(only=("wifi-only-boot",), extra=extra))
+    only = _groups(Options(only=("wifi-only-boot",), extra=extra), LAPTOP_PLAN)
     assert [g.name for g in only] == ["main", "wifi-only"] and only[0].scenarios == extra
 
 
 def test_no_scenarios_boots_one_vm_for_the_user_tests_alone(tmp_path: Path) -> None:
     extra = user_scenarios(load_scripts([FAILING]))
-    groups = _groups(Options(builtin=False, extra=extra))
+    groups = _groups(Options(builtin=False, extra=extra), LAPTOP_PLAN)
     assert [g.name for g in groups] == ["main"] and groups[0].scenarios == extra
     # Not even the clean shutdown: the machine is stopped as after any run.
-    assert _groups(Options(builtin=False)) == []
+    assert _groups(Options(builtin=False), LAPTOP_PLAN) == []
 
 
 def test_a_profile_runs_the_scenarios_of_its_shape_and_a_named_one_of_another_is_not_applicable(
     tmp_path: Path,
 ) -> None:
-    bridge = [s.name for g in _groups(Options(), "bridge") for s in g.scenarios]
+    plan = plan_lab(load_profiles([REPO / "examples" / "bridge.toml"]).profile)
+    bridge = [s.name for g in _groups(Options(), plan) for s in g.scenarios]
     assert bridge == ["bridge-boot", "bridge-unplug", "dhclient-release", "static-edit", "master-restart",
                       "clean-shutdown"]
-    bond = [s.name for g in _groups(Options()) for s in g.scenarios]
+    bond = [s.name for g in _groups(Options(), LAPTOP_PLAN) for s in g.scenarios]
     assert "bridge-boot" not in bond and {"failover", "wifi-only-boot", "dhclient-release"} <= set(bond)
     # Named but of the bond's shape: reported with why, and no VM is booted for it (there is no image).
-    plan = plan_lab(load_profiles([REPO / "examples" / "bridge.toml"]).profile)
     out = io.StringIO()
     run = LabRun(plan, "dhcp6c", None, AccelChoice("tcg", "test"),  # type: ignore[arg-type]
                  Options(artifacts=tmp_path, only=("failover",)), ConsoleReport(Console(file=out, width=200)))
@@ -231,6 +232,15 @@ def test_a_profile_runs_the_scenarios_of_its_shape_and_a_named_one_of_another_is
     (failover,) = result.scenarios
     assert failover.skipped and not failover.passed
     assert failover.error == "not applicable: it proves a bond master; the lab plays bridges.br0, a bridge"
+    # A second bond's scenario runs where there is one, and is not applicable where there is none.
+    dock = plan_lab(load_profiles([REPO / "examples" / "dock.toml"]).profile)
+    assert "two-masters" in [s.name for g in _groups(Options(), dock) for s in g.scenarios]
+    assert "two-masters" not in bond
+    run = LabRun(LAPTOP_PLAN, "dhcp6c", None, AccelChoice("tcg", "test"),  # type: ignore[arg-type]
+                 Options(artifacts=tmp_path, only=("two-masters",)), ConsoleReport(Console(file=out, width=200)))
+    (two,) = run.run("examples/laptop.toml").scenarios
+    assert two.skipped and two.error == ("not applicable: it proves a second bond of two ethernet NICs beside "
+                                         "bond0, and the profile declares none")
 
 
 # --- The profile option and the verdict's hash ------------------------------------------------------

@@ -195,3 +195,45 @@ def test_a_bond_is_played_before_a_bridge_and_a_bridge_needs_one_wired_member(wr
         '\n[interfaces.enp4s0]\ntype = "ethernet"\n')
     with pytest.raises(UsageError, match="a bridge over exactly one ethernet NIC"):
         plan_lab(load_profiles([write_profile(two)]).profile)
+
+
+DOCK = REPO / "examples" / "dock.toml"
+
+
+def test_a_second_bond_of_two_wired_nics_gets_two_lab_nics_and_an_ap_address_of_its_own(tmp_path: Path) -> None:
+    profile = load_profiles([DOCK]).profile
+    plan = plan_lab(profile)
+    assert plan.second is not None and plan_lab(load_profiles([LAPTOP]).profile).second is None
+    s = plan.second
+    assert (s.name, s.members, s.primary, s.miimon, s.fail_over_mac, s.primary_reselect) == (
+        "bond1", ("enp4s0", "enp5s0"), "enp4s0", 200, "none", "failure")
+    assert (str(s.static4), str(s.ap_addr4)) == ("10.20.0.2/24", "10.20.0.1/24")
+    assert [n.id for n in plan.nics] == ["nic-wired", "nic-uplink", "nic-second-a", "nic-second-b"]
+    assert len({n.mac for n in plan.nics}) == len({n.chassis for n in plan.nics}) == 4
+    # The article's bond is still the one the lab plays, with its units; the second's are its scenario's.
+    assert plan.bond == "bond0" and "master@bond1.service" not in expected_units(plan, "dhcp6c").all
+    render_lab_overlay(profile, tmp_path)
+    f = files(tmp_path)
+    for nic, name in zip(plan.nics[2:], s.members, strict=True):
+        link = f[f"etc/systemd/network/10-imagegen-lab-second-{'a' if name == 'enp4s0' else 'b'}.link"]
+        assert f"PermanentMACAddress={nic.mac}" in link and f"Name={name}" in link
+    assert "AP_EXTRA_ADDR4=10.20.0.1/24" in f["etc/imagegen-lab/lab.env"].splitlines()
+    laptop = tmp_path / "laptop"
+    render_lab_overlay(load_profiles([LAPTOP]).profile, laptop)
+    assert "AP_EXTRA_ADDR4=" in files(laptop)["etc/imagegen-lab/lab.env"].splitlines()
+    assert not list(laptop.rglob("*second*"))
+    ap_up = (REPO / "overlays/lab/usr/lib/imagegen-lab/ap-up").read_text()
+    assert '[ -z "${AP_EXTRA_ADDR4:-}" ] || ip -n "$NETNS" address add "$AP_EXTRA_ADDR4" dev "$BRIDGE"' in ap_up
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (('addresses = ["10.20.0.2/24"]', 'addresses = ["192.168.0.9/24"]'), "in another subnet than 192.168.0.0/24"),
+    (('addresses = ["10.20.0.2/24"]', "addresses = []"), "needs a static IPv4 address of its own"),
+    (("dhcp4 = false\ndhcp6 = false\n", "dhcp4 = true\ndhcp6 = false\n"), "cannot use DHCP"),
+])
+def test_a_second_bond_the_lab_cannot_play_is_refused_with_the_fix(write_profile, change: tuple[str, str],
+                                                                    says: str) -> None:
+    text = DOCK.read_text()
+    assert text.count(change[0]) == 1
+    with pytest.raises(UsageError, match=says):
+        plan_lab(load_profiles([write_profile(text.replace(*change))]).profile)

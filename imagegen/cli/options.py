@@ -87,6 +87,7 @@ class Scenario(enum.StrEnum):
     supplicant_restart = "supplicant-restart"
     master_restart = "master-restart"
     card_insert = "card-insert"
+    two_masters = "two-masters"
     clean_shutdown = "clean-shutdown"
 
 

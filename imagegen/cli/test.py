@@ -164,7 +164,7 @@ def test(
     dhcp6_unit = resolve_target(loaded.profile.image).layout.dhcp6_unit
     st = open_store(store, substituter(substituters, substitute_only, console))
     hostname = loaded.profile.image.hostname
-    fits = applicable(set(only or BY_NAME), plan.kind)
+    fits = applicable(set(only or BY_NAME), plan)
     chosen = () if no_scenarios else tuple(n for n in (*MAIN_VM, *WIFI_ONLY_VM) if n in fits)
     # With a cache to ask, the verdict is looked for before the image: a hit needs no image at all. The
     # host's hash key keys the lab AP's passphrase in the verdict's hash; a new host's state file is
@@ -296,7 +296,7 @@ def vm(
     from imagegen.safeoutput import check_tree
     from imagegen.stages.realise import open_store
     from imagegen.vm.accel import choose_accel
-    from imagegen.vm.lab import LAB_NICS, lab_profile, plan_lab
+    from imagegen.vm.lab import lab_profile, plan_lab
     from imagegen.vm.machine import Machine
 
     console = Console(stderr=True)
@@ -310,14 +310,14 @@ def vm(
     choice = choose_accel(accel.request, files.kernel)
     console.print(Text(f"accelerator: {choice.reason}"))
     if interactive:
-        _interactive(lambda: Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi), plan,
+        _interactive(lambda: Machine(files, accel=choice.accel, nics=plan.nics, uefi=uefi), plan,
                      resolve_target(loaded.profile.image).layout.dhcp6_unit, root, console,
                      agent_timeout=900 if choice.accel == "tcg" else 300)
         return
-    machine = Machine(files, accel=choice.accel, nics=LAB_NICS, uefi=uefi)
+    machine = Machine(files, accel=choice.accel, nics=plan.nics, uefi=uefi)
     s = machine.sockets
     console.print(Text(f"QMP: {s.qmp}   guest agent: {s.agent}   serial log: {s.serial_log}\n"
-                       f"wired NIC: QMP id {LAB_NICS[0].id}; Ctrl-A x quits, Ctrl-A c toggles the QEMU monitor"))
+                       f"wired NIC: QMP id {plan.wired_nic.id}; Ctrl-A x quits, Ctrl-A c toggles the QEMU monitor"))
     rc = machine.interactive()
     if rc != 0:
         raise typer.Exit(rc)

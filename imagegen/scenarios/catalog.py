@@ -1,4 +1,4 @@
-"""The fifteen scenarios of the lab, written on the public test API (imagegen.testing, docs/testing-api.md)
+"""The sixteen scenarios of the lab, written on the public test API (imagegen.testing, docs/testing-api.md)
 as a user's check would be: each is a function of the booted `machine`, the `lab` around it and the
 `results` it records its named checks and figures in. They read like the seed's "check the results":
 list the units, cat /proc/net/bonding, look at ip address.
@@ -14,7 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from imagegen.scenarios.bonding import BondStatus
-from imagegen.testing import AgentError, ClockOffset, Lab, Machine, Outage, Polled, Probe, Results, TestFailure
+from imagegen.testing import (
+    AgentError,
+    ClockOffset,
+    Lab,
+    LabPlan,
+    Machine,
+    Outage,
+    Polled,
+    Probe,
+    Results,
+    TestFailure,
+)
 
 ScenarioFn = Callable[[Machine, Lab, Results], None]
 
@@ -30,9 +41,11 @@ class Scenario:
     # The lab shapes (LabPlan.kind) the scenario proves something of: most need the seed's bond with its
     # radio; a profile of another shape reports them not applicable without booting for them.
     shapes: tuple[str, ...] = ("bond",)
+    # Only for a profile with a second master beside the one the lab plays (LabPlan.second).
+    needs_second: bool = False
 
-    def applies(self, kind: str) -> bool:
-        return kind in self.shapes
+    def applies(self, plan: LabPlan) -> bool:
+        return plan.kind in self.shapes and (plan.second is not None or not self.needs_second)
 
 
 # What the scenarios say about the bond, in its own words.
@@ -839,6 +852,106 @@ def bridge_unplug(machine: Machine, lab: Lab, results: Results) -> None:
         results.check("the DHCPv4 lease is still on the bridge", bool(lease), ", ".join(lease.value or []) or "none")
 
 
+# Two masters: a second bond of two ethernet NICs beside the article's, each with its own options.
+
+def _holds(b: BondStatus | None, *, mode: str = "active-backup", miimon: int, fail_over_mac: str,
+           primary: str | None, reselect: str) -> tuple[bool, str]:
+    """Whether a bond runs with these options, and what the kernel says it runs with."""
+    if b is None:
+        return False, "no bond"
+    seen = (f"mode {b.mode}, miimon {b.miimon_ms}, fail_over_mac {b.fail_over_mac}, primary {b.primary}, "
+            f"primary_reselect {b.primary_reselect}")
+    return (b.mode == mode and b.miimon_ms == miimon and b.fail_over_mac == fail_over_mac and b.primary == primary
+            and b.primary_reselect == reselect), seen
+
+
+def two_masters(machine: Machine, lab: Lab, results: Results) -> None:
+    """Two bonds in one profile: each created with its own options and its own members, each failing over
+    on its own while the other carries on as it was."""
+    p = lab.plan
+    second = p.second
+    if second is None:
+        results.not_applicable("the profile declares no second bond of two ethernet NICs")
+    assert second is not None
+    one, two = second.members
+    target = str(second.static4.ip)
+    _on_wired(machine, lab, results)
+
+    def on(slave: str) -> Polled[BondStatus]:
+        def active_is() -> BondStatus | None:
+            b = machine.bond(second.name)
+            return b if b is not None and b.active == slave and all(b.slave(m) for m in second.members) else None
+        return machine.poll(active_is, lab.timeout(60), interval=0.2, what=f"{second.name} active on {slave}")
+
+    first = second.primary or one
+    up = on(first)
+    results.require(f"{second.name} exists with {one} and {two}, active slave {first}", bool(up),
+                    _active(machine.bond(second.name)))
+    units = {f"master@{second.name}.service": "active/exited", f"static@{second.name}.service": "active/exited",
+             **{f"{m}@{second.name}.service": "active/exited" for m in second.members}}
+    states, _ = _units_reach(machine, units, lab.timeout(60))
+    for unit, want in units.items():
+        results.check(f"{unit} {want}", states[unit] == want, states[unit])
+    ok, seen = _holds(machine.bond(second.name), miimon=second.miimon, fail_over_mac=second.fail_over_mac,
+                      primary=second.primary, reselect=second.primary_reselect)
+    results.check(f"{second.name} runs with its own options (miimon {second.miimon}, fail_over_mac "
+                  f"{second.fail_over_mac}, primary_reselect {second.primary_reselect})", ok, seen)
+    first_bond = machine.bond(p.bond)
+    results.check(f"{p.bond} keeps its own (miimon {p.miimon}, fail_over_mac {p.fail_over_mac})",
+                  first_bond is not None and first_bond.miimon_ms == p.miimon
+                  and first_bond.fail_over_mac == p.fail_over_mac, _holds(first_bond, miimon=p.miimon,
+                  fail_over_mac=p.fail_over_mac, primary=p.primary, reselect="")[1])
+    link = machine.link(second.name)
+    results.check(f"{second.name} has its static address {second.static4}",
+                  link is not None and str(second.static4) in {str(a) for a in link.with_family(4)},
+                  ", ".join(str(a) for a in link.with_family(4)) if link else "no bond")
+    results.check(f"the AP reaches {target} on {second.name}", _peer_reaches(lab, target), "ping from netns ap")
+
+    # The second bond fails over; the first does not move.
+    other = two if first == one else one
+    cut = time.monotonic()
+    lab.member_link(first, False)
+    moved = on(other)
+    results.figure("second_failover_s", round(time.monotonic() - cut, 1))
+    results.check(f"{first}'s link cut: {second.name} fails over to {other}", bool(moved),
+                  _active(machine.bond(second.name)))
+    b = machine.bond(p.bond)
+    results.check(f"{p.bond} stays on {p.wired}", b is not None and b.active == p.wired, _active(b))
+    _peer_reaches_again(machine, lab, results, f"the AP reaches {target} over {other}")
+    results.check(f"the AP still reaches {p.probe_target()} on {p.bond}", _peer_reaches(lab, p.probe_target()),
+                  "ping")
+    lab.member_link(first, True)
+    if second.primary_reselect == "always" and second.primary == first:
+        back = on(first)
+        results.check(f"{first}'s link back: {second.name} returns to its primary (primary_reselect always)",
+                      bool(back), _active(machine.bond(second.name)))
+    else:
+        # primary_reselect "better" with NICs of one speed, or "failure": the primary does not take over again
+        # while the other slave works.
+        time.sleep(max(1.0, 3 * second.miimon / 1000))
+        b2 = machine.bond(second.name)
+        results.check(f"{first}'s link back: {second.name} stays on {other} "
+                      f"(primary_reselect {second.primary_reselect})",
+                      b2 is not None and b2.active == other, _active(b2))
+        lab.member_link(other, False)
+        back = on(first)
+        results.check(f"{other}'s link cut: {second.name} fails over to {first}", bool(back),
+                      _active(machine.bond(second.name)))
+        lab.member_link(other, True)
+
+    # The first bond fails over; the second does not move.
+    _backup_ready(machine, lab, results)
+    before = _active(machine.bond(second.name))
+    lab.wired(False)
+    moved = _on_slave(machine, lab, p.radio, lab.timeout(30))
+    results.check(f"the wire cut: {p.bond} fails over to {p.radio}", bool(moved), _now_active(machine, lab))
+    results.check(f"{second.name} does not move", _active(machine.bond(second.name)) == before,
+                  f"before {before}, now {_active(machine.bond(second.name))}")
+    results.check(f"the AP still reaches {target} on {second.name}", _peer_reaches(lab, target), "ping")
+    lab.wired(True)
+    _on_slave(machine, lab, p.primary or p.wired, lab.timeout(30))
+
+
 # 13. Clean shutdown.
 
 def stop_positions(console: str, unit: str) -> tuple[int | None, int | None]:
@@ -906,6 +1019,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("master-restart", "Stop and start master@ (teardown order, bring-up)", master_restart,
              shapes=("bond", "bridge")),
     Scenario("card-insert", "Wireless card removed and inserted", card_insert),
+    Scenario("two-masters", "Two bonds, each with its own options, each failing over on its own", two_masters,
+             needs_second=True),
     Scenario("clean-shutdown", "Clean shutdown (stop ordering)", clean_shutdown, shapes=("bond", "bridge")),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}

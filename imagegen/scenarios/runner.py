@@ -23,13 +23,13 @@ from imagegen.testing.results import CheckFailed, NotApplicable, Results
 from imagegen.testing.scripts import CALL_LOG, bind
 from imagegen.vm.accel import AccelChoice
 from imagegen.vm.agent import GuestGone
-from imagegen.vm.lab import LAB_NICS, LabPlan
+from imagegen.vm.lab import LabPlan
 from imagegen.vm.machine import ImageFiles, Machine, QemuExited
 
 # Which scenarios share one boot. The wifi-only boot needs its own VM: the wired link is off from the start.
 MAIN_VM = ("boot-wired-primary", "bridge-boot", "bridge-unplug", "failover", "failback", "hotplug", "ap-lost",
            "rfkill", "dhclient-release", "static-edit", "supplicant-restart", "master-restart", "card-insert",
-           "clean-shutdown")
+           "two-masters", "clean-shutdown")
 WIFI_ONLY_VM = ("wifi-only-boot",)
 # What the guest kernel prints when its virtual CPUs get no host CPU for many seconds.
 STARVATION_MARKS = ("BUG: soft lockup", "rcu_preempt detected stalls")
@@ -62,13 +62,13 @@ class _Group:
     scenarios: tuple[Scenario, ...]
 
 
-def applicable(names: tuple[str, ...] | set[str], kind: str) -> set[str]:
-    """The scenarios of names that prove something of a lab of this shape (LabPlan.kind)."""
-    return {n for n in names if BY_NAME[n].applies(kind)}
+def applicable(names: tuple[str, ...] | set[str], plan: LabPlan) -> set[str]:
+    """The scenarios of names that prove something of this lab's shape (its kind of master, a second one)."""
+    return {n for n in names if BY_NAME[n].applies(plan)}
 
 
-def _groups(options: TestOptions, kind: str = "bond") -> list[_Group]:
-    chosen = applicable(set(options.only or BY_NAME), kind) if options.builtin else set()
+def _groups(options: TestOptions, plan: LabPlan) -> list[_Group]:
+    chosen = applicable(set(options.only or BY_NAME), plan) if options.builtin else set()
     main = tuple(BY_NAME[n] for n in MAIN_VM if n in chosen and not (options.keep and n == "clean-shutdown"))
     if options.extra:
         last = main[-1:] if main[-1:] == (BY_NAME["clean-shutdown"],) else ()
@@ -101,11 +101,11 @@ class LabRun:
         return self.options.artifacts
 
     def run(self, profile_label: str) -> RunResult:
-        groups = _groups(self.options, self.plan.kind)
+        groups = _groups(self.options, self.plan)
         # A full run is the profile's shape's scenarios; one named with --scenario that is of another
         # shape is reported not applicable rather than dropped without a word.
         for s in SCENARIOS:
-            if self.options.builtin and s.name in self.options.only and not s.applies(self.plan.kind):
+            if self.options.builtin and s.name in self.options.only and not s.applies(self.plan):
                 self._not_applicable(s)
         for i, group in enumerate(groups):
             keep = self.options.keep and i == len(groups) - 1
@@ -119,10 +119,12 @@ class LabRun:
     def _not_applicable(self, scenario: Scenario) -> None:
         """A scenario of another shape than the profile's: reported, with why, and no VM booted for it."""
         p = self.plan
-        shapes = " or ".join(scenario.shapes)
+        if p.kind in scenario.shapes:
+            why = f"it proves a second bond of two ethernet NICs beside {p.bond}, and the profile declares none"
+        else:
+            why = f"it proves a {' or '.join(scenario.shapes)} master; the lab plays {p.section}.{p.bond}, a {p.kind}"
         result = ScenarioResult(scenario.name, scenario.title, passed=False, skipped=True, seconds=0.0,
-                                error=f"not applicable: it proves a {shapes} master; the lab plays "
-                                      f"{p.section}.{p.bond}, a {p.kind}")
+                                error=f"not applicable: {why}")
         self.report.start_scenario(scenario.name, scenario.title)
         self.results[scenario.name] = result
         self.report.end_scenario(result)
@@ -134,7 +136,7 @@ class LabRun:
 
     def _run_group_once(self, group: _Group, keep: bool, attempt: int) -> bool:
         """One boot of the group's VM and, once it is up, its scenarios. False: boot again."""
-        machine = Machine(self.files, accel=self.accel.accel, nics=LAB_NICS, uefi=self.options.uefi)
+        machine = Machine(self.files, accel=self.accel.accel, nics=self.plan.nics, uefi=self.options.uefi)
         lab = LabSession(machine, self.plan, self.dhcp6_unit)
         lab.artifacts = self.options.artifacts
         with machine:

@@ -16,6 +16,7 @@ from imagegen.testing.machine import ClockOffset, Machine, Peer
 from imagegen.testing.results import CheckFailed, NotApplicable, Results
 from imagegen.testing.waits import Polled
 from imagegen.vm.agent import AgentError
+from imagegen.vm.lab import LabPlan, SecondBond
 
-__all__ = ["AgentError", "CheckFailed", "ClockOffset", "CommandFailed", "Lab", "Machine", "NotApplicable", "Outage",
-           "Peer", "Polled", "Probe", "Results", "TestFailure", "UnitFailed", "WaitTimeout"]
+__all__ = ["AgentError", "CheckFailed", "ClockOffset", "CommandFailed", "Lab", "LabPlan", "Machine", "NotApplicable",
+           "Outage", "Peer", "Polled", "Probe", "Results", "SecondBond", "TestFailure", "UnitFailed", "WaitTimeout"]

@@ -155,6 +155,20 @@ class Lab:
         with self._calls.call(f"lab.wired({up})"):
             return self._session.set_wired_link(up)
 
+    def member_link(self, name: str, up: bool) -> float:
+        """Set the link of the NIC that plays interface `name` (QMP set_link): the wired NIC (as wired()
+        does) or a member of the profile's second bond. Returns the host wall-clock time just before the
+        command went out."""
+        p = self.plan
+        if name == p.wired:
+            return self.wired(up)
+        nics = p.second.nics if p.second else {}
+        if name not in nics:
+            raise TestFailure(f"lab.member_link: no lab NIC plays {name}; the lab's NICs play "
+                              f"{', '.join([p.wired, *nics])}")
+        with self._calls.call(f"lab.member_link({name}, {up})"):
+            return self._session.qmp.set_link(nics[name].id, up)
+
     def unplug_wired(self, timeout: float = 60.0) -> float:
         """Hot-unplug the wired NIC (QMP device_del) and wait until the guest has let it go
         (DEVICE_DELETED); returns that event's host time."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,9 @@ from imagegen.vm.qemu import Nic
 WIRED_NIC = Nic(id="nic-wired", mac="52:54:00:12:00:01", netdev="hub-wired", port="rp-wired", chassis=1)
 UPLINK_NIC = Nic(id="nic-uplink", mac="52:54:00:12:00:02", netdev="hub-uplink", port="rp-uplink", chassis=2)
 LAB_NICS = (WIRED_NIC, UPLINK_NIC)
+# A second bond of two ethernet NICs (a profile with two masters) gets two NICs more, on the same hub.
+SECOND_NICS = (Nic(id="nic-second-a", mac="52:54:00:12:00:03", netdev="hub-second-a", port="rp-second-a", chassis=3),
+               Nic(id="nic-second-b", mac="52:54:00:12:00:04", netdev="hub-second-b", port="rp-second-b", chassis=4))
 
 # mac80211_hwsim gives radio N the permanent address 02:00:00:00:NN:00.
 STATION_RADIO_MAC = "02:00:00:00:00:00"
@@ -46,8 +49,9 @@ DEFAULT_SUBNET4 = ipaddress.IPv4Network("192.168.77.0/24")
 DEFAULT_SUBNET6 = ipaddress.IPv6Network("fd6c:6162:0:1::/64")
 
 TEMPLATES = Path(__file__).parent / "templates" / "lab"
-# The lab's files that only a plan with a wireless member has.
+# The lab's files that only a plan with a wireless member has, and those only a plan with a second bond has.
 NEEDS_WIRELESS = ("10-imagegen-lab-station.link", "hostapd.conf")
+NEEDS_SECOND = ("10-imagegen-lab-second-a.link", "10-imagegen-lab-second-b.link")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,26 @@ class AccessPoint:
     passphrase: str | None
     psk: str | None
     country: str
+
+
+@dataclass(frozen=True)
+class SecondBond:
+    """A second master beside the one the lab plays: a bond of two ethernet NICs, with options of its own
+    and a static address in a subnet of its own, which the AP is given an address in too."""
+
+    name: str
+    members: tuple[str, str]
+    primary: str | None
+    miimon: int
+    fail_over_mac: str
+    primary_reselect: str
+    static4: ipaddress.IPv4Interface
+    ap_addr4: ipaddress.IPv4Interface
+
+    @property
+    def nics(self) -> dict[str, Nic]:
+        """Which QEMU NIC plays which member."""
+        return dict(zip(self.members, SECOND_NICS, strict=True))
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,15 @@ class LabPlan:
     num_grat_arp: int = 1
     peer_notif_delay: int = 0
     kind: str = "bond"
+    # The profile's other bond of two ethernet NICs, if it declares one (two masters, each failing over
+    # on its own); None: one master.
+    second: SecondBond | None = None
+    miimon: int = 100
+
+    @property
+    def nics(self) -> tuple[Nic, ...]:
+        """The QEMU NICs of this lab: the wired NIC and the AP's uplink, and a second bond's two."""
+        return LAB_NICS + (tuple(self.second.nics.values()) if self.second else ())
 
     @property
     def radio(self) -> str:
@@ -159,10 +192,12 @@ def plan_lab(profile: Profile) -> LabPlan:
         wireless = profile.members_of_type(name, "wireless")
         if len(wired) == 1 and len(wireless) == 1:
             bond = profile.bonds[name]
-            return _addressed(
+            plan = _addressed(
                 name, bond, wired=wired[0], wireless=wireless[0], primary=bond.primary,
                 fail_over_mac=bond.fail_over_mac, ap=_access_point(profile, _choose_network(profile)),
-                num_grat_arp=bond.num_grat_arp, peer_notif_delay=bond.peer_notif_delay_ms(), kind="bond")
+                num_grat_arp=bond.num_grat_arp, peer_notif_delay=bond.peer_notif_delay_ms(), kind="bond",
+                miimon=bond.miimon)
+            return replace(plan, second=_second_bond(profile, plan))
     for name, bridge in profile.bridges.items():
         wired = profile.members_of_type(name, "ethernet")
         if len(wired) == 1 and len(bridge.members) == 1:
@@ -171,6 +206,27 @@ def plan_lab(profile: Profile) -> LabPlan:
     raise UsageError("the lab needs a bond with exactly one ethernet and one wireless member, or a bridge "
                      "over exactly one ethernet NIC",
                      "declare one in [bonds.NAME] or [bridges.NAME] members (the lab has one NIC and one radio)")
+
+
+def _second_bond(profile: Profile, plan: LabPlan) -> SecondBond | None:
+    """The profile's first other bond of exactly two ethernet members, if any, as the lab plays it."""
+    for name, bond in profile.bonds.items():
+        wired = profile.members_of_type(name, "ethernet")
+        if name == plan.bond or len(wired) != 2 or len(bond.members) != 2:
+            continue
+        static4 = [i for i in map(ipaddress.ip_interface, bond.addresses) if isinstance(i, ipaddress.IPv4Interface)]
+        if not static4 or static4[0].network.overlaps(plan.subnet4):
+            raise UsageError(f"the lab plays bond {name} beside {plan.bond} and needs a static IPv4 address of its "
+                             f"own, in another subnet than {plan.subnet4}",
+                             f"add one to bonds.{name}.addresses, e.g. \"10.20.0.2/24\"")
+        if bond.dhcp4 or bond.dhcp6:
+            raise UsageError(f"the lab's DHCP server serves {plan.bond}'s subnet only, so bond {name} cannot "
+                             "use DHCP in it", f"set bonds.{name}.dhcp4 and dhcp6 to false")
+        ap4 = next(h for h in static4[0].network.hosts() if h != static4[0].ip)
+        return SecondBond(name=name, members=(wired[0], wired[1]), primary=bond.primary, miimon=bond.miimon,
+                          fail_over_mac=bond.fail_over_mac, primary_reselect=bond.primary_reselect,
+                          static4=static4[0], ap_addr4=ipaddress.IPv4Interface(f"{ap4}/{static4[0].network.prefixlen}"))
+    return None
 
 
 def _addressed(name: str, master: Addressing, **members: Any) -> LabPlan:
@@ -226,7 +282,7 @@ def render_lab_overlay(profile: Profile, out_dir: Path) -> list[Path]:
     context = {
         "plan": plan, "ap_ifname": AP_IFNAME, "uplink_ifname": UPLINK_IFNAME, "netns": AP_NETNS,
         "bridge": AP_BRIDGE, "wired_mac": WIRED_NIC.mac, "uplink_mac": UPLINK_NIC.mac,
-        "station_mac": STATION_RADIO_MAC, "ap_radio_mac": AP_RADIO_MAC,
+        "station_mac": STATION_RADIO_MAC, "ap_radio_mac": AP_RADIO_MAC, "second_nics": SECOND_NICS,
         "dhcp4_low": lo4, "dhcp4_high": hi4,
         "dhcp6_low": str(plan.subnet6.network_address + 0x100),
         "dhcp6_high": str(plan.subnet6.network_address + 0x1ff),
@@ -235,7 +291,7 @@ def render_lab_overlay(profile: Profile, out_dir: Path) -> list[Path]:
     for tpl in sorted(TEMPLATES.rglob("*.j2")):
         rel = tpl.relative_to(TEMPLATES).with_suffix("")
         # A bridge's lab has no station to name and no AP to run (its hostapd unit needs this file).
-        if plan.wireless is None and rel.name in NEEDS_WIRELESS:
+        if plan.wireless is None and rel.name in NEEDS_WIRELESS or plan.second is None and rel.name in NEEDS_SECOND:
             continue
         text = env.get_template(tpl.relative_to(TEMPLATES).as_posix()).render(**context)
         dest = out_dir / rel
