@@ -562,7 +562,7 @@ def dhclient_release(machine: Machine, lab: Lab, results: Results) -> None:
     assert unit is not None
     _on_wired(machine, lab, results)
     lease = lab.leases(4)
-    results.require("the bond has one DHCPv4 lease", len(lease) == 1, ", ".join(lease) or "none")
+    results.require(f"the {p.kind} has one DHCPv4 lease", len(lease) == 1, ", ".join(lease) or "none")
     others = [u for u in lab.expected.all if u != unit]
     states_before = machine.unit_states(*others)
     v6_before = sorted(lab.leases(6))
