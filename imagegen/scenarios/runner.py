@@ -102,10 +102,11 @@ class LabRun:
 
     def run(self, profile_label: str) -> RunResult:
         groups = _groups(self.options, self.plan)
-        # A full run is the profile's shape's scenarios; one named with --scenario that is of another
-        # shape is reported not applicable rather than dropped without a word.
+        # The scenarios of another shape than the profile's are reported not applicable, with why, rather
+        # than dropped without a word; no VM boots for them.
+        named = set(self.options.only or BY_NAME) if self.options.builtin else set()
         for s in SCENARIOS:
-            if self.options.builtin and s.name in self.options.only and not s.applies(self.plan):
+            if s.name in named and not s.applies(self.plan):
                 self._not_applicable(s)
         for i, group in enumerate(groups):
             keep = self.options.keep and i == len(groups) - 1
