@@ -5,23 +5,14 @@ its device fails the unplug scenario for that reason."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from vm_test import MARKS, imagegen
 
 from imagegen.image.config import repo_root
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.slow,
-    pytest.mark.timeout(3600),
-    pytest.mark.skipif(os.geteuid() != 0, reason="mkosi image builds need root"),
-    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed"),
-]
+pytestmark = MARKS
 
 BRIDGE = {"bridge-boot", "bridge-unplug", "dhclient-release", "static-edit", "master-restart", "clean-shutdown"}
 NEGATIVE = Path(__file__).parent / "data" / "unwanted_port_checks.py"
@@ -29,11 +20,8 @@ NEGATIVE = Path(__file__).parent / "data" / "unwanted_port_checks.py"
 
 def test_the_bridge_passes_its_scenarios_and_a_port_its_device_does_not_want_fails(tmp_path: Path) -> None:
     shutil.copy(repo_root() / "examples" / "bridge.toml", tmp_path / "bridge.toml")
-    env = {**os.environ, "PYTHONPATH": str(repo_root())}
-    proc = subprocess.run(
-        [sys.executable, "-c", "from imagegen.cli import app; app()", "test", "bridge.toml", "--script",
-         str(NEGATIVE), "--json-file", "result.json", "--artifacts", "artifacts"],
-        cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3000)
+    proc = imagegen("test", "bridge.toml", "--script", str(NEGATIVE), "--json-file", "result.json", "--artifacts",
+                    "artifacts", cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout[-5000:]
     result = json.loads((tmp_path / "result.json").read_text())
     by_name = {s["name"]: s for s in result["scenarios"]}

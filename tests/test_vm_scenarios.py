@@ -8,37 +8,22 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from example_copy import copy_laptop
+from vm_test import MARKS, imagegen
 
 from imagegen.cli.image import build_profile
 from imagegen.image.config import repo_root
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.slow,
-    pytest.mark.timeout(3600),
-    pytest.mark.skipif(os.geteuid() != 0, reason="mkosi image builds need root"),
-    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed"),
-]
+pytestmark = MARKS
 
 EXAMPLE = repo_root() / "examples" / "laptop.toml"
 ALL = {"boot-wired-primary", "failover", "failback", "wifi-only-boot", "hotplug", "ap-lost", "rfkill",
        "dhclient-release", "static-edit", "supplicant-restart", "master-restart", "card-insert", "clean-shutdown"}
 # The scenarios of other shapes (a bridge master, a second bond): reported not applicable on the laptop.
 OTHER_SHAPES = {"bridge-boot", "bridge-unplug", "two-masters"}
-
-
-def imagegen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(repo_root())}
-    return subprocess.run([sys.executable, "-c", "from imagegen.cli import app; app()", *args], cwd=cwd,
-                          env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3000)
 
 
 @pytest.fixture(scope="module")

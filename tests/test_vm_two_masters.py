@@ -5,35 +5,22 @@ the options check for that reason."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from vm_test import MARKS, imagegen
 
 from imagegen.image.config import repo_root
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.slow,
-    pytest.mark.timeout(3600),
-    pytest.mark.skipif(os.geteuid() != 0, reason="mkosi image builds need root"),
-    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed"),
-]
+pytestmark = MARKS
 
 NEGATIVE = Path(__file__).parent / "data" / "same_options_checks.py"
 
 
 def test_two_bonds_fail_over_each_on_its_own_and_mixed_up_options_fail(tmp_path: Path) -> None:
     shutil.copy(repo_root() / "examples" / "dock.toml", tmp_path / "dock.toml")
-    env = {**os.environ, "PYTHONPATH": str(repo_root())}
-    proc = subprocess.run(
-        [sys.executable, "-c", "from imagegen.cli import app; app()", "test", "dock.toml", "--scenario",
-         "boot-wired-primary", "--scenario", "two-masters", "--script", str(NEGATIVE), "--json-file",
-         "result.json", "--artifacts", "artifacts"],
-        cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3000)
+    proc = imagegen("test", "dock.toml", "--scenario", "boot-wired-primary", "--scenario", "two-masters",
+                    "--script", str(NEGATIVE), "--json-file", "result.json", "--artifacts", "artifacts", cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout[-5000:]
     result = json.loads((tmp_path / "result.json").read_text())
     by_name = {s["name"]: s for s in result["scenarios"]}

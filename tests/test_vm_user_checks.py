@@ -8,24 +8,17 @@ import json
 import os
 import pty
 import select
-import shutil
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
+from vm_test import MARKS
 
 from imagegen.image.config import repo_root
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.slow,
-    pytest.mark.timeout(3600),
-    pytest.mark.skipif(os.geteuid() != 0, reason="mkosi image builds need root"),
-    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed"),
-]
+pytestmark = MARKS
 
 REPO = repo_root()
 CHECKS = REPO / "examples" / "tests" / "laptop_checks.py"

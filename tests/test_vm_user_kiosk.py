@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from vm_test import MARKS
 
 from imagegen.image.config import repo_root
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.slow,
-    pytest.mark.timeout(3600),
-    pytest.mark.skipif(os.geteuid() != 0, reason="mkosi image builds need root"),
-    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed"),
-]
+pytestmark = MARKS
 
 REPO = repo_root()
 SCENARIOS = {"boot-wired-primary", "failover", "failback", "wifi-only-boot", "hotplug", "ap-lost", "rfkill",
