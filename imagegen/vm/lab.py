@@ -89,9 +89,10 @@ class SecondBond:
 class LabPlan:
     """The lab for one profile: who plays which interface, and what the AP serves.
 
-    Two shapes: the seed's bond of one ethernet and one wireless member (kind "bond"), or a bridge over
-    one ethernet NIC (kind "bridge": no wireless member, no access point to associate with; the AP's
-    network namespace still serves DHCP on the wire)."""
+    Two kinds of master: the seed's bond of one ethernet and one wireless member (kind "bond"), or a bridge
+    over one ethernet NIC (kind "bridge": no wireless member, no access point to associate with; the AP's
+    network namespace still serves DHCP on the wire). Beside a bond, a second bond of two ethernet NICs
+    (`second`) gets two lab NICs of its own."""
 
     # The master's name, a bond's or a bridge's (the field keeps the seed's word the scenarios use).
     bond: str
@@ -127,7 +128,7 @@ class LabPlan:
         """The wireless member, for what only a bond with a radio has (a bridge's lab has none)."""
         if self.wireless is None:
             raise UsageError(f"{self.kind} {self.bond} has no wireless member: the lab has no radio to drive",
-                             "run the scenarios and calls of a bond with a wireless member on such a profile")
+                             "drive the radio only on a profile whose bond has a wireless member")
         return self.wireless
 
     @property
