@@ -32,7 +32,7 @@ from imagegen.scenarios.runner import TestOptions as Options
 from imagegen.scenarios.session import LabSession
 from imagegen.stages.derivations import verdict_derivation
 from imagegen.store import Entry
-from imagegen.testing import CheckFailed, Results
+from imagegen.testing import CheckFailed, Results, TestFailure
 from imagegen.testing.calls import CallLog
 from imagegen.testing.errors import CommandFailed, UnitFailed, WaitTimeout
 from imagegen.testing.machine import Machine
@@ -241,6 +241,28 @@ def test_a_profile_runs_the_scenarios_of_its_shape_and_a_named_one_of_another_is
     (two,) = run.run("examples/laptop.toml").scenarios
     assert two.skipped and two.error == ("not applicable: it proves a second bond of two ethernet NICs beside "
                                          "bond0, and the profile declares none")
+
+
+def test_member_link_cuts_the_nic_that_plays_the_member_and_names_the_ones_there_are(tmp_path: Path) -> None:
+    lab = session(tmp_path)
+    lab.plan = plan_lab(load_profiles([REPO / "examples" / "dock.toml"]).profile)
+
+    class Links:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, bool]] = []
+
+        def set_link(self, device: str, up: bool) -> float:
+            self.sent.append((device, up))
+            return 1.0
+
+    links = Links()
+    lab.qmp = links  # type: ignore[assignment]
+    _, api = bind(lab, CallLog(tmp_path / CALL_LOG))
+    api.member_link("enp5s0", False)
+    api.member_link("enp3s0", False)
+    assert links.sent == [("nic-second-b", False), ("nic-wired", False)] and not lab.wired_link_up
+    with pytest.raises(TestFailure, match="no lab NIC plays wlp2s0; the lab's NICs play enp3s0, enp4s0, enp5s0"):
+        api.member_link("wlp2s0", True)
 
 
 # --- The profile option and the verdict's hash ------------------------------------------------------

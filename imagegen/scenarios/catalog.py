@@ -69,7 +69,7 @@ def _members(machine: Machine, lab: Lab) -> str:
         return f"{_active(b)}, slaves {', '.join(s.name for s in b.slaves) or 'none'}" if b else "no bond"
     status, out = machine.execute(
         f"cd /sys/class/net/{p.bond}/brif && for port in *; do [ -e \"$port\" ] || continue; "
-        "echo \"$port $(cat $port/state)\"; done", timeout=30)
+        "echo \"$port $(cat \"$port/state\")\"; done", timeout=30)
     if status != 0:
         return f"no bridge {p.bond}"
     states = {"0": "disabled", "1": "listening", "2": "learning", "3": "forwarding", "4": "blocking"}
@@ -138,11 +138,13 @@ def _wlan_link(machine: Machine, lab: Lab, mii: str) -> BondStatus | None:
     return b if s is not None and s.mii_status == mii else None
 
 
+def _reached(machine: Machine, lab: Lab, target: str) -> Polled[bool]:
+    """Wait until the AP reaches target (one ping at a time)."""
+    return machine.poll(lambda: _peer_reaches(lab, target, count=1), lab.timeout(30), what=f"the AP reaching {target}")
+
+
 def _peer_reaches_again(machine: Machine, lab: Lab, results: Results, name: str) -> None:
-    target = lab.plan.probe_target()
-    reached = machine.poll(lambda: _peer_reaches(lab, target, count=1), lab.timeout(30),
-                           what=f"the AP reaching {target}")
-    results.check(name, bool(reached), "ping")
+    results.check(name, bool(_reached(machine, lab, lab.plan.probe_target())), "ping")
 
 
 # The probe's figures, named as the benchmarks and the JSON's readers know them.
@@ -770,8 +772,7 @@ def card_insert(machine: Machine, lab: Lab, results: Results) -> None:
 
 def _bridge_options(machine: Machine, lab: Lab) -> dict[str, str]:
     """The bridge options network.conf gives master@ (`stp_state 0`): the words after `type bridge`."""
-    p = lab.plan
-    words = machine.succeed(f'. {NETWORK_CONF} && printf "%s" "${p.bond}OPTIONS"', timeout=30).split()
+    words = _declared(machine, lab, "OPTIONS")
     return dict(zip(words[::2], words[1::2], strict=False))
 
 
@@ -817,8 +818,7 @@ def bridge_unplug(machine: Machine, lab: Lab, results: Results) -> None:
                   _addresses4(machine, lab) == static and member is not None and member.master == p.bond,
                   _members(machine, lab))
     lab.wired(True)
-    back = machine.poll(lambda: _peer_reaches(lab, target, count=1), lab.timeout(30),
-                        what=f"the AP reaching {target}")
+    back = _reached(machine, lab, target)
     results.figure("cable_in_to_reached_s", round(back.seconds, 1))
     results.check(f"cable in: the AP reaches {target} again", bool(back),
                   f"after {back.seconds:.1f} s ({time.monotonic() - cut:.0f} s after the cut)")
@@ -843,8 +843,7 @@ def bridge_unplug(machine: Machine, lab: Lab, results: Results) -> None:
                   f"{states[slave_unit]} after {waited:.1f} s")
     port = _bridge_port(machine, lab, lab.timeout(30))
     results.check(f"{p.wired} is a forwarding port of {p.bond} again", bool(port), _members(machine, lab))
-    reached = machine.poll(lambda: _peer_reaches(lab, target, count=1), lab.timeout(30),
-                           what=f"the AP reaching {target}")
+    reached = _reached(machine, lab, target)
     results.figure("replug_to_reached_s", round(time.monotonic() - plugged, 1))
     results.check(f"the AP reaches {target} over the replugged NIC", bool(reached), "ping from netns ap")
     if p.dhcp4:
@@ -854,15 +853,12 @@ def bridge_unplug(machine: Machine, lab: Lab, results: Results) -> None:
 
 # Two masters: a second bond of two ethernet NICs beside the article's, each with its own options.
 
-def _holds(b: BondStatus | None, *, mode: str = "active-backup", miimon: int, fail_over_mac: str,
-           primary: str | None, reselect: str) -> tuple[bool, str]:
-    """Whether a bond runs with these options, and what the kernel says it runs with."""
+def _options(b: BondStatus | None) -> str:
+    """The options a bond runs with, as the kernel says."""
     if b is None:
-        return False, "no bond"
-    seen = (f"mode {b.mode}, miimon {b.miimon_ms}, fail_over_mac {b.fail_over_mac}, primary {b.primary}, "
+        return "no bond"
+    return (f"mode {b.mode}, miimon {b.miimon_ms}, fail_over_mac {b.fail_over_mac}, primary {b.primary}, "
             f"primary_reselect {b.primary_reselect}")
-    return (b.mode == mode and b.miimon_ms == miimon and b.fail_over_mac == fail_over_mac and b.primary == primary
-            and b.primary_reselect == reselect), seen
 
 
 def two_masters(machine: Machine, lab: Lab, results: Results) -> None:
@@ -892,15 +888,15 @@ def two_masters(machine: Machine, lab: Lab, results: Results) -> None:
     states, _ = _units_reach(machine, units, lab.timeout(60))
     for unit, want in units.items():
         results.check(f"{unit} {want}", states[unit] == want, states[unit])
-    ok, seen = _holds(machine.bond(second.name), miimon=second.miimon, fail_over_mac=second.fail_over_mac,
-                      primary=second.primary, reselect=second.primary_reselect)
+    b = machine.bond(second.name)
     results.check(f"{second.name} runs with its own options (miimon {second.miimon}, fail_over_mac "
-                  f"{second.fail_over_mac}, primary_reselect {second.primary_reselect})", ok, seen)
-    first_bond = machine.bond(p.bond)
+                  f"{second.fail_over_mac}, primary_reselect {second.primary_reselect})",
+                  b is not None and (b.mode, b.miimon_ms, b.fail_over_mac, b.primary, b.primary_reselect)
+                  == ("active-backup", second.miimon, second.fail_over_mac, second.primary, second.primary_reselect),
+                  _options(b))
+    b = machine.bond(p.bond)
     results.check(f"{p.bond} keeps its own (miimon {p.miimon}, fail_over_mac {p.fail_over_mac})",
-                  first_bond is not None and first_bond.miimon_ms == p.miimon
-                  and first_bond.fail_over_mac == p.fail_over_mac, _holds(first_bond, miimon=p.miimon,
-                  fail_over_mac=p.fail_over_mac, primary=p.primary, reselect="")[1])
+                  b is not None and (b.miimon_ms, b.fail_over_mac) == (p.miimon, p.fail_over_mac), _options(b))
     link = machine.link(second.name)
     results.check(f"{second.name} has its static address {second.static4}",
                   link is not None and str(second.static4) in {str(a) for a in link.with_family(4)},
@@ -917,8 +913,7 @@ def two_masters(machine: Machine, lab: Lab, results: Results) -> None:
                   _active(machine.bond(second.name)))
     b = machine.bond(p.bond)
     results.check(f"{p.bond} stays on {p.wired}", b is not None and b.active == p.wired, _active(b))
-    reached = machine.poll(lambda: _peer_reaches(lab, target, count=1), lab.timeout(30),
-                           what=f"the AP reaching {target}")
+    reached = _reached(machine, lab, target)
     results.check(f"the AP reaches {target} over {other}", bool(reached), f"ping, after {reached.seconds:.1f} s")
     results.check(f"the AP still reaches {p.probe_target()} on {p.bond}", _peer_reaches(lab, p.probe_target()),
                   "ping")

@@ -62,7 +62,7 @@ class _Group:
     scenarios: tuple[Scenario, ...]
 
 
-def applicable(names: tuple[str, ...] | set[str], plan: LabPlan) -> set[str]:
+def applicable(names: set[str], plan: LabPlan) -> set[str]:
     """The scenarios of names that prove something of this lab's shape (its kind of master, a second one)."""
     return {n for n in names if BY_NAME[n].applies(plan)}
 

@@ -11,7 +11,6 @@ import ipaddress
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
@@ -230,7 +229,9 @@ def _second_bond(profile: Profile, plan: LabPlan) -> SecondBond | None:
     return None
 
 
-def _addressed(name: str, master: Addressing, **members: Any) -> LabPlan:
+def _addressed(name: str, master: Addressing, *, kind: str, wired: str, wireless: str | None, primary: str | None,
+               fail_over_mac: str, ap: AccessPoint | None, num_grat_arp: int, peer_notif_delay: int,
+               miimon: int = 100) -> LabPlan:
     """The plan of master `name`, with the AP's subnets put next to its static addresses."""
     ifaces = [ipaddress.ip_interface(a) for a in master.addresses]
     static4 = tuple(i for i in ifaces if isinstance(i, ipaddress.IPv4Interface))
@@ -247,7 +248,8 @@ def _addressed(name: str, master: Addressing, **members: Any) -> LabPlan:
         subnet4=subnet4, subnet6=subnet6,
         ap_addr4=ipaddress.IPv4Interface(f"{ap4}/{subnet4.prefixlen}"),
         ap_addr6=ipaddress.IPv6Interface(f"{ap6}/{subnet6.prefixlen}"),
-        **members,
+        kind=kind, wired=wired, wireless=wireless, primary=primary, fail_over_mac=fail_over_mac, ap=ap,
+        num_grat_arp=num_grat_arp, peer_notif_delay=peer_notif_delay, miimon=miimon,
     )
 
 
