@@ -76,6 +76,7 @@ class Scenario(enum.StrEnum):
     boot_wired_primary = "boot-wired-primary"
     bridge_boot = "bridge-boot"
     bridge_unplug = "bridge-unplug"
+    wired_8021x = "wired-8021x"
     failover = "failover"
     failback = "failback"
     wifi_only_boot = "wifi-only-boot"

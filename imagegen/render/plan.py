@@ -156,7 +156,16 @@ def psk_file_secret(loaded: LoadedProfile, index: int) -> tuple[str, str]:
     return "passphrase", value
 
 
-def _cert_target(index: int, key: str, name: str) -> str:
+def eap_password(loaded: LoadedProfile, index: int) -> str | None:
+    """wireless.networks[index]'s EAP password: given, or read from its password_file; None: neither (TLS)."""
+    eap = loaded.profile.wireless.networks[index].eap
+    assert eap is not None
+    if eap.password_file is not None:
+        return _secret_text(loaded, ("wireless", "networks", index, "eap", "password_file"), eap.password_file)
+    return eap.password
+
+
+def cert_target(index: int, key: str, name: str) -> str:
     # Named by the network and the key, not the file's own name: two keys may name files of the same
     # name, and the name lands in wpa_supplicant.conf and the image's file system.
     suffix = Path(name).suffix
@@ -184,9 +193,7 @@ def _secret_lines(loaded: LoadedProfile, index: int, net: Network, extra: list[F
         lines = [field("eap", esc.wpa_token(eap.method)), field("identity", esc.wpa_string(eap.identity))]
         if eap.anonymous_identity:
             lines.append(field("anonymous_identity", esc.wpa_string(eap.anonymous_identity)))
-        password: str | None = eap.password
-        if eap.password_file is not None:
-            password = _secret_text(loaded, base + ("eap", "password_file"), eap.password_file)
+        password = eap_password(loaded, index)
         if password is not None:
             lines.append(field("password", esc.wpa_string(password)))
         if eap.phase2:
@@ -203,7 +210,7 @@ def _secret_lines(loaded: LoadedProfile, index: int, net: Network, extra: list[F
                                       limit=CERT_LIMIT, secret=key == "private_key",
                                       hint="create the file or fix the path (relative paths start at the "
                                       "profile that names them)")
-            target = _cert_target(index, key, name)
+            target = cert_target(index, key, name)
             extra.append(File(target, content, SECRET if key == "private_key" else PUBLIC))
             lines.append(field(key, esc.wpa_string(f"/{target}")))
         if eap.private_key_password:

@@ -1,4 +1,4 @@
-"""The sixteen scenarios of the lab, written on the public test API (imagegen.testing, docs/testing-api.md)
+"""The seventeen scenarios of the lab, written on the public test API (imagegen.testing, docs/testing-api.md)
 as a user's check would be: each is a function of the booted `machine`, the `lab` around it and the
 `results` it records its named checks and figures in. They read like the seed's "check the results":
 list the units, cat /proc/net/bonding, look at ip address.
@@ -20,6 +20,7 @@ from imagegen.testing import (
     Lab,
     LabPlan,
     Machine,
+    NotApplicable,
     Outage,
     Polled,
     Probe,
@@ -43,9 +44,12 @@ class Scenario:
     shapes: tuple[str, ...] = ("bond",)
     # Only for a profile with a second master beside the one the lab plays (LabPlan.second).
     needs_second: bool = False
+    # Only for a profile whose wired member runs a supplicant (LabPlan.wired_auth).
+    needs_wired_auth: bool = False
 
     def applies(self, plan: LabPlan) -> bool:
-        return plan.kind in self.shapes and (plan.second is not None or not self.needs_second)
+        return (plan.kind in self.shapes and (plan.second is not None or not self.needs_second)
+                and (plan.wired_auth is not None or not self.needs_wired_auth))
 
 
 # What the scenarios say about the bond, in its own words.
@@ -949,7 +953,149 @@ def two_masters(machine: Machine, lab: Lab, results: Results) -> None:
     _on_slave(machine, lab, p.primary or p.wired, lab.timeout(30))
 
 
-# 13. Clean shutdown.
+# 14. Wired 802.1X: the supplicant on the wired member, against the lab's switch port.
+
+SUPPLICANT_CONF = "/etc/wpa_supplicant/wpa_supplicant.conf"
+# What the scenario puts in the place of the password for a while: no profile's secret.
+WRONG_PASSWORD = "imagegen-lab-wrong-password"
+# The supplicant's own words on how an exchange went, as its journal has them.
+EAP_WORDS = re.compile(r"CTRL-EVENT-EAP-(SUCCESS|FAILURE)|EAP-MSCHAPV2: failure|TLS-CERT-ERROR|"
+                       r"EAP-PEER-CERT depth=0|Authentication failed")
+
+
+def _eap_status(machine: Machine, port: str) -> dict[str, str]:
+    """`wpa_cli -i PORT status` as its key=value pairs; empty when no supplicant answers."""
+    status, out = machine.execute(f"wpa_cli -i {shlex.quote(port)} status", timeout=30)
+    if status != 0:
+        return {}
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def _eap_state(s: dict[str, str]) -> str:
+    if not s:
+        return "no supplicant answers on its control socket"
+    words = (f"Supplicant PAE state {s.get('Supplicant PAE state', '?')}, suppPortStatus "
+             f"{s.get('suppPortStatus', '?')}, EAP state {s.get('EAP state', '?')}")
+    return words + (f", {s['selectedMethod']}" if "selectedMethod" in s else "")
+
+
+def _eap_journal(machine: Machine, port: str, cursor: str | None) -> tuple[list[str], str | None]:
+    """The supplicant's lines on its EAP exchanges since cursor (None: this boot), and the journal's cursor."""
+    after = f" --after-cursor={shlex.quote(cursor)}" if cursor else ""
+    out = machine.succeed(f"journalctl -b -u supplicant@{port}.service -o cat --show-cursor --no-pager{after}",
+                          timeout=30)
+    lines = out.splitlines()
+    mark = next((ln.removeprefix("-- cursor: ") for ln in reversed(lines) if ln.startswith("-- cursor: ")), cursor)
+    return [ln for ln in lines if EAP_WORDS.search(ln)], mark
+
+
+EapOutcome = tuple[dict[str, str], list[str]]  # wpa_cli status, and the journal's lines on the exchange
+
+
+def _eap_settled(machine: Machine, port: str, cursor: str | None, timeout: float) -> Polled[EapOutcome]:
+    """Wait for the outcome of an EAP exchange that began after cursor: the port authorized after an EAP
+    success, or held after a failure. (Without one, wpa_supplicant's wired port also ends up "Authorized":
+    802.1X lets a supplicant that no authenticator answers assume an open port, so the state alone is no proof.)"""
+    def settled() -> EapOutcome | None:
+        lines, _ = _eap_journal(machine, port, cursor)
+        if not any("CTRL-EVENT-EAP-" in ln for ln in lines):
+            return None
+        s = _eap_status(machine, port)
+        pair = (s.get("Supplicant PAE state"), s.get("EAP state"))
+        return (s, lines) if pair in {("AUTHENTICATED", "SUCCESS"), ("HELD", "FAILURE")} else None
+    return machine.poll(settled, timeout, interval=0.5, what=f"the EAP exchange on {port}")
+
+
+def _authorized(polled: Polled[EapOutcome]) -> bool:
+    return polled.value is not None and polled.value[0].get("suppPortStatus") == "Authorized" \
+        and polled.value[0].get("EAP state") == "SUCCESS"
+
+
+def _eap_detail(machine: Machine, port: str, polled: Polled[EapOutcome]) -> str:
+    if polled.value is None:
+        return f"no EAP outcome within {polled.seconds:.0f} s: {_eap_state(_eap_status(machine, port))}"
+    status, lines = polled.value
+    said = [ln for ln in lines if "CTRL-EVENT-EAP-SUCCESS" not in ln and "PEER-CERT" not in ln][-2:]
+    return f"{_eap_state(status)} after {polled.seconds:.1f} s" + (f"; {'; '.join(said)}" if said else "")
+
+
+def _reload_with_password(machine: Machine, lab: Lab, password: str | None) -> None:
+    """`systemctl reload supplicant@PORT` (the article's wpa_cli reconfigure and reassociate) after the
+    network's password in the file is set to `password`, or put back as the image has it (None)."""
+    port = lab.plan.wired
+    if password is None:
+        machine.succeed(f"mv {SUPPLICANT_CONF}.imagegen-lab {SUPPLICANT_CONF}")
+    else:
+        # sed -i.SUFFIX renames the file it reads: the image's own, mode 0600, waits there.
+        machine.succeed(f"sed -i.imagegen-lab 's/^\\([[:space:]]*password=\\).*/\\1\"{password}\"/' {SUPPLICANT_CONF}")
+    machine.succeed(f"systemctl reload supplicant@{port}.service")
+
+
+def wired_8021x(machine: Machine, lab: Lab, results: Results) -> None:
+    """The article runs wpa_supplicant with the wired driver on every interface it is started on: a wired
+    member with `supplicant = true` authenticates its port. The lab's switch side is hostapd's wired driver
+    with its own EAP server, which knows the profile's credentials; the port must be authorized at boot by
+    itself, refused with a wrong password, and authorized again with the image's one, by `systemctl reload`."""
+    p = lab.plan
+    auth = p.wired_auth
+    if auth is None:
+        raise NotApplicable(f"{p.wired} runs no supplicant: the profile declares no wired 802.1X")
+    port = auth.port
+    unit = f"supplicant@{port}.service"
+    states, _ = _units_reach(machine, {unit: "active/running"}, lab.timeout(60))
+    results.require(f"{unit} runs", states[unit] == "active/running", states[unit])
+    mac = machine.succeed(f"cat /sys/class/net/{port}/address", timeout=30).strip().lower()
+    # At boot: wpa_supplicant sends EAPOL-Start every 30 s until an authenticator answers.
+    boot = _eap_settled(machine, port, None, lab.timeout(90))
+    results.require(f"{port} authorized at boot by EAP-{auth.method} with the profile's credentials",
+                    _authorized(boot), _eap_detail(machine, port, boot))
+    stamp = machine.succeed(f"journalctl -b -u {unit} -o short-monotonic --no-pager --grep CTRL-EVENT-EAP-SUCCESS "
+                            "| head -1", timeout=30)
+    found = re.match(r"\[\s*([0-9.]+)\]", stamp.strip())
+    if found:
+        results.figure("authorized_after_boot_s", round(float(found.group(1)), 1))
+    status = boot.value[0] if boot.value else {}
+    results.check(f"the supplicant ran EAP-{auth.method}", f"EAP-{auth.method}" in status.get("selectedMethod", ""),
+                  status.get("selectedMethod", "no method"))
+    if auth.ca_cert is not None:
+        lines = boot.value[1] if boot.value else []
+        peer = next((ln for ln in lines if "PEER-CERT depth=0" in ln), "")
+        results.check(f"it checked the server's certificate against ca_cert ({auth.ca_cert}, the lab's CA)",
+                      "CN=imagegen-lab-authenticator" in peer, peer or "no server certificate seen")
+    side = lab.switch_port(mac)
+    results.check(f"the switch port has {mac} authorized as {auth.identity}",
+                  "[AUTHORIZED]" in side.get("flags", "") and side.get("dot1xAuthSessionUserName") == auth.identity,
+                  f"flags {side.get('flags', '?')}, user {side.get('dot1xAuthSessionUserName', '?')}" if side
+                  else "the switch port does not know the station")
+
+    # A wrong password, changed at run time: refused, and the port is not authorized on either side.
+    _, cursor = _eap_journal(machine, port, None)
+    start = time.monotonic()
+    try:
+        _reload_with_password(machine, lab, WRONG_PASSWORD)
+        wrong = _eap_settled(machine, port, cursor, lab.timeout(60))
+        results.figure("wrong_password_refused_s", round(time.monotonic() - start, 1))
+        refused = wrong.value is not None and wrong.value[0].get("EAP state") == "FAILURE" \
+            and wrong.value[0].get("suppPortStatus") == "Unauthorized"
+        results.check("with a wrong password (systemctl reload): EAP fails and the port stays unauthorized",
+                      refused, _eap_detail(machine, port, wrong))
+        side = lab.switch_port(mac)
+        results.check("the switch port does not authorize it", "[AUTHORIZED]" not in side.get("flags", ""),
+                      f"flags {side.get('flags', '?')}, failures {side.get('dot1xAuthBackendAuthFails', '?')}")
+    finally:
+        _, cursor = _eap_journal(machine, port, cursor)
+        start = time.monotonic()
+        _reload_with_password(machine, lab, None)
+    again = _eap_settled(machine, port, cursor, lab.timeout(90))
+    results.figure("reauthorized_s", round(time.monotonic() - start, 1))
+    results.check("the image's password back (systemctl reload): authorized again", _authorized(again),
+                  _eap_detail(machine, port, again))
+    b = machine.bond(p.bond) if p.kind == "bond" else None
+    if b is not None:
+        results.check(f"{p.bond} stays on {p.wired} throughout", b.active == p.wired, _active(b))
+
+
+# 15. Clean shutdown.
 
 def stop_positions(console: str, unit: str) -> tuple[int | None, int | None]:
     """Offsets of systemd's 'Stopping <unit>' and 'Stopped <unit>' console lines (None: not seen).
@@ -1003,6 +1149,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("bridge-boot", "Boot, a bridge over the wired NIC", bridge_boot, shapes=("bridge",)),
     Scenario("bridge-unplug", "Bridge member: cable out and in, NIC unplugged and replugged", bridge_unplug,
              shapes=("bridge",)),
+    Scenario("wired-8021x", "Wired 802.1X: authorized at boot, refused with a wrong password, authorized again",
+             wired_8021x, shapes=("bond", "bridge"), needs_wired_auth=True),
     Scenario("failover", "Failover (set_link wired off)", failover),
     Scenario("failback", "Failback (set_link wired on)", failback),
     Scenario("wifi-only-boot", "Wifi-only boot (dhclient MAC trap)", wifi_only_boot),

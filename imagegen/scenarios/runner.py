@@ -27,9 +27,9 @@ from imagegen.vm.lab import LabPlan
 from imagegen.vm.machine import ImageFiles, Machine, QemuExited
 
 # Which scenarios share one boot. The wifi-only boot needs its own VM: the wired link is off from the start.
-MAIN_VM = ("boot-wired-primary", "bridge-boot", "bridge-unplug", "failover", "failback", "hotplug", "ap-lost",
-           "rfkill", "dhclient-release", "static-edit", "supplicant-restart", "master-restart", "card-insert",
-           "two-masters", "clean-shutdown")
+MAIN_VM = ("boot-wired-primary", "bridge-boot", "bridge-unplug", "wired-8021x", "failover", "failback", "hotplug",
+           "ap-lost", "rfkill", "dhclient-release", "static-edit", "supplicant-restart", "master-restart",
+           "card-insert", "two-masters", "clean-shutdown")
 WIFI_ONLY_VM = ("wifi-only-boot",)
 # What the guest kernel prints when its virtual CPUs get no host CPU for many seconds.
 STARVATION_MARKS = ("BUG: soft lockup", "rcu_preempt detected stalls")
@@ -120,7 +120,10 @@ class LabRun:
     def _not_applicable(self, scenario: Scenario) -> None:
         """A scenario of another shape than the profile's: reported, with why, and no VM booted for it."""
         p = self.plan
-        if p.kind in scenario.shapes:
+        if p.kind in scenario.shapes and scenario.needs_wired_auth and p.wired_auth is None:
+            why = (f"it proves wired 802.1X, and {p.wired} runs no supplicant (interfaces.{p.wired}.supplicant "
+                   "is not true)")
+        elif p.kind in scenario.shapes:
             why = f"it proves a second bond of two ethernet NICs beside {p.bond}, and the profile declares none"
         else:
             why = f"it proves a {' or '.join(scenario.shapes)} master; the lab plays {p.section}.{p.bond}, a {p.kind}"

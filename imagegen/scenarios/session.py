@@ -33,6 +33,9 @@ def expected_units(plan: LabPlan, dhcp6_unit: str) -> Expected:
     b = plan.bond
     # A bridge over the wired NIC alone has no radio: no supplicant and no wireless member's unit.
     running = [f"supplicant@{plan.wireless}.service"] if plan.wireless else []
+    # A wired member that runs one (802.1X) has its own.
+    if plan.wired_auth:
+        running.append(f"supplicant@{plan.wired}.service")
     if plan.dhcp4:
         running.append(f"dhclient@{b}.service")
     if plan.dhcp6:

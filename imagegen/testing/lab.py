@@ -19,7 +19,7 @@ from imagegen.scenarios.session import Expected, LabSession
 from imagegen.testing.calls import CallLog
 from imagegen.testing.errors import TestFailure
 from imagegen.testing.machine import ClockOffset, Machine, Peer
-from imagegen.vm.lab import AP_NETNS, DNSMASQ_UNIT, HOSTAPD_UNIT, LAB_RUN, LabPlan
+from imagegen.vm.lab import AP_NETNS, AUTHENTICATOR_CTRL, DNSMASQ_UNIT, HOSTAPD_UNIT, LAB_RUN, UPLINK_IFNAME, LabPlan
 
 PROBE_INTERVAL_MS = 20
 # Where a removed wireless card waits (Lab.remove_card): a network namespace of the lab's own.
@@ -240,6 +240,18 @@ class Lab:
         """Start or stop the access point (the lab's hostapd)."""
         with self._calls.call(f"lab.ap({up})"):
             self._machine.succeed(f"systemctl {'start' if up else 'stop'} {HOSTAPD_UNIT}")
+
+    def switch_port(self, mac: str) -> dict[str, str]:
+        """What the lab's 802.1X switch port (hostapd's wired driver on the wired NIC's cable, for a wired
+        member with a supplicant) knows of station `mac`, as `hostapd_cli sta` prints it: e.g.
+        {"flags": "[AUTHORIZED]", "dot1xAuthSessionUserName": "alice", "dot1xAuthBackendAuthFails": "0"}.
+        Empty: the port has not seen the station (or the lab has no such port)."""
+        with self._calls.call(f"lab.switch_port({mac})") as c:
+            status, out = self._machine.execute(
+                f"hostapd_cli -p {AUTHENTICATOR_CTRL} -i {UPLINK_IFNAME} sta {shlex.quote(mac)}", timeout=30)
+            found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if status == 0 else {}
+            c.detail = f"flags {found.get('flags', '?')}" if found else "station not known"
+            return found
 
     def dhcp_log(self) -> str:
         """The lab's DHCP server's log of this boot (dnsmasq in netns ap, log-dhcp): one line per

@@ -17,7 +17,7 @@ import jinja2
 from imagegen.errors import UsageError
 from imagegen.profile.load import LoadedProfile
 from imagegen.profile.model import Addressing, Network, Profile, has_control
-from imagegen.render.plan import psk_file_secret
+from imagegen.render.plan import cert_target, eap_password, psk_file_secret
 from imagegen.vm.qemu import Nic
 
 # The QEMU side. NIC ids are what QMP set_link/device_del name.
@@ -51,6 +51,17 @@ TEMPLATES = Path(__file__).parent / "templates" / "lab"
 # The lab's files that only a plan with a wireless member has, and those only a plan with a second bond has.
 NEEDS_WIRELESS = ("10-imagegen-lab-station.link", "hostapd.conf")
 NEEDS_SECOND = ("10-imagegen-lab-second-a.link", "10-imagegen-lab-second-b.link")
+NEEDS_WIRED_AUTH = ("hostapd-wired.conf", "hostapd-wired.eap_user")
+# The lab's switch port: hostapd's wired driver with its own EAP server, on the uplink in netns ap.
+AUTHENTICATOR_UNIT = "imagegen-lab-authenticator.service"
+AUTHENTICATOR_CTRL = "/run/imagegen-lab/hostapd-wired"
+# The inner methods hostapd's eap_user file names for wpa_supplicant's phase2 of PEAP and TTLS.
+PHASE2_METHODS = {
+    "PEAP": {"auth=MSCHAPV2": "MSCHAPV2", "auth=GTC": "GTC", "auth=MD5": "MD5"},
+    "TTLS": {"auth=MSCHAPV2": "TTLS-MSCHAPV2", "auth=MSCHAP": "TTLS-MSCHAP", "auth=PAP": "TTLS-PAP",
+             "auth=CHAP": "TTLS-CHAP", "autheap=MSCHAPV2": "MSCHAPV2", "autheap=GTC": "GTC",
+             "autheap=MD5": "MD5"},
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,22 @@ class AccessPoint:
     passphrase: str | None
     psk: str | None
     country: str
+
+
+@dataclass(frozen=True)
+class WiredAuth:
+    """The wired 802.1X port the lab plays: the member that runs a supplicant, and the credentials of the
+    profile's network without an ssid (the one wpa_supplicant's wired driver authenticates with), which
+    the lab's authenticator is given so that it accepts them and nothing else."""
+
+    port: str
+    method: str  # PEAP or TTLS
+    identity: str
+    password: str
+    inner: str  # the inner method as hostapd's eap_user file names it (MSCHAPV2, TTLS-PAP, ...)
+    # Where the image keeps the network's ca_cert: the lab mounts its own CA, made at boot, over it (it cannot
+    # sign with the profile's). None: the profile trusts any server certificate.
+    ca_cert: str | None
 
 
 @dataclass(frozen=True)
@@ -116,6 +143,8 @@ class LabPlan:
     # on its own); None: one master.
     second: SecondBond | None = None
     miimon: int = 100
+    # The wired member's 802.1X port, if it runs a supplicant (supplicant = true on an ethernet NIC).
+    wired_auth: WiredAuth | None = None
 
     @property
     def nics(self) -> tuple[Nic, ...]:
@@ -160,13 +189,17 @@ def _choose_network(profile: Profile) -> Network:
 
 def lab_profile(loaded: LoadedProfile) -> Profile:
     """The profile as the lab plays it: a network's psk_file read (relative to the profile that names
-    it) into its passphrase or psk, since the AP needs the key itself, as the image's supplicant does."""
+    it) into its passphrase or psk, and an EAP password_file into the password, since the AP and the
+    authenticator need the key itself, as the image's supplicant does."""
     profile = loaded.profile
     networks = list(profile.wireless.networks)
     for i, net in enumerate(networks):
         if net.psk_file is not None and net.key_mgmt in ("WPA-PSK", "SAE"):
             kind, value = psk_file_secret(loaded, i)
             networks[i] = net.model_copy(update={kind: value, "psk_file": None})
+        elif net.eap is not None and net.eap.password_file is not None:
+            eap = net.eap.model_copy(update={"password": eap_password(loaded, i), "password_file": None})
+            networks[i] = net.model_copy(update={"eap": eap})
     return profile.model_copy(update={"wireless": profile.wireless.model_copy(update={"networks": networks})})
 
 
@@ -197,15 +230,48 @@ def plan_lab(profile: Profile) -> LabPlan:
                 fail_over_mac=bond.fail_over_mac, ap=_access_point(profile, _choose_network(profile)),
                 num_grat_arp=bond.num_grat_arp, peer_notif_delay=bond.peer_notif_delay_ms(), kind="bond",
                 miimon=bond.miimon)
-            return replace(plan, second=_second_bond(profile, plan))
+            return replace(plan, second=_second_bond(profile, plan), wired_auth=_wired_auth(profile, wired[0]))
     for name, bridge in profile.bridges.items():
         wired = profile.members_of_type(name, "ethernet")
         if len(wired) == 1 and len(bridge.members) == 1:
-            return _addressed(name, bridge, wired=wired[0], wireless=None, primary=None, fail_over_mac="none",
+            plan = _addressed(name, bridge, wired=wired[0], wireless=None, primary=None, fail_over_mac="none",
                               ap=None, num_grat_arp=0, peer_notif_delay=0, kind="bridge")
+            return replace(plan, wired_auth=_wired_auth(profile, wired[0]))
     raise UsageError("the lab needs a bond with exactly one ethernet and one wireless member, or a bridge "
                      "over exactly one ethernet NIC",
                      "declare one in [bonds.NAME] or [bridges.NAME] members (the lab has one NIC and one radio)")
+
+
+def _wired_auth(profile: Profile, port: str) -> WiredAuth | None:
+    """The 802.1X port of the wired member, if it runs a supplicant: the credentials of the first network
+    without an ssid, as the lab's authenticator must accept them."""
+    if not profile.interfaces[port].runs_supplicant():
+        return None
+    found = [(i, n) for i, n in enumerate(profile.wireless.networks) if n.ssid is None and n.eap is not None]
+    if not found:
+        raise UsageError(f"{port} runs a supplicant, and no network without an ssid gives it 802.1X credentials",
+                         "add a [[wireless.networks]] entry with key_mgmt = \"IEEE8021X\", no ssid and an [eap] table")
+    index, net = found[0]
+    eap = net.eap
+    assert eap is not None
+    where = f"wireless.networks[{index}].eap"
+    inner = PHASE2_METHODS.get(eap.method, {}).get(eap.phase2 or ("auth=MSCHAPV2" if eap.method == "PEAP" else ""))
+    if inner is None:
+        raise UsageError(f"the lab's authenticator plays PEAP and TTLS with a password; {where} is "
+                         f"{eap.method} with phase2 {eap.phase2 or 'unset'}",
+                         f"test it with method PEAP or TTLS and phase2 one of "
+                         f"{', '.join(sorted({k for m in PHASE2_METHODS.values() for k in m}))}")
+    if eap.password is None:
+        raise UsageError(f"{where} gives its password as password_file, which this lab plan has not read",
+                         "plan the lab from lab_profile(loaded), which reads it")
+    # hostapd's eap_user file takes identities and passwords between double quotes, with no escape.
+    if '"' in eap.identity or '"' in eap.password:
+        raise UsageError(f"{where}: the lab's authenticator cannot hold an identity or password with a double "
+                         "quote (hostapd's eap_user file has no escape for it)",
+                         "test with credentials without a double quote")
+    ca = f"/{cert_target(index, 'ca_cert', eap.ca_cert)}" if eap.ca_cert is not None else None
+    return WiredAuth(port=port, method=eap.method, identity=eap.identity, password=eap.password, inner=inner,
+                     ca_cert=ca)
 
 
 def _second_bond(profile: Profile, plan: LabPlan) -> SecondBond | None:
@@ -284,7 +350,8 @@ def render_lab_overlay(profile: Profile, out_dir: Path) -> list[Path]:
     lo4, hi4 = _dhcp_range4(plan)
     context = {
         "plan": plan, "ap_ifname": AP_IFNAME, "uplink_ifname": UPLINK_IFNAME, "netns": AP_NETNS,
-        "bridge": AP_BRIDGE, "wired_mac": WIRED_NIC.mac, "uplink_mac": UPLINK_NIC.mac,
+        "bridge": AP_BRIDGE, "authenticator_ctrl": AUTHENTICATOR_CTRL, "wired_mac": WIRED_NIC.mac,
+        "uplink_mac": UPLINK_NIC.mac,
         "station_mac": STATION_RADIO_MAC, "ap_radio_mac": AP_RADIO_MAC, "second_nics": SECOND_NICS,
         "dhcp4_low": lo4, "dhcp4_high": hi4,
         "dhcp6_low": str(plan.subnet6.network_address + 0x100),
@@ -294,14 +361,16 @@ def render_lab_overlay(profile: Profile, out_dir: Path) -> list[Path]:
     for tpl in sorted(TEMPLATES.rglob("*.j2")):
         rel = tpl.relative_to(TEMPLATES).with_suffix("")
         # A bridge's lab has no station to name and no AP to run (its hostapd unit needs this file).
-        if plan.wireless is None and rel.name in NEEDS_WIRELESS or plan.second is None and rel.name in NEEDS_SECOND:
+        if (plan.wireless is None and rel.name in NEEDS_WIRELESS or plan.second is None and rel.name in NEEDS_SECOND
+                or plan.wired_auth is None and rel.name in NEEDS_WIRED_AUTH):
             continue
         text = env.get_template(tpl.relative_to(TEMPLATES).as_posix()).render(**context)
         dest = out_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".tmp")
         tmp.write_text(text)
-        # The PSK and passphrase sit in hostapd.conf: readable by root only, as in production.
+        # The PSK and passphrase sit in hostapd.conf, the EAP password in hostapd-wired.eap_user: readable by
+        # root only, as in production.
         os.chmod(tmp, 0o600 if "hostapd" in rel.name else 0o644)
         tmp.replace(dest)
         written.append(dest)
