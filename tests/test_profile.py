@@ -352,3 +352,25 @@ def test_a_template_name_is_fine_as_a_member_reference_only_where_declared(write
     # The name is refused where the device is declared: one finding, not one per reference.
     found = problems(write_profile, MINIMAL.replace("eth0", "static"))
     assert len(found) == 1 and ": interfaces.static: " in found[0]
+
+
+WIRED_8021X = """
+[[wireless.networks]]
+key_mgmt = "IEEE8021X"
+
+[wireless.networks.eap]
+method = "PEAP"
+identity = "alice@example.org"
+password = "correct horse"
+phase2 = "auth=MSCHAPV2"
+"""
+
+
+def test_a_wired_supplicant_needs_a_network_without_an_ssid_to_authenticate_its_port(write_profile) -> None:
+    wired = MINIMAL.replace('[interfaces.eth0]\ntype = "ethernet"\n',
+                            '[interfaces.eth0]\ntype = "ethernet"\nsupplicant = true\n')
+    with_wifi = wired + '\n[[wireless.networks]]\nssid = "MyHome"\nkey_mgmt = "WPA-PSK"\npassphrase = "SuperSecret"\n'
+    found = one_problem(write_profile, with_wifi)
+    assert "interfaces.eth0.supplicant" in found and "no ssid" in found and 'key_mgmt = "IEEE8021X"' in found
+    profile = load_profiles([write_profile(with_wifi + WIRED_8021X)]).profile
+    assert profile.supplicant_interfaces() == ["eth0", "wlan0"]

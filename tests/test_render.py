@@ -447,3 +447,17 @@ def test_routes_with_zone_ids_in_network_conf(tmp_path: Path) -> None:
     render_overlay(load_profiles([profile]), tmp_path / "out", state=STATE)
     conf = (tmp_path / "out/etc/conf.d/network.conf").read_text()
     assert "bond0ROUTES='\"to ::/0 via fe80::1%bond0\" \"to 10.0.0.0/8 via 192.168.0.1\"'\n" in conf
+
+
+def test_a_wired_supplicant_gets_the_wired_driver_alone(tmp_path: Path) -> None:
+    # The article's -Dnl80211,wext,wired falls to the wireless extensions on an ethernet device, whose
+    # init succeeds there: the wired port would scan for ever and never authenticate.
+    render_overlay(load_profiles([EXAMPLES / "dock.toml"]), tmp_path / "dock", state=STATE)
+    drop_in = (tmp_path / "dock/etc/systemd/system/supplicant@enp3s0.service.d/wired.conf").read_text()
+    lines = drop_in.splitlines()
+    assert lines[lines.index("ExecStart=") + 1] == (
+        "ExecStart= /usr/sbin/wpa_supplicant -c/etc/wpa_supplicant/wpa_supplicant.conf -Dwired -i %I")
+    assert {"ExecStartPre=", "ExecStartPost=", "ExecStopPost="} <= set(lines)
+    assert not list((tmp_path / "dock/etc/systemd/system").glob("supplicant@wlp2s0.service.d"))
+    render_overlay(load_profiles([EXAMPLES / "laptop.toml"]), tmp_path / "laptop", state=STATE)
+    assert not list((tmp_path / "laptop/etc/systemd/system").glob("supplicant@*.service.d"))

@@ -41,7 +41,7 @@ from imagegen.testing.scripts import CALL_LOG, bind, load_scripts, user_scenario
 from imagegen.testing.waits import Clock, delays, poll, wait_until
 from imagegen.vm.accel import AccelChoice
 from imagegen.vm.agent import AgentError, ExecResult
-from imagegen.vm.lab import LAB_NICS, plan_lab
+from imagegen.vm.lab import LAB_NICS, lab_profile, plan_lab
 from imagegen.vm.machine import ImageFiles
 from imagegen.vm.machine import Machine as Vm
 
@@ -233,7 +233,7 @@ def test_a_profile_runs_the_scenarios_of_its_shape_and_a_named_one_of_another_is
     assert failover.skipped and not failover.passed
     assert failover.error == "not applicable: it proves a bond master; the lab plays bridges.br0, a bridge"
     # A second bond's scenario runs where there is one, and is not applicable where there is none.
-    dock = plan_lab(load_profiles([REPO / "examples" / "dock.toml"]).profile)
+    dock = plan_lab(lab_profile(load_profiles([REPO / "examples" / "dock.toml"])))
     assert "two-masters" in [s.name for g in _groups(Options(), dock) for s in g.scenarios]
     assert "two-masters" not in bond
     run = LabRun(LAPTOP_PLAN, "dhcp6c", None, AccelChoice("tcg", "test"),  # type: ignore[arg-type]
@@ -241,11 +241,19 @@ def test_a_profile_runs_the_scenarios_of_its_shape_and_a_named_one_of_another_is
     (two,) = run.run("examples/laptop.toml").scenarios
     assert two.skipped and two.error == ("not applicable: it proves a second bond of two ethernet NICs beside "
                                          "bond0, and the profile declares none")
+    # Wired 802.1X runs where the wired member runs a supplicant (the dock), and is not applicable elsewhere.
+    assert "wired-8021x" in [s.name for g in _groups(Options(), dock) for s in g.scenarios]
+    assert "wired-8021x" not in bond
+    run = LabRun(LAPTOP_PLAN, "dhcp6c", None, AccelChoice("tcg", "test"),  # type: ignore[arg-type]
+                 Options(artifacts=tmp_path, only=("wired-8021x",)), ConsoleReport(Console(file=out, width=200)))
+    (port,) = run.run("examples/laptop.toml").scenarios
+    assert port.skipped and port.error == ("not applicable: it proves wired 802.1X, and enp3s0 runs no supplicant "
+                                           "(interfaces.enp3s0.supplicant is not true)")
 
 
 def test_member_link_cuts_the_nic_that_plays_the_member_and_names_the_ones_there_are(tmp_path: Path) -> None:
     lab = session(tmp_path)
-    lab.plan = plan_lab(load_profiles([REPO / "examples" / "dock.toml"]).profile)
+    lab.plan = plan_lab(lab_profile(load_profiles([REPO / "examples" / "dock.toml"])))
 
     class Links:
         def __init__(self) -> None:

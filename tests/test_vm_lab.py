@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -201,7 +202,7 @@ DOCK = REPO / "examples" / "dock.toml"
 
 
 def test_a_second_bond_of_two_wired_nics_gets_two_lab_nics_and_an_ap_address_of_its_own(tmp_path: Path) -> None:
-    profile = load_profiles([DOCK]).profile
+    profile = lab_profile(load_profiles([DOCK]))
     plan = plan_lab(profile)
     assert plan.second is not None and plan_lab(load_profiles([LAPTOP]).profile).second is None
     s = plan.second
@@ -231,9 +232,79 @@ def test_a_second_bond_of_two_wired_nics_gets_two_lab_nics_and_an_ap_address_of_
     (('addresses = ["10.20.0.2/24"]', "addresses = []"), "needs a static IPv4 address of its own"),
     (("dhcp4 = false\ndhcp6 = false\n", "dhcp4 = true\ndhcp6 = false\n"), "cannot use DHCP"),
 ])
-def test_a_second_bond_the_lab_cannot_play_is_refused_with_the_fix(write_profile, change: tuple[str, str],
-                                                                    says: str) -> None:
+def test_a_second_bond_the_lab_cannot_play_is_refused_with_the_fix(write_profile, tmp_path: Path,
+                                                                    change: tuple[str, str], says: str) -> None:
+    _dock_files(tmp_path)
     text = DOCK.read_text()
     assert text.count(change[0]) == 1
     with pytest.raises(UsageError, match=says):
-        plan_lab(load_profiles([write_profile(text.replace(*change))]).profile)
+        plan_lab(lab_profile(load_profiles([write_profile(text.replace(*change))])))
+
+
+# --- Wired 802.1X: the lab's switch port -----------------------------------------------------------
+
+def _dock_files(where: Path) -> None:
+    """The files the dock example names (its 802.1X password and CA), next to a copy of it in where."""
+    for sub in ("secrets", "certs"):
+        shutil.copytree(REPO / "examples" / sub, where / sub, dirs_exist_ok=True)
+
+
+def test_the_dock_s_wired_member_is_an_8021x_port_the_lab_authenticates_with_its_credentials(tmp_path: Path) -> None:
+    loaded = load_profiles([DOCK])
+    with pytest.raises(UsageError, match="password_file, which this lab plan has not read"):
+        plan_lab(loaded.profile)
+    plan = plan_lab(lab_profile(loaded))
+    auth = plan.wired_auth
+    assert auth is not None and plan_lab(load_profiles([LAPTOP]).profile).wired_auth is None
+    password = (REPO / "examples" / "secrets" / "dock-8021x.txt").read_text().strip()
+    assert (auth.port, auth.method, auth.identity, auth.password, auth.inner, auth.ca_cert) == (
+        "enp3s0", "PEAP", "alice@example.org", password, "MSCHAPV2", "/etc/wpa_supplicant/certs/1-ca_cert.pem")
+    assert "supplicant@enp3s0.service" in expected_units(plan, "dhcp6c").running
+    render_lab_overlay(lab_profile(loaded), tmp_path)
+    f = files(tmp_path)
+    users = f["etc/imagegen-lab/hostapd-wired.eap_user"].splitlines()
+    # Any outer identity (the profile sends anonymous@example.org), the real one and its password inside.
+    assert "*\tPEAP" in users and f'"alice@example.org"\tMSCHAPV2\t"{password}"\t[2]' in users
+    conf = f["etc/imagegen-lab/hostapd-wired.conf"].splitlines()
+    assert {"interface=labuplink", "driver=wired", "ieee8021x=1", "eap_server=1"} <= set(conf)
+    assert "EAP_CA_CERT=/etc/wpa_supplicant/certs/1-ca_cert.pem" in f["etc/imagegen-lab/lab.env"].splitlines()
+    for name in ("hostapd-wired.eap_user", "hostapd-wired.conf"):
+        assert (tmp_path / "etc" / "imagegen-lab" / name).stat().st_mode & 0o777 == 0o600
+    # A lab without the port has neither file, and no CA to mount.
+    laptop = tmp_path / "laptop"
+    render_lab_overlay(load_profiles([LAPTOP]).profile, laptop)
+    assert not list(laptop.rglob("hostapd-wired*"))
+    assert "EAP_CA_CERT=" in files(laptop)["etc/imagegen-lab/lab.env"].splitlines()
+
+
+def test_the_switch_port_unit_makes_its_ca_and_mounts_it_over_the_image_s_copy_only() -> None:
+    unit = (REPO / "overlays/lab/etc/systemd/system/imagegen-lab-authenticator.service").read_text()
+    assert "ConditionPathExists=/etc/imagegen-lab/hostapd-wired.conf" in unit
+    assert "ExecStart=/usr/bin/ip netns exec ap /usr/sbin/hostapd /etc/imagegen-lab/hostapd-wired.conf" in unit
+    assert "imagegen-lab-authenticator.service" in (
+        REPO / "overlays/lab/etc/systemd/system/imagegen-lab-ap.service").read_text()
+    script = (REPO / "overlays/lab/usr/lib/imagegen-lab/authenticator-ca").read_text()
+    assert 'mount --bind "$dir/ca.pem" "$EAP_CA_CERT"' in script and 'rm -f "$dir/ca.key"' in script
+    for conf in ("50-lab-debian.conf", "50-lab-arch.conf"):
+        assert "        openssl\n" in (REPO / "mkosi.conf.d" / conf).read_text()
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (('method = "PEAP"', 'method = "PWD"'), "plays PEAP and TTLS with a password"),
+    (('phase2 = "auth=MSCHAPV2"', 'phase2 = "auth=PAP"'), "PEAP with phase2 auth=PAP"),
+    (('identity = "alice@example.org"', 'identity = "al\\"ice"'), "cannot hold an identity or password with a double"),
+])
+def test_credentials_the_switch_port_cannot_hold_are_refused_with_the_fix(
+        write_profile, tmp_path: Path, change: tuple[str, str], says: str) -> None:
+    _dock_files(tmp_path)
+    text = DOCK.read_text()
+    assert text.count(change[0]) == 1
+    with pytest.raises(UsageError, match=says):
+        plan_lab(lab_profile(load_profiles([write_profile(text.replace(*change))])))
+
+
+def test_ttls_with_pap_inside_is_what_the_switch_port_names_ttls_pap(write_profile, tmp_path: Path) -> None:
+    _dock_files(tmp_path)
+    text = DOCK.read_text().replace('method = "PEAP"', 'method = "TTLS"').replace("auth=MSCHAPV2", "auth=PAP")
+    auth = plan_lab(lab_profile(load_profiles([write_profile(text)]))).wired_auth
+    assert auth is not None and (auth.method, auth.inner) == ("TTLS", "TTLS-PAP")

@@ -23,7 +23,7 @@ EXAMPLE = repo_root() / "examples" / "laptop.toml"
 ALL = {"boot-wired-primary", "failover", "failback", "wifi-only-boot", "hotplug", "ap-lost", "rfkill",
        "dhclient-release", "static-edit", "supplicant-restart", "master-restart", "card-insert", "clean-shutdown"}
 # The scenarios of other shapes (a bridge master, a second bond): reported not applicable on the laptop.
-OTHER_SHAPES = {"bridge-boot", "bridge-unplug", "two-masters"}
+OTHER_SHAPES = {"bridge-boot", "bridge-unplug", "wired-8021x", "two-masters"}
 
 
 @pytest.fixture(scope="module")

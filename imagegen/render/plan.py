@@ -278,6 +278,11 @@ def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Pla
     add(f"{UNIT_DIR}/slave@.service", f"{UNIT_DIR}/slave@.service", **units)
     add(f"{UNIT_DIR}/supplicant@.service", f"{UNIT_DIR}/supplicant@.service",
         disable_legacy_rates=profile.wireless.disable_legacy_rates, **units)
+    for name in profile.supplicant_interfaces():
+        if profile.interfaces[name].type == "ethernet":
+            # Interface names are checked (check_ifname): safe in a path.
+            add(f"{UNIT_DIR}/supplicant@.service.d/wired.conf", f"{UNIT_DIR}/supplicant@{name}.service.d/wired.conf",
+                **units)
     dhclient: dict[str, Any] = {
         "dhclient_conf": esc.unit_exec_word(layout.dhclient_conf),
         "dhclient_leases": esc.unit_exec_word(layout.dhclient_leases),
