@@ -456,8 +456,16 @@ def test_a_wired_supplicant_gets_the_wired_driver_alone(tmp_path: Path) -> None:
     drop_in = (tmp_path / "dock/etc/systemd/system/supplicant@enp3s0.service.d/wired.conf").read_text()
     lines = drop_in.splitlines()
     assert lines[lines.index("ExecStart=") + 1] == (
-        "ExecStart= /usr/sbin/wpa_supplicant -c/etc/wpa_supplicant/wpa_supplicant.conf -Dwired -i %I")
+        "ExecStart= /usr/sbin/wpa_supplicant -c/etc/wpa_supplicant/wpa_supplicant-wired.conf -Dwired -i %I")
     assert {"ExecStartPre=", "ExecStartPost=", "ExecStopPost="} <= set(lines)
     assert not list((tmp_path / "dock/etc/systemd/system").glob("supplicant@wlp2s0.service.d"))
+    # The wired driver takes the first network of its file, whatever it is: the port reads the networks
+    # without an ssid alone, and the radio never sees them.
+    conf = tmp_path / "dock/etc/wpa_supplicant"
+    wired, shared = (conf / "wpa_supplicant-wired.conf").read_text(), (conf / "wpa_supplicant.conf").read_text()
+    assert wired.count("network={") == 1 and "key_mgmt=IEEE8021X" in wired and "ssid=" not in wired
+    assert shared.count("network={") == 1 and 'ssid="MyHome"' in shared and "IEEE8021X" not in shared
+    assert (conf / "wpa_supplicant-wired.conf").stat().st_mode & 0o777 == 0o600
+    assert "ca_cert=\"/etc/wpa_supplicant/certs/1-ca_cert.pem\"" in wired
     render_overlay(load_profiles([EXAMPLES / "laptop.toml"]), tmp_path / "laptop", state=STATE)
     assert not list((tmp_path / "laptop/etc/systemd/system").glob("supplicant@*.service.d"))

@@ -259,6 +259,7 @@ def test_the_dock_s_wired_member_is_an_8021x_port_the_lab_authenticates_with_its
     password = (REPO / "examples" / "secrets" / "dock-8021x.txt").read_text().strip()
     assert (auth.port, auth.method, auth.identity, auth.password, auth.inner, auth.ca_cert) == (
         "enp3s0", "PEAP", "alice@example.org", password, "MSCHAPV2", "/etc/wpa_supplicant/certs/1-ca_cert.pem")
+    assert auth.conf == "/etc/wpa_supplicant/wpa_supplicant-wired.conf"
     assert "supplicant@enp3s0.service" in expected_units(plan, "dhcp6c").running
     render_lab_overlay(lab_profile(loaded), tmp_path)
     f = files(tmp_path)

@@ -264,6 +264,15 @@ def _network_conf(profile: Profile) -> dict[str, Any]:
     }
 
 
+# The wired ports' own wpa_supplicant.conf (see plan_overlay).
+WIRED_SUPPLICANT_CONF = "etc/wpa_supplicant/wpa_supplicant-wired.conf"
+
+
+def _wired_supplicants(profile: Profile) -> list[str]:
+    """The ethernet interfaces that run a supplicant: wired 802.1X ports."""
+    return [n for n in profile.supplicant_interfaces() if profile.interfaces[n].type == "ethernet"]
+
+
 def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Plan:
     profile = loaded.profile
     layout = target.layout
@@ -278,11 +287,10 @@ def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Pla
     add(f"{UNIT_DIR}/slave@.service", f"{UNIT_DIR}/slave@.service", **units)
     add(f"{UNIT_DIR}/supplicant@.service", f"{UNIT_DIR}/supplicant@.service",
         disable_legacy_rates=profile.wireless.disable_legacy_rates, **units)
-    for name in profile.supplicant_interfaces():
-        if profile.interfaces[name].type == "ethernet":
-            # Interface names are checked (check_ifname): safe in a path.
-            add(f"{UNIT_DIR}/supplicant@.service.d/wired.conf", f"{UNIT_DIR}/supplicant@{name}.service.d/wired.conf",
-                **units)
+    for name in _wired_supplicants(profile):
+        # Interface names are checked (check_ifname): safe in a path.
+        add(f"{UNIT_DIR}/supplicant@.service.d/wired.conf", f"{UNIT_DIR}/supplicant@{name}.service.d/wired.conf",
+            conf=esc.unit_exec_word(f"/{WIRED_SUPPLICANT_CONF}"), **units)
     dhclient: dict[str, Any] = {
         "dhclient_conf": esc.unit_exec_word(layout.dhclient_conf),
         "dhclient_leases": esc.unit_exec_word(layout.dhclient_leases),
@@ -313,11 +321,19 @@ def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Pla
             }
             for i, n in enumerate(profile.wireless.networks)
         ]
-        add(
-            "etc/wpa_supplicant/wpa_supplicant.conf", "etc/wpa_supplicant/wpa_supplicant.conf", mode=SECRET,
-            ctrl_interface_group=esc.wpa_token(profile.wireless.ctrl_interface_group or layout.netadmin_group),
-            country=esc.wpa_token(profile.wireless.country), networks=networks,
-        )
+        settings = {
+            "ctrl_interface_group": esc.wpa_token(profile.wireless.ctrl_interface_group or layout.netadmin_group),
+            "country": esc.wpa_token(profile.wireless.country),
+        }
+        # wpa_supplicant's wired driver takes the first network of its file whatever its key_mgmt or ssid:
+        # a wired port reads a file of the networks without an ssid alone (the radios never see them).
+        wired = _wired_supplicants(profile)
+        shared = [n for n in networks if n["ssid"] is not None or not wired]
+        add("etc/wpa_supplicant/wpa_supplicant.conf", "etc/wpa_supplicant/wpa_supplicant.conf", mode=SECRET,
+            networks=shared, **settings)
+        if wired:
+            add("etc/wpa_supplicant/wpa_supplicant.conf", WIRED_SUPPLICANT_CONF, mode=SECRET,
+                networks=[n for n in networks if n["ssid"] is None], **settings)
 
     host_name = profile.dhcp4.host_name if profile.dhcp4.host_name is not None else profile.image.hostname
     client_identifier = state.client_identifier() if profile.dhcp4.client_identifier == "duid" else ""

@@ -955,7 +955,6 @@ def two_masters(machine: Machine, lab: Lab, results: Results) -> None:
 
 # 14. Wired 802.1X: the supplicant on the wired member, against the lab's switch port.
 
-SUPPLICANT_CONF = "/etc/wpa_supplicant/wpa_supplicant.conf"
 # What the scenario puts in the place of the password for a while: no profile's secret.
 WRONG_PASSWORD = "imagegen-lab-wrong-password"
 # The supplicant's own words on how an exchange went, as its journal has them.
@@ -1021,13 +1020,15 @@ def _eap_detail(machine: Machine, port: str, polled: Polled[EapOutcome]) -> str:
 
 def _reload_with_password(machine: Machine, lab: Lab, password: str | None) -> None:
     """`systemctl reload supplicant@PORT` (the article's wpa_cli reconfigure and reassociate) after the
-    network's password in the file is set to `password`, or put back as the image has it (None)."""
-    port = lab.plan.wired
+    network's password in the port's file is set to `password`, or put back as the image has it (None)."""
+    auth = lab.plan.wired_auth
+    assert auth is not None
     if password is None:
-        machine.succeed(f"mv {SUPPLICANT_CONF}.imagegen-lab {SUPPLICANT_CONF}")
+        machine.succeed(f"mv {auth.conf}.imagegen-lab {auth.conf}")
     else:
         # sed -i.SUFFIX renames the file it reads: the image's own, mode 0600, waits there.
-        machine.succeed(f"sed -i.imagegen-lab 's/^\\([[:space:]]*password=\\).*/\\1\"{password}\"/' {SUPPLICANT_CONF}")
+        machine.succeed(f"sed -i.imagegen-lab 's/^\\([[:space:]]*password=\\).*/\\1\"{password}\"/' {auth.conf}")
+    port = auth.port
     machine.succeed(f"systemctl reload supplicant@{port}.service")
 
 

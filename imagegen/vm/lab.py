@@ -17,7 +17,7 @@ import jinja2
 from imagegen.errors import UsageError
 from imagegen.profile.load import LoadedProfile
 from imagegen.profile.model import Addressing, Network, Profile, has_control
-from imagegen.render.plan import cert_target, eap_password, psk_file_secret
+from imagegen.render.plan import WIRED_SUPPLICANT_CONF, cert_target, eap_password, psk_file_secret
 from imagegen.vm.qemu import Nic
 
 # The QEMU side. NIC ids are what QMP set_link/device_del name.
@@ -89,6 +89,8 @@ class WiredAuth:
     # Where the image keeps the network's ca_cert: the lab mounts its own CA, made at boot, over it (it cannot
     # sign with the profile's). None: the profile trusts any server certificate.
     ca_cert: str | None
+    # The port's own wpa_supplicant.conf in the image (it holds the networks without an ssid alone).
+    conf: str = f"/{WIRED_SUPPLICANT_CONF}"
 
 
 @dataclass(frozen=True)
