@@ -275,7 +275,9 @@ class Interface(Addressing):
     supplicant: bool | None = Field(
         default=None,
         description="Run wpa_supplicant on this device (supplicant@IF.service). None: on wireless devices "
-        "only. true on an ethernet device means wired 802.1X, with a network whose key_mgmt is IEEE8021X.",
+        "only. true on an ethernet device means wired 802.1X: wpa_supplicant's wired driver alone, on a file of "
+        "its own (/etc/wpa_supplicant/wpa_supplicant-wired.conf) of the networks without an ssid, whose key_mgmt "
+        "is IEEE8021X.",
         examples=[True],
     )
 
@@ -623,7 +625,8 @@ class Network(Strict):
     ssid: Annotated[str, AfterValidator(_check_ssid)] | None = Field(
         default=None,
         description="The network's name, 1 to 32 bytes (wpa_supplicant's ssid; written in hex when it is not "
-        "printable ASCII). Required, except for key_mgmt IEEE8021X (wired 802.1X).",
+        "printable ASCII). Required, except for key_mgmt IEEE8021X: a network without an ssid is a wired 802.1X "
+        "port's, which a wired interface with supplicant = true authenticates with (the first such network).",
         examples=["MyHome"],
     )
     # wpa_supplicant keeps a C int: a larger number would wrap round to a low, even negative, priority.
@@ -853,7 +856,7 @@ class Profile(Strict):
     wireless: Wireless = Field(
         default=Wireless(),
         description="wpa_supplicant's settings and networks: the article's wpa_supplicant.conf, one file "
-        "for every device that runs a supplicant.",
+        "for every device that runs a supplicant (a wired 802.1X port reads a file of its own networks).",
         examples=[{"country": "US", "networks": [{"ssid": "MyHome", "passphrase": "SuperSecret"}]}],
     )
     packages: Packages = Field(default=Packages(), description="Packages to install and to leave out.",
