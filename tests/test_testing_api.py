@@ -215,6 +215,14 @@ def test_no_scenarios_boots_one_vm_for_the_user_tests_alone(tmp_path: Path) -> N
     assert _groups(Options(builtin=False), LAPTOP_PLAN) == []
 
 
+def _run_alone(plan, name: str, tmp_path: Path):
+    """The one result of a run of scenario `name` alone on plan's lab (no image: nothing may boot)."""
+    run = LabRun(plan, "dhcp6c", None, AccelChoice("tcg", "test"),  # type: ignore[arg-type]
+                 Options(artifacts=tmp_path, only=(name,)), ConsoleReport(Console(file=io.StringIO(), width=200)))
+    (result,) = run.run("profile.toml").scenarios
+    return result
+
+
 def test_a_profile_runs_the_scenarios_of_its_shape_and_a_named_one_of_another_is_not_applicable(
     tmp_path: Path,
 ) -> None:
@@ -225,28 +233,19 @@ def test_a_profile_runs_the_scenarios_of_its_shape_and_a_named_one_of_another_is
     bond = [s.name for g in _groups(Options(), LAPTOP_PLAN) for s in g.scenarios]
     assert "bridge-boot" not in bond and {"failover", "wifi-only-boot", "dhclient-release"} <= set(bond)
     # Named but of the bond's shape: reported with why, and no VM is booted for it (there is no image).
-    out = io.StringIO()
-    run = LabRun(plan, "dhcp6c", None, AccelChoice("tcg", "test"),  # type: ignore[arg-type]
-                 Options(artifacts=tmp_path, only=("failover",)), ConsoleReport(Console(file=out, width=200)))
-    result = run.run("examples/bridge.toml")
-    (failover,) = result.scenarios
+    failover = _run_alone(plan, "failover", tmp_path)
     assert failover.skipped and not failover.passed
     assert failover.error == "not applicable: it proves a bond master; the lab plays bridges.br0, a bridge"
     # A second bond's scenario runs where there is one, and is not applicable where there is none.
-    dock = plan_lab(lab_profile(load_profiles([REPO / "examples" / "dock.toml"])))
-    assert "two-masters" in [s.name for g in _groups(Options(), dock) for s in g.scenarios]
-    assert "two-masters" not in bond
-    run = LabRun(LAPTOP_PLAN, "dhcp6c", None, AccelChoice("tcg", "test"),  # type: ignore[arg-type]
-                 Options(artifacts=tmp_path, only=("two-masters",)), ConsoleReport(Console(file=out, width=200)))
-    (two,) = run.run("examples/laptop.toml").scenarios
+    dock = [s.name for g in _groups(Options(), plan_lab(lab_profile(load_profiles([REPO / "examples" / "dock.toml"]))))
+            for s in g.scenarios]
+    assert "two-masters" in dock and "two-masters" not in bond
+    two = _run_alone(LAPTOP_PLAN, "two-masters", tmp_path)
     assert two.skipped and two.error == ("not applicable: it proves a second bond of two ethernet NICs beside "
                                          "bond0, and the profile declares none")
     # Wired 802.1X runs where the wired member runs a supplicant (the dock), and is not applicable elsewhere.
-    assert "wired-8021x" in [s.name for g in _groups(Options(), dock) for s in g.scenarios]
-    assert "wired-8021x" not in bond
-    run = LabRun(LAPTOP_PLAN, "dhcp6c", None, AccelChoice("tcg", "test"),  # type: ignore[arg-type]
-                 Options(artifacts=tmp_path, only=("wired-8021x",)), ConsoleReport(Console(file=out, width=200)))
-    (port,) = run.run("examples/laptop.toml").scenarios
+    assert "wired-8021x" in dock and "wired-8021x" not in bond
+    port = _run_alone(LAPTOP_PLAN, "wired-8021x", tmp_path)
     assert port.skipped and port.error == ("not applicable: it proves wired 802.1X, and enp3s0 runs no supplicant "
                                            "(interfaces.enp3s0.supplicant is not true)")
 
