@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagegen.vm.agent import AgentError, GuestGone
-from imagegen.vm.lab import AP_NETNS, LAB_RUN, LabPlan
+from imagegen.vm.lab import AP_NETNS, AP_UNIT, AUTHENTICATOR_UNIT, DNSMASQ_UNIT, HOSTAPD_UNIT, LAB_RUN, LabPlan
 from imagegen.vm.machine import Machine, panic_line
 
 
@@ -104,8 +104,8 @@ class LabSession:
     def collect(self, out: Path) -> list[Path]:
         """Save what explains a failure: bond state, addresses, unit list, journals. Best effort."""
         out.mkdir(parents=True, exist_ok=True)
-        units = [*self.expected.all, "imagegen-lab-ap.service", "imagegen-lab-hostapd.service",
-                 "imagegen-lab-dnsmasq.service", "qemu-guest-agent.service"]
+        units = [*self.expected.all, AP_UNIT, HOSTAPD_UNIT, DNSMASQ_UNIT, AUTHENTICATOR_UNIT,
+                 "qemu-guest-agent.service"]
         jobs = {
             "bonding.txt": "for f in /proc/net/bonding/*; do echo \"== $f\"; cat \"$f\"; done",
             "ip-address.txt": "ip address; echo; ip route; echo; ip -6 route; "
