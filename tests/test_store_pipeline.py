@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from imagegen.stages import derivations
 from imagegen.stages.derivations import build_derivation, render_derivation, verdict_derivation
 from imagegen.stages.realise import realise_overlay
 from imagegen.store import Entry, Store
-from imagegen.vm.lab import plan_lab
+from imagegen.vm.lab import lab_profile, plan_lab
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "laptop.toml"
@@ -175,3 +176,18 @@ def test_render_stage_is_a_no_op_the_second_time(profile_dir: Path, tmp_path: Pa
     again = realise_overlay(store, load_profiles([profile_dir / "laptop.toml"]))
     assert again.reused and again.path == first.path
     assert realise_overlay(store, loaded, lab=True).path != first.path
+
+
+def test_the_verdict_keeps_the_switch_port_s_eap_password_only_as_a_keyed_digest() -> None:
+    plan = plan_lab(lab_profile(load_profiles([REPO / "examples" / "dock.toml"])))
+    assert plan.wired_auth is not None
+    password = plan.wired_auth.password
+    drv = verdict_derivation(IMAGE, hostname="dock", scenarios=("wired-8021x",), uefi=False, lab_plan=plan,
+                             dhcp6_unit="dhcp6c", state=STATE)
+    text = str(drv.inputs)
+    assert password not in text and "password" not in drv.inputs["parameters"]["lab_plan"]["wired_auth"]
+    assert drv.inputs["parameters"]["lab_plan"]["wired_auth"]["key"].startswith("hmac-sha256:")
+    other = replace(plan, wired_auth=replace(plan.wired_auth, password=password + "!"))
+    changed = verdict_derivation(IMAGE, hostname="dock", scenarios=("wired-8021x",), uefi=False, lab_plan=other,
+                                 dhcp6_unit="dhcp6c", state=STATE)
+    assert changed.hash != drv.hash, "another password is another verdict"

@@ -192,23 +192,29 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+# What a lab plan holds that is a secret, by section: the AP's key, the switch port's EAP password.
+LAB_PLAN_SECRETS = (("ap", ("passphrase", "psk")), ("wired_auth", ("password",)))
+
+
 def verdict_derivation(
     image: Entry, *, hostname: str, scenarios: tuple[str, ...], uefi: bool, lab_plan: Any, dhcp6_unit: str,
     state: HostState | None = None, scripts: tuple[Path, ...] = (),
 ) -> Derivation:
     """The verdict of testing image with the lab lab_plan, then running the user test files scripts.
 
-    The plan holds the AP's key. With state (the host's) it enters as a digest keyed by the host's
-    hash key; without, it is left out, and only the image (whose overlay's hash covers the profile the
-    plan came from) stands for it. The scripts enter by name and content, in the order they run; a
-    script may hold a password it logs in with, so its content is keyed like the other secrets.
+    The plan holds the AP's key and the switch port's EAP password. With state (the host's) they enter as
+    digests keyed by the host's hash key; without, they are left out, and only the image (whose overlay's
+    hash covers the profile the plan came from) stands for them. The scripts enter by name and content, in
+    the order they run; a script may hold a password it logs in with, so its content is keyed like the
+    other secrets.
     """
     plan = json.loads(json.dumps(_plain(lab_plan)))
-    ap = plan.get("ap") if isinstance(plan, dict) else None
-    if isinstance(ap, dict):
-        secrets = {key: ap.pop(key) for key in ("passphrase", "psk") if key in ap}
-        if state is not None:
-            ap["key"] = digest(state, secrets)
+    for section, keys in LAB_PLAN_SECRETS:
+        part = plan.get(section) if isinstance(plan, dict) else None
+        if isinstance(part, dict):
+            secrets = {key: part.pop(key) for key in keys if key in part}
+            if state is not None:
+                part["key"] = digest(state, secrets)
     inputs = {
         "image": image,
         "scenarios": sorted(scenarios),
