@@ -1033,8 +1033,9 @@ def _reload_with_password(machine: Machine, lab: Lab, password: str | None) -> N
 
 
 def wired_8021x(machine: Machine, lab: Lab, results: Results) -> None:
-    """The article runs wpa_supplicant with the wired driver on every interface it is started on: a wired
-    member with `supplicant = true` authenticates its port. The lab's switch side is hostapd's wired driver
+    """The article starts wpa_supplicant on every interface, wired ones too: a wired member with
+    `supplicant = true` authenticates its port (with the wired driver alone and a file of its own networks,
+    see supplicant@.service.d/wired.conf). The lab's switch side is hostapd's wired driver
     with its own EAP server, which knows the profile's credentials; the port must be authorized at boot by
     itself, refused with a wrong password, and authorized again with the image's one, by `systemctl reload`."""
     p = lab.plan
