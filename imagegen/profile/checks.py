@@ -203,13 +203,12 @@ def _check_wireless(profile: Profile) -> list[Finding]:
         if net.key_mgmt == "NONE" and (net.proto or net.group or net.pairwise):
             findings.append(Finding(base + ("key_mgmt",), "an open network (NONE) has no proto/group/pairwise"))
     # wpa_supplicant's wired driver authenticates with the first network that has no ssid.
-    wired_networks = [n for n in profile.wireless.networks if n.ssid is None and n.key_mgmt == "IEEE8021X"]
-    for name, iface in profile.interfaces.items():
-        if iface.type == "ethernet" and iface.runs_supplicant() and not wired_networks:
+    if not any(n.ssid is None and n.key_mgmt == "IEEE8021X" for n in profile.wireless.networks):
+        for name in profile.wired_supplicant_interfaces():
             findings.append(Finding(
                 ("interfaces", name, "supplicant"),
-                f"{name} is wired and runs a supplicant (802.1X), and no network can authenticate its port; add "
-                "a [[wireless.networks]] entry with key_mgmt = \"IEEE8021X\", no ssid and an [eap] table",
+                f"{name} is wired and runs a supplicant (802.1X), and no network can authenticate its port; "
+                "add a [[wireless.networks]] entry with key_mgmt = \"IEEE8021X\", no ssid and an [eap] table",
             ))
     if profile.wireless.networks and not uses_supplicant:
         findings.append(Finding(

@@ -902,5 +902,9 @@ class Profile(Strict):
     def supplicant_interfaces(self) -> list[str]:
         return sorted(n for n, i in self.interfaces.items() if i.runs_supplicant())
 
+    def wired_supplicant_interfaces(self) -> list[str]:
+        """The ethernet interfaces that run a supplicant: wired 802.1X ports."""
+        return [n for n in self.supplicant_interfaces() if self.interfaces[n].type == "ethernet"]
+
     def members_of_type(self, master: str, type_: str) -> list[str]:
         return [m for m in self.masters()[master].members if self.interfaces[m].type == type_]

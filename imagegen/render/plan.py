@@ -268,11 +268,6 @@ def _network_conf(profile: Profile) -> dict[str, Any]:
 WIRED_SUPPLICANT_CONF = "etc/wpa_supplicant/wpa_supplicant-wired.conf"
 
 
-def _wired_supplicants(profile: Profile) -> list[str]:
-    """The ethernet interfaces that run a supplicant: wired 802.1X ports."""
-    return [n for n in profile.supplicant_interfaces() if profile.interfaces[n].type == "ethernet"]
-
-
 def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Plan:
     profile = loaded.profile
     layout = target.layout
@@ -287,7 +282,7 @@ def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Pla
     add(f"{UNIT_DIR}/slave@.service", f"{UNIT_DIR}/slave@.service", **units)
     add(f"{UNIT_DIR}/supplicant@.service", f"{UNIT_DIR}/supplicant@.service",
         disable_legacy_rates=profile.wireless.disable_legacy_rates, **units)
-    for name in _wired_supplicants(profile):
+    for name in profile.wired_supplicant_interfaces():
         # Interface names are checked (check_ifname): safe in a path.
         add(f"{UNIT_DIR}/supplicant@.service.d/wired.conf", f"{UNIT_DIR}/supplicant@{name}.service.d/wired.conf",
             conf=esc.unit_exec_word(f"/{WIRED_SUPPLICANT_CONF}"), **units)
@@ -327,7 +322,7 @@ def plan_overlay(loaded: LoadedProfile, state: HostState, target: Target) -> Pla
         }
         # wpa_supplicant's wired driver takes the first network of its file whatever its key_mgmt or ssid:
         # a wired port reads a file of the networks without an ssid alone (the radios never see them).
-        wired = _wired_supplicants(profile)
+        wired = profile.wired_supplicant_interfaces()
         shared = [n for n in networks if n["ssid"] is not None or not wired]
         add("etc/wpa_supplicant/wpa_supplicant.conf", "etc/wpa_supplicant/wpa_supplicant.conf", mode=SECRET,
             networks=shared, **settings)
