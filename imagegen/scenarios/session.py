@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagegen.vm.agent import AgentError, GuestGone
+from imagegen.errors import ImagegenError
+from imagegen.vm.agent import AgentError, GuestAgent, GuestGone
 from imagegen.vm.lab import AP_NETNS, AP_UNIT, AUTHENTICATOR_UNIT, DNSMASQ_UNIT, HOSTAPD_UNIT, LAB_RUN, LabPlan
 from imagegen.vm.machine import Machine, panic_line
 
@@ -64,6 +65,8 @@ class LabSession:
         # The wired NIC's link as QMP last set it: a scenario run alone (--scenario) finds the lab as the
         # boot left it, not as the scenario before it in a full run would have.
         self.wired_link_up = True
+        # When start() ran the CPUs (monotonic); None before.
+        self.started: float | None = None
 
     @property
     def scale(self) -> float:
@@ -75,23 +78,41 @@ class LabSession:
     # Booting.
 
     def boot(self, *, wired_link: bool = True, agent_timeout: float = 900.0) -> float:
-        """Start the VM (the wired link set before the CPUs run) and wait for the guest agent."""
+        """Start the VM and wait for its guest agent; the seconds from the CPUs' start to its answer."""
+        self.start(wired_link=wired_link)
+        return self.wait_booted(agent_timeout)
+
+    def start(self, *, wired_link: bool = True) -> None:
+        """Start QEMU, set the wired link before the CPUs run, then run them; the guest boots on its own.
+        Call it on the thread that owns the run: QEMU's parent-death signal follows the thread that
+        started it."""
         self.machine.launch(paused=True)
-        if not wired_link:
-            self.set_wired_link(False)
-        self.machine.resume()
-        start = time.monotonic()
         try:
-            self.agent.wait_ready(agent_timeout, alive=lambda: self.machine.running)
+            if not wired_link:
+                self.set_wired_link(False)
+            self.machine.resume()
+        except BaseException:
+            self.machine.shutdown()
+            raise
+        self.started = time.monotonic()
+
+    def wait_booted(self, agent_timeout: float = 900.0, agent: GuestAgent | None = None) -> float:
+        """Wait for the guest agent of a started VM; the seconds from its start to the answer. On another
+        thread, pass that thread's own agent connection (qemu.qmp binds one to the event loop of the
+        thread that opened it) and close it there."""
+        if self.started is None:
+            raise ImagegenError("the VM was not started")
+        try:
+            (agent or self.agent).wait_ready(agent_timeout, alive=lambda: self.machine.running)
         except GuestGone as e:
             # How QEMU ended is known from QEMU itself (its exit status and stderr), why from the console.
             ended = self.machine.exit_status
             how = f"QEMU {ended.describe()}" if ended else "QEMU exited"
             why = panic_line(self.machine.sockets.serial_log) or "no kernel panic on its console"
             said = f"; QEMU's stderr: {ended.last_words()}" if ended and ended.last_words() else ""
-            raise GuestGone(f"{how} {time.monotonic() - start:.0f} s after start, before the guest agent "
-                            f"answered: {why}{said}") from e
-        return time.monotonic() - start
+            raise GuestGone(f"{how} {time.monotonic() - self.started:.0f} s after start, before the guest "
+                            f"agent answered: {why}{said}") from e
+        return time.monotonic() - self.started
 
     def set_wired_link(self, up: bool) -> float:
         """QMP set_link on the wired NIC; the host time just before the command was sent."""
