@@ -32,6 +32,7 @@ def run_result(passed: bool, names: tuple[str, ...] = ("failover",), artifacts: 
 
 class FakeLabRun:
     runs: list[tuple[str, ...]] = []
+    overlaps: list[bool] = []
 
     def __init__(self, plan, dhcp6_unit, files, choice, options, report) -> None:  # type: ignore[no-untyped-def]
         self.options = options
@@ -41,12 +42,13 @@ class FakeLabRun:
         assert self.files.image.name == "image.raw"
         names = self.options.only or ("boot-wired-primary", "failover")
         FakeLabRun.runs.append(names)
+        FakeLabRun.overlaps.append(self.options.overlap)
         return run_result(True, names)
 
 
 @pytest.fixture
 def fake_lab(monkeypatch: pytest.MonkeyPatch) -> type[FakeLabRun]:
-    FakeLabRun.runs = []
+    FakeLabRun.runs, FakeLabRun.overlaps = [], []
     monkeypatch.setattr("imagegen.scenarios.runner.LabRun", FakeLabRun)
     monkeypatch.setattr("imagegen.vm.accel.choose_accel", lambda request, kernel: AccelChoice("tcg", "test"))
     return FakeLabRun
@@ -115,6 +117,18 @@ def test_second_test_is_a_no_op_and_parameters_retest_only(work: Path, fake_mkos
     verdict = json.loads((Path(history[0]["verdict_path"]) / VERDICT_JSON).read_text())
     # The newest verdict of the profile wins: the --rerun of the whole set, after the one-scenario run.
     assert {s["name"] for s in verdict["scenarios"]} == {"boot-wired-primary", "failover"}
+
+
+def test_sequential_changes_how_the_vms_are_started_not_the_verdict(work: Path, fake_mkosi: FakeMkosi,
+                                                                   fake_lab: type[FakeLabRun]) -> None:
+    first = runner.invoke(app, ["test", "laptop.toml", "--sequential"])
+    assert first.exit_code == 0, first.output
+    assert fake_lab.overlaps == [False]
+    # One VM at a time proves the same things: the verdict is the one a run with overlapping boots stores.
+    again = runner.invoke(app, ["test", "laptop.toml"])
+    assert again.exit_code == 0 and "verdict: reused" in again.stderr and len(fake_lab.runs) == 1
+    runner.invoke(app, ["test", "laptop.toml", "--rerun"])
+    assert fake_lab.overlaps == [False, True]
 
 
 def test_image_outside_the_store_runs_without_caching(work: Path, fake_lab: type[FakeLabRun]) -> None:

@@ -93,6 +93,10 @@ def test(
     debug: Annotated[bool, typer.Option("--debug", help="At the first failed check, open a Python prompt with "
                                         "machine and lab bound, the VM as the failure left it; Ctrl-D goes on "
                                         "with the run (runs outside the store).")] = False,
+    sequential: Annotated[bool, typer.Option("--sequential", help="Start each VM only once the one before it "
+                                             "is shut down: one VM's memory at a time, one boot's wait "
+                                             "more. By default the next VM boots beside the scenarios of "
+                                             "the one before.")] = False,
 ) -> None:
     """Boot the profile's lab image under QEMU and prove its network: failover, failback, hot-plug, ...
 
@@ -198,7 +202,8 @@ def test(
             choice = choose_accel(request, files.kernel)
             report.note(f"accelerator: {choice.reason}")
             options = TestOptions(uefi=uefi, keep=keep_vm, artifacts=evidence, only=only, builtin=not no_scenarios,
-                                  extra=user_scenarios(tests), debug=prompt if debug else None)
+                                  extra=user_scenarios(tests), debug=prompt if debug else None,
+                                  overlap=not sequential)
             return LabRun(plan, dhcp6_unit, files, choice, options, report).run(label)
         except KeyboardInterrupt as e:
             # The evidence so far: a store run's would go with its unfinished entry, so it is copied out.

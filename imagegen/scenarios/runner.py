@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +26,7 @@ from imagegen.testing.machine import Machine as ApiMachine
 from imagegen.testing.results import CheckFailed, NotApplicable, Results
 from imagegen.testing.scripts import CALL_LOG, bind
 from imagegen.vm.accel import AccelChoice
-from imagegen.vm.agent import GuestGone
+from imagegen.vm.agent import GuestAgent, GuestGone
 from imagegen.vm.lab import LabPlan
 from imagegen.vm.machine import ImageFiles, Machine, QemuExited
 
@@ -53,6 +57,9 @@ class TestOptions:
     extra: tuple[Scenario, ...] = ()
     # --debug: called with the lab at the run's first failure, while the VM still runs (a prompt).
     debug: Callable[[LabSession], None] | None = None
+    # False (--sequential): each VM starts only when the one before it is shut down (one VM's memory at
+    # a time); by default the next VM boots beside the scenarios of the one before.
+    overlap: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,29 @@ class _Group:
     name: str
     wired_link: bool
     scenarios: tuple[Scenario, ...]
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A group's VM started before its turn: its guest boots while the VM before it runs scenarios, and
+    booted is the wait for its guest agent (on a thread of its own; seconds from its start)."""
+
+    lab: LabSession
+    booted: Future[float]
+
+
+def _wait_booted_here(lab: LabSession, agent_timeout: float) -> float:
+    """lab.wait_booted on a pool thread, with a connection and an event loop of its own, both closed here:
+    the run's thread then connects its own, and shutting the VM down never touches this one."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    agent = GuestAgent(lab.machine.sockets.agent)
+    try:
+        return lab.wait_booted(agent_timeout, agent=agent)
+    finally:
+        agent.close()
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def applicable(names: set[str], plan: LabPlan) -> set[str]:
@@ -108,9 +138,20 @@ class LabRun:
         for s in SCENARIOS:
             if s.name in named and not s.applies(self.plan):
                 self._not_applicable(s)
-        for i, group in enumerate(groups):
-            keep = self.options.keep and i == len(groups) - 1
-            self._run_group(group, keep)
+        with contextlib.ExitStack() as stack:
+            # The pool's exit waits for its thread, so it is entered first: the VMs are shut down before
+            # it (LIFO), which ends any wait for their agent.
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagegen-boot"))
+            ahead: dict[str, _Ahead] = {}
+
+            def start_next(i: int) -> None:
+                if i + 1 < len(groups) and self._overlap():
+                    if (started := self._start_ahead(groups[i + 1], pool, stack)) is not None:
+                        ahead[groups[i + 1].name] = started
+
+            for i, group in enumerate(groups):
+                keep = self.options.keep and i == len(groups) - 1
+                self._run_group(group, keep, ahead.pop(group.name, None), functools.partial(start_next, i))
         ordered = tuple(self.results[s.name] for s in (*SCENARIOS, *self.options.extra) if s.name in self.results)
         return RunResult(profile=profile_label, accel=self.accel.accel, accel_reason=self.accel.reason,
                          boot="uefi" if self.options.uefi else "direct-kernel", scenarios=ordered,
@@ -133,23 +174,59 @@ class LabRun:
         self.results[scenario.name] = result
         self.report.end_scenario(result)
 
-    def _run_group(self, group: _Group, keep: bool) -> None:
-        for attempt in range(1, BOOT_ATTEMPTS + 1):
-            if self._run_group_once(group, keep, attempt):
-                return
+    def _overlap(self) -> bool:
+        """Whether the next group's VM boots while this one's scenarios run. Not with --sequential, nor
+        with --keep-vm (the kept VM must be the last one started) or --debug (the prompt holds the run for
+        as long as it likes)."""
+        return self.options.overlap and not self.options.keep and self.options.debug is None
 
-    def _run_group_once(self, group: _Group, keep: bool, attempt: int) -> bool:
-        """One boot of the group's VM and, once it is up, its scenarios. False: boot again."""
+    def _start_ahead(self, group: _Group, pool: ThreadPoolExecutor,
+                     stack: contextlib.ExitStack) -> _Ahead | None:
+        """Start group's VM now, to boot beside the scenarios of the VM before it. Most of those wait on
+        the guest (a lease, a timer, miimon), so the boot costs them little, and the run saves most of a
+        boot. A VM that does not start is left to its turn, which then says why."""
+        lab = self._session()
+        link = "on" if group.wired_link else "off"
+        try:
+            lab.start(wired_link=group.wired_link)
+        except ImagegenError as e:
+            self.report.note(f"the {group.name} VM did not start ahead of its turn ({e}); it boots in its turn")
+            return None
+        stack.callback(lab.machine.shutdown)
+        self.report.note(f"the {group.name} VM (wired link {link}) boots beside these scenarios")
+        return _Ahead(lab, pool.submit(_wait_booted_here, lab, self._agent_timeout()))
+
+    def _session(self) -> LabSession:
         machine = Machine(self.files, accel=self.accel.accel, nics=self.plan.nics, uefi=self.options.uefi)
         lab = LabSession(machine, self.plan, self.dhcp6_unit)
         lab.artifacts = self.options.artifacts
+        return lab
+
+    def _agent_timeout(self) -> float:
+        return 900 if self.accel.accel == "tcg" else 300
+
+    def _run_group(self, group: _Group, keep: bool, ahead: _Ahead | None, booted: Callable[[], None]) -> None:
+        """Boot the group's VM (or take the one started ahead) and run its scenarios; booted is called
+        once its agent answers (to start the next VM)."""
+        for attempt in range(1, BOOT_ATTEMPTS + 1):
+            if self._run_group_once(group, keep, attempt, ahead if attempt == 1 else None, booted):
+                return
+
+    def _run_group_once(self, group: _Group, keep: bool, attempt: int, ahead: _Ahead | None,
+                        booted: Callable[[], None]) -> bool:
+        """One boot of the group's VM and, once it is up, its scenarios. False: boot again."""
+        lab = ahead.lab if ahead is not None else self._session()
+        machine = lab.machine
         with machine:
-            link = "on" if group.wired_link else "off"
-            self.report.step(f"booting the {group.name} VM ({self.accel.accel.upper()}, wired link {link})…")
             start = time.monotonic()
             try:
-                lab.boot_seconds = lab.boot(wired_link=group.wired_link,
-                                            agent_timeout=900 if self.accel.accel == "tcg" else 300)
+                if ahead is not None:
+                    self.report.step(f"waiting for the {group.name} VM's guest agent…")
+                    lab.boot_seconds = ahead.booted.result()
+                else:
+                    link = "on" if group.wired_link else "off"
+                    self.report.step(f"booting the {group.name} VM ({self.accel.accel.upper()}, wired link {link})…")
+                    lab.boot_seconds = lab.boot(wired_link=group.wired_link, agent_timeout=self._agent_timeout())
             except GuestGone as e:
                 # The guest died before its userspace answered: under TCG the Debian kernel now and then
                 # crashes while patching its own code at boot (an int3 oops in sched_clock_cpu), which
@@ -168,6 +245,7 @@ class LabRun:
             self.figures[f"{group.name}_vm_agent_ready_s"] = round(lab.boot_seconds, 1)
             self.report.note(f"{group.name} VM: guest agent answered {lab.boot_seconds:.0f} s after start "
                              f"(timeouts ×{lab.scale:.1f})")
+            booted()
             # One Machine and one Lab for all the VM's scenarios: the state they keep (the console read so
             # far, the radio removed) is the VM's. Every call goes into the one call log.
             calls = CallLog(self.options.artifacts / CALL_LOG)

@@ -1,0 +1,225 @@
+"""The wifi-only VM boots beside the main VM's scenarios: when it starts, when it does not, and that both
+VMs end with the run whatever ends it. The VMs are stand-ins; the runner, its threads and its order are real."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from imagegen.errors import ImagegenError
+from imagegen.profile import load_profiles
+from imagegen.report.console import ConsoleReport
+from imagegen.report.model import ScenarioResult
+from imagegen.scenarios import runner
+from imagegen.scenarios.catalog import Scenario
+from imagegen.vm.accel import AccelChoice
+from imagegen.vm.agent import GuestGone
+from imagegen.vm.lab import plan_lab
+from imagegen.vm.machine import ImageFiles
+
+LAPTOP = Path(__file__).parents[1] / "examples/laptop.toml"
+
+
+class _World:
+    """What the stand-in VMs did, in order, and how the next one started is to behave."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.events: list[str] = []
+        self.lock = threading.Lock()
+        self.tmp_path = tmp_path
+        self.start_fails = False
+        self.threads: dict[str, str] = {}
+
+    def log(self, event: str) -> None:
+        with self.lock:
+            self.events.append(event)
+
+
+class _Machine:
+    world: _World
+
+    def __init__(self, files: object, **kwargs: object) -> None:
+        self.name = ""
+        self.off = threading.Event()
+        log = self.world.tmp_path / "serial.log"
+        log.touch()
+        self.sockets = type("Sockets", (), {"serial_log": log, "agent": self.world.tmp_path / "qga.sock"})()
+        self.exit_status = None
+
+    @property
+    def running(self) -> bool:
+        return not self.off.is_set()
+
+    def shutdown(self) -> None:
+        if not self.off.is_set():
+            self.world.log(f"{self.name}: shut down")
+        self.off.set()
+
+    def __enter__(self) -> _Machine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+class _Lab:
+    """A LabSession whose guest answers its agent at once, except the wifi-only one started ahead: that
+    one answers only once the test lets it (booting), or never (then only shutting it down ends the wait)."""
+
+    world: _World
+    answer = threading.Event()
+    answered = threading.Event()
+
+    def __init__(self, machine: _Machine, plan: object, dhcp6_unit: str) -> None:
+        self.machine = machine
+        self.artifacts: Path | None = None
+        self.boot_seconds = 0.0
+        self.scale = 1.0
+
+    def start(self, *, wired_link: bool = True) -> None:
+        self.machine.name = "main" if wired_link else "wifi-only"
+        if self.world.start_fails:
+            self.world.log(f"{self.machine.name}: did not start")
+            raise ImagegenError("QEMU exited at once")
+        self.world.log(f"{self.machine.name}: started")
+
+    def wait_booted(self, agent_timeout: float = 900.0, agent: object = None) -> float:
+        self.world.threads[self.machine.name] = threading.current_thread().name
+        if self.machine.name == "wifi-only" and agent is not None:
+            # Bounded, so that a run which leaves this VM running fails the test rather than hanging it.
+            for _ in range(1000):
+                if _Lab.answer.wait(0.01):
+                    break
+                if not self.machine.running:
+                    raise GuestGone("QEMU exited before the guest agent answered")
+            else:
+                self.world.log("wifi-only: left running")
+                raise GuestGone("the test gave up on this guest")
+        self.world.log(f"{self.machine.name}: agent answered")
+        if self.machine.name == "wifi-only":
+            _Lab.answered.set()
+        return 1.0
+
+    def boot(self, *, wired_link: bool = True, agent_timeout: float = 900.0) -> float:
+        self.start(wired_link=wired_link)
+        return self.wait_booted(agent_timeout)
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> _World:
+    w = _World(tmp_path)
+    _Machine.world = _Lab.world = w
+    _Lab.answer, _Lab.answered = threading.Event(), threading.Event()
+    monkeypatch.setattr(runner, "Machine", _Machine)
+    monkeypatch.setattr(runner, "LabSession", _Lab)
+    monkeypatch.setattr(runner, "GuestAgent", lambda path: type("Agent", (), {"close": lambda self: None})())
+    monkeypatch.setattr(runner, "bind", lambda session, calls: (None, None))
+    monkeypatch.setattr(runner.LabRun, "_screenshot", lambda self, group, lab: True)
+    monkeypatch.setattr(runner.LabRun, "_hold", lambda self, machine: w.log("held"))
+    return w
+
+
+def _scenario_runs(world: _World, monkeypatch: pytest.MonkeyPatch,
+                   raises: type[BaseException] | None = None) -> None:
+    """Each scenario logs itself and passes; the main VM's failover lets the wifi-only guest answer (or,
+    with raises, ends the run there)."""
+
+    def run_one(self: runner.LabRun, scenario: Scenario, session: _Lab, api: object, calls: object) -> None:
+        world.log(f"{session.machine.name}: {scenario.name}")
+        if scenario.name == "failover":
+            if raises is not None:
+                raise raises()
+            _Lab.answer.set()
+            if "wifi-only: started" in world.events:
+                assert _Lab.answered.wait(10)
+        self.results[scenario.name] = ScenarioResult(scenario.name, scenario.title, passed=True, seconds=0.0)
+
+    monkeypatch.setattr(runner.LabRun, "_run_one", run_one)
+
+
+def _run(tmp_path: Path, **options: object) -> tuple[runner.RunResult, str]:
+    plan = plan_lab(load_profiles([LAPTOP]).profile)
+    files = ImageFiles(tmp_path / "image.raw", tmp_path / "image.vmlinuz", None)
+    out = io.StringIO()
+    opts = runner.TestOptions(artifacts=tmp_path / "evidence", only=("failover", "wifi-only-boot"),
+                              **options)  # type: ignore[arg-type]
+    result = runner.LabRun(plan, "dhcp6c", files, AccelChoice("tcg", "test"), opts,
+                           ConsoleReport(Console(file=out, width=200))).run("laptop.toml")
+    return result, out.getvalue()
+
+
+def test_the_wifi_only_vm_starts_once_the_main_agent_answers_and_boots_beside_its_scenarios(
+        tmp_path: Path, world: _World, monkeypatch: pytest.MonkeyPatch) -> None:
+    _scenario_runs(world, monkeypatch)
+    result, out = _run(tmp_path)
+
+    assert world.events == [
+        "main: started", "main: agent answered",
+        "wifi-only: started",  # before the main VM's first scenario, not after its last
+        "main: failover", "wifi-only: agent answered",
+        "main: shut down",
+        "wifi-only: wifi-only-boot", "wifi-only: shut down"]
+    assert world.threads["wifi-only"] != world.threads["main"], "the ahead VM is waited for on a thread of its own"
+    assert "the wifi-only VM (wired link off) boots beside these scenarios" in out
+    assert all(s.passed for s in result.scenarios)
+    assert result.figures["wifi-only_vm_agent_ready_s"] == 1.0
+
+
+@pytest.mark.parametrize("options", [{"overlap": False}, {"keep": True}, {"debug": lambda lab: None}],
+                         ids=["sequential", "keep-vm", "debug"])
+def test_no_vm_boots_ahead_with_sequential_keep_vm_or_debug(tmp_path: Path, world: _World,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            options: dict[str, object]) -> None:
+    _scenario_runs(world, monkeypatch)
+    _Lab.answer.set()
+    _, out = _run(tmp_path, **options)
+
+    started = [e for e in world.events if e.endswith(": started")]
+    assert len(started) == 2
+    # Each VM starts only once the one before it has ended.
+    for name in ("main", "wifi-only"):
+        other = "wifi-only" if name == "main" else "main"
+        if world.events.index(f"{name}: started") > world.events.index(f"{other}: started"):
+            assert world.events.index(f"{other}: shut down") < world.events.index(f"{name}: started")
+    assert "boots beside" not in out
+
+
+def test_a_vm_that_does_not_start_ahead_boots_in_its_turn(tmp_path: Path, world: _World,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _scenario_runs(world, monkeypatch)
+
+    def start_fails_once(self: runner.LabRun, *args: object) -> object:
+        world.start_fails = True
+        try:
+            return original(self, *args)
+        finally:
+            world.start_fails = False
+
+    original = runner.LabRun._start_ahead
+    monkeypatch.setattr(runner.LabRun, "_start_ahead", start_fails_once)
+    result, out = _run(tmp_path)
+
+    assert world.events.count("wifi-only: did not start") == 1
+    assert world.events.index("main: shut down") < world.events.index("wifi-only: started")
+    assert "the wifi-only VM did not start ahead of its turn (QEMU exited at once); it boots in its turn" in out
+    assert all(s.passed for s in result.scenarios)
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
+def test_both_vms_end_with_a_run_that_is_interrupted(tmp_path: Path, world: _World,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     interrupt: type[BaseException]) -> None:
+    _scenario_runs(world, monkeypatch, raises=interrupt)
+    with pytest.raises(interrupt):
+        _run(tmp_path)
+
+    assert "wifi-only: started" in world.events
+    assert {"main: shut down", "wifi-only: shut down"} <= set(world.events)
+    assert "wifi-only: agent answered" not in world.events
+    assert "wifi-only: left running" not in world.events
+    assert not [t for t in threading.enumerate() if t.name.startswith("imagegen-boot")], \
+        "the wait for the ahead VM's agent ended with the run"
