@@ -5,7 +5,8 @@ its reference (runs alternate between the two), so that their ratio holds on a n
 
     python bench/run.py                       # everything (an hour or more on 2 cores under TCG)
     python bench/run.py --quick               # fewer runs and cycles
-    python bench/run.py --only render,boot    # some parts: startup, render, build, boot, failover, test
+    python bench/run.py --only render,boot    # some parts: startup, render, build, boot, mkosi-vm,
+                                              # failover, test, seven, check
     python bench/run.py --json FILE           # default: bench/results.json (other parts in it are kept)
 
 The heavy parts boot VMs and build images: run them on an otherwise idle machine.
@@ -59,7 +60,7 @@ from imagegen.vm.lab import LAB_NICS, lab_profile, plan_lab  # noqa: E402
 from imagegen.vm.machine import ImageFiles, Machine, cmdline_of  # noqa: E402
 from imagegen.vm.qemu import qemu_binary  # noqa: E402
 
-PARTS = ("startup", "render", "build", "boot", "mkosi-vm", "failover", "test", "check")
+PARTS = ("startup", "render", "build", "boot", "mkosi-vm", "failover", "test", "seven", "check")
 EXAMPLE = ROOT / "examples" / "laptop.toml"
 # The `imagegen` command of this checkout, as a process of its own.
 CLI = [sys.executable, "-c", "import sys; from imagegen.cli import app; sys.argv[0] = 'imagegen'; app()"]
@@ -530,6 +531,33 @@ def bench_test(res: Results, runs: int, image: Path | None, work: Path) -> None:
     res.details["test"] = {"runs": outcomes}
 
 
+# The catalog's first seven scenarios: the two VMs of the article's bond, the figures the speed target of
+# a whole run was set on.
+SEVEN = ("boot-wired-primary", "failover", "failback", "wifi-only-boot", "hotplug", "ap-lost", "clean-shutdown")
+
+
+def bench_seven(res: Results, runs: int, image: Path | None, work: Path) -> None:
+    """The seven original scenarios on the laptop (without its own checks), the wifi-only VM booting
+    beside the main VM's scenarios (the default) against one VM at a time (--sequential), alternating."""
+    beside = res.add("seven", "imagegen test, 7 scenarios, the next VM boots beside (--rerun)", "s",
+                     reference="imagegen test, 7 scenarios, --sequential (--rerun)", note="target <= 180 s")
+    one = res.add("seven", "imagegen test, 7 scenarios, --sequential (--rerun)", "s", note="one VM at a time")
+    boots = {mode: res.add("seven", f"wifi-only VM's agent answered, {mode}", "s",
+                           note="seconds from its start") for mode in ("beside", "sequential")}
+    profile = _without_tests(work)
+    args = [a for name in SEVEN for a in ("--scenario", name)]
+    outcomes: dict[str, list[dict[str, Any]]] = {"beside": [], "sequential": []}
+    for i in range(runs):  # alternating, so that a noisy minute falls on both
+        outcomes["beside"] += _timed_test_runs("seven", args, 1, image, work, beside, "about 2.5 minutes",
+                                               profile, tag=f"-beside{i}")
+        outcomes["sequential"] += _timed_test_runs("seven", [*args, "--sequential"], 1, image, work, one,
+                                                   "about 3 minutes", profile, tag=f"-sequential{i}")
+    for mode, runs_of in outcomes.items():
+        boots[mode].samples.extend(float(o["figures"]["wifi-only_vm_agent_ready_s"]) for o in runs_of
+                                   if isinstance(o["figures"].get("wifi-only_vm_agent_ready_s"), (int, float)))
+    res.details["seven"] = {"runs": outcomes}
+
+
 ONE_CHECK = '''"""The bench's one user check: the laptop's static address answers the peer."""
 
 
@@ -652,7 +680,7 @@ def main() -> None:
             else:
                 if files is None:
                     files = lab_files(args.image)
-                if accel is None and part not in ("test", "check"):
+                if accel is None and part not in ("test", "seven", "check"):
                     accel = choose_accel("auto", files.kernel)
                     console.print(f"accelerator: {accel.reason}")
                 if part == "boot":
@@ -664,6 +692,9 @@ def main() -> None:
                 elif part == "test":
                     with tempfile.TemporaryDirectory(prefix="imagegen-bench-test-") as tmp:
                         bench_test(res, runs(1, 1), files.image.parent if args.image else None, Path(tmp))
+                elif part == "seven":
+                    with tempfile.TemporaryDirectory(prefix="imagegen-bench-seven-") as tmp:
+                        bench_seven(res, runs(1, 1), files.image.parent if args.image else None, Path(tmp))
                 elif part == "check":
                     with tempfile.TemporaryDirectory(prefix="imagegen-bench-check-") as tmp:
                         bench_check(res, runs(3, 1), files.image.parent if args.image else None, Path(tmp))
