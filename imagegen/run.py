@@ -12,6 +12,7 @@ children from the thread that owns them for their whole life (in imagegen, the m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -138,6 +140,9 @@ class Child:
     commands such as mkosi whose own children are not in a PID namespace that would die with them.
     pass_fds stay open in the child (with reap_tree, in the reaper alone): a lock whose descriptor is
     passed is held until the child has ended, even if imagegen dies first.
+
+    poll(), wait() and terminate() may be called from two threads at once (a thread waiting for a guest
+    asks whether QEMU still runs while the run's thread shuts it down): the child is reaped once.
     """
 
     def __init__(self, argv: Sequence[str | os.PathLike[str]], *, name: str | None = None,
@@ -155,6 +160,9 @@ class Child:
         self._popen: subprocess.Popen[bytes] | None = None
         self._pidfd: int | None = None
         self._output: IO[bytes] | None = None
+        # Held while the child is reaped and its descriptors closed, which happen once, on whichever
+        # thread first sees it ended.
+        self._reaping = threading.Lock()
 
     @property
     def pid(self) -> int | None:
@@ -224,18 +232,21 @@ class Child:
             return self.status
         if self._popen is None:
             raise RuntimeError(f"{self.name} was never launched")
-        pid = self._popen.pid
-        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-            return None
-        # Ended but not reaped: its PID still names its process group and cannot be reused, so whatever
-        # is left of the group is ours to end.
-        self._signal_group(signal.SIGKILL)
-        returncode = self._popen.wait()
-        try:
-            tail = self._read_tail()
-        finally:
-            self._close()
-        self.status = ExitStatus(returncode, tail)
+        with self._reaping:
+            if self.status is not None:  # reaped by another thread while this one waited for the lock
+                return self.status
+            pid = self._popen.pid
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                return None
+            # Ended but not reaped: its PID still names its process group and cannot be reused, so
+            # whatever is left of the group is ours to end.
+            self._signal_group(signal.SIGKILL)
+            returncode = self._popen.wait()
+            try:
+                tail = self._read_tail()
+            finally:
+                self._close()
+            self.status = ExitStatus(returncode, tail)
         log.debug("%s (PID %d) %s", self.name, pid, self.status.describe())
         return self.status
 
@@ -255,9 +266,12 @@ class Child:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return None
-            if self._pidfd is not None:
-                # A pidfd turns readable when the process ends.
-                select.select([self._pidfd], [], [], left)
+            if (pidfd := self._pidfd) is not None:
+                # A pidfd turns readable when the process ends. Another thread that reaps the child
+                # closes it, and its number may then name another file: so the wait is bounded and a
+                # closed descriptor only ends it early; poll() above tells.
+                with contextlib.suppress(OSError, ValueError):
+                    select.select([pidfd], [], [], 0.5 if left is None else min(left, 0.5))
             else:
                 time.sleep(0.05 if left is None else min(left, 0.05))
         return status

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from orphans import adopting, alive, living_descendants, wait_until_gone
 
 from imagegen.errors import CommandError
-from imagegen.run import spawn
+from imagegen.run import Child, spawn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +62,7 @@ def forking_child(escape: str = "pass") -> list[str]:
 def test_sigkill_of_the_owner_leaves_no_child() -> None:
     proc = owner("""
         import time
-        from imagegen.run import spawn
+        from imagegen.run import Child, spawn
         child = spawn(["sleep", "300"])
         print(child.pid, flush=True)
         time.sleep(300)
@@ -78,7 +79,7 @@ def test_sigkill_of_the_owner_leaves_nothing_of_a_reaped_tree(tmp_path: Path) ->
     pid_file = tmp_path / "grandchild"
     proc = owner(f"""
         import time
-        from imagegen.run import spawn
+        from imagegen.run import Child, spawn
         argv = {forking_child(f"os.setsid(); open({str(pid_file)!r}, 'w').write(str(os.getpid()))")!r}
         child = spawn(argv, reap_tree=True, grace=1)
         print(child.pid, flush=True)
@@ -162,6 +163,41 @@ def test_wait_with_a_timeout_returns_none_while_the_child_runs() -> None:
     assert not child.running and child.status is not None
 
 
+def _ends_seen_by_four_threads(child: Child) -> list[object]:
+    """What two threads waiting for child and two polling it saw of its end (or the error each ran into)."""
+    seen: list[object] = []
+    go = threading.Barrier(4)
+
+    def watch(how: str) -> None:
+        go.wait()
+        try:
+            if how == "wait":
+                seen.append(child.wait(10))
+            else:
+                while child.running:
+                    pass
+                seen.append(child.poll())
+        except Exception as e:  # what a second reaper ran into
+            seen.append(e)
+
+    threads = [threading.Thread(target=watch, args=(how,)) for how in ("wait", "wait", "poll", "poll")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    return seen
+
+
+def test_two_threads_that_wait_for_one_child_reap_it_once() -> None:
+    # A thread waiting for a guest polls QEMU while the run's thread waits for it to end: both see the
+    # same end, and neither fails on a child, a pidfd or a stderr file the other has already let go of.
+    for _ in range(20):
+        child = spawn(["sh", "-c", "echo bye >&2; exit 3"])
+        seen = _ends_seen_by_four_threads(child)
+        assert len(seen) == 4 and all(s is child.status for s in seen), seen
+        assert child.status is not None and child.status.returncode == 3 and "bye" in child.status.last_words()
+
+
 def test_a_missing_program_is_a_command_error() -> None:
     with pytest.raises(CommandError) as e:
         spawn(["no-such-program-anywhere"])
@@ -197,7 +233,7 @@ def test_sigterm_of_the_owner_takes_the_clean_up_path_of_ctrl_c() -> None:
     proc = owner("""
         import time
         from imagegen.interrupt import terminate_as_interrupt
-        from imagegen.run import spawn
+        from imagegen.run import Child, spawn
         terminate_as_interrupt()
         child = spawn(["sleep", "300"])
         try:
@@ -224,7 +260,7 @@ def test_no_moment_of_ctrl_c_leaves_a_child_nobody_owns() -> None:
     for attempt in range(12):
         proc = owner("""
             import sys, time
-            from imagegen.run import spawn
+            from imagegen.run import Child, spawn
             print(0, flush=True)
             try:
                 while True:
@@ -251,7 +287,7 @@ def test_a_lock_passed_to_a_reaped_tree_is_held_until_the_tree_has_ended(tmp_pat
     lock = tmp_path / ".lock"
     proc = owner(f"""
         import fcntl, time
-        from imagegen.run import spawn
+        from imagegen.run import Child, spawn
         f = open({str(lock)!r}, "w")
         fcntl.flock(f, fcntl.LOCK_EX)
         script = "trap 'sleep 1; exit 0' TERM; echo $$; while :; do sleep 0.1; done"
@@ -287,7 +323,7 @@ def test_a_second_sigterm_does_not_cut_the_clean_up_short() -> None:
     proc = owner("""
         import time
         from imagegen.interrupt import terminate_as_interrupt
-        from imagegen.run import spawn
+        from imagegen.run import Child, spawn
         terminate_as_interrupt()
         try:
             with spawn(["sleep", "300"]) as child:
