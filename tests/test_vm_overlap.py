@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,10 @@ class _World:
         self.lock = threading.Lock()
         self.tmp_path = tmp_path
         self.start_fails = False
+        # The wifi-only QEMU ignores its quit (and the run is cut short before it is killed).
+        self.ignores_shutdown = False
+        # The wifi-only guest started ahead dies while it boots.
+        self.dies_booting = False
         self.threads: dict[str, str] = {}
 
     def log(self, event: str) -> None:
@@ -57,7 +63,8 @@ class _Machine:
     def shutdown(self) -> None:
         if not self.off.is_set():
             self.world.log(f"{self.name}: shut down")
-        self.off.set()
+        if not (self.world.ignores_shutdown and self.name == "wifi-only"):
+            self.off.set()
 
     def __enter__(self) -> _Machine:
         return self
@@ -79,6 +86,7 @@ class _Lab:
         self.artifacts: Path | None = None
         self.boot_seconds = 0.0
         self.scale = 1.0
+        self.started: float | None = None
 
     def start(self, *, wired_link: bool = True) -> None:
         self.machine.name = "main" if wired_link else "wifi-only"
@@ -86,15 +94,21 @@ class _Lab:
             self.world.log(f"{self.machine.name}: did not start")
             raise ImagegenError("QEMU exited at once")
         self.world.log(f"{self.machine.name}: started")
+        self.started = time.monotonic()
 
-    def wait_booted(self, agent_timeout: float = 900.0, agent: object = None) -> float:
+    def wait_booted(self, agent_timeout: float = 900.0, agent: object = None,
+                    alive: Callable[[], bool] | None = None) -> float:
         self.world.threads[self.machine.name] = threading.current_thread().name
+        alive = alive or (lambda: self.machine.running)
         if self.machine.name == "wifi-only" and agent is not None:
+            if self.world.dies_booting:
+                self.world.log("wifi-only: died booting")
+                raise GuestGone("QEMU was killed by SIGSEGV 3 s after start, before the guest agent answered")
             # Bounded, so that a run which leaves this VM running fails the test rather than hanging it.
             for _ in range(1000):
                 if _Lab.answer.wait(0.01):
                     break
-                if not self.machine.running:
+                if not alive():
                     raise GuestGone("QEMU exited before the guest agent answered")
             else:
                 self.world.log("wifi-only: left running")
@@ -134,7 +148,7 @@ def _scenario_runs(world: _World, monkeypatch: pytest.MonkeyPatch,
             if raises is not None:
                 raise raises()
             _Lab.answer.set()
-            if "wifi-only: started" in world.events:
+            if "wifi-only: started" in world.events and not world.dies_booting:
                 assert _Lab.answered.wait(10)
         self.results[scenario.name] = ScenarioResult(scenario.name, scenario.title, passed=True, seconds=0.0)
 
@@ -223,3 +237,33 @@ def test_both_vms_end_with_a_run_that_is_interrupted(tmp_path: Path, world: _Wor
     assert "wifi-only: left running" not in world.events
     assert not [t for t in threading.enumerate() if t.name.startswith("imagegen-boot")], \
         "the wait for the ahead VM's agent ended with the run"
+
+
+def test_the_wait_for_a_vm_started_ahead_ends_with_the_run_even_if_its_qemu_does_not(
+        tmp_path: Path, world: _World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A QEMU that ignores its quit, and a second Ctrl-C before it is killed: the wait for its agent must
+    # not hold the run's end (the pool's join) until the agent's timeout.
+    world.ignores_shutdown = True
+    _scenario_runs(world, monkeypatch, raises=KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path)
+
+    assert "wifi-only: left running" not in world.events, "the wait went on after the run ended"
+    assert not [t for t in threading.enumerate() if t.name.startswith("imagegen-boot")]
+
+
+def test_a_vm_started_ahead_that_dies_booting_boots_again_in_its_turn(
+        tmp_path: Path, world: _World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.dies_booting = True
+    _scenario_runs(world, monkeypatch)
+    result, out = _run(tmp_path)
+
+    assert world.events.count("wifi-only: started") == 2 and "wifi-only: died booting" in world.events
+    # The second boot is an ordinary one, in its turn, after the main VM has gone.
+    again = len(world.events) - 1 - world.events[::-1].index("wifi-only: started")
+    assert world.events.index("main: shut down") < again
+    assert world.events[again + 1:] == ["wifi-only: agent answered", "wifi-only: wifi-only-boot",
+                                        "wifi-only: shut down"]
+    assert "wifi-only VM died while booting, booting it again: QEMU was killed by SIGSEGV" in out
+    assert result.figures["wifi-only_vm_boot_retries"] == 1
+    assert all(s.passed for s in result.scenarios)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from rich.text import Text
 
+from imagegen import reaper
 from imagegen.errors import ImagegenError
 from imagegen.interrupt import Terminated
 from imagegen.report.artifacts import save_file
@@ -78,14 +81,23 @@ class _Ahead:
     booted: Future[float]
 
 
-def _wait_booted_here(lab: LabSession, agent_timeout: float) -> float:
+def _block_stop_signals() -> None:
+    """The boot thread never takes Ctrl-C or SIGTERM: Child.launch blocks them on the run's thread while
+    it forks QEMU, and a signal the kernel handed to this thread instead would interrupt that launch
+    before the new QEMU has an owner. Python runs the handlers on the run's thread either way."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, reaper.STOP_SIGNALS)
+
+
+def _wait_booted_here(lab: LabSession, agent_timeout: float, stop: threading.Event) -> float:
     """lab.wait_booted on a pool thread, with a connection and an event loop of its own, both closed here:
-    the run's thread then connects its own, and shutting the VM down never touches this one."""
+    the run's thread then connects its own, and shutting the VM down never touches this one. stop ends
+    the wait as a dead VM does (the run is ending), whatever QEMU does about its quit."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     agent = GuestAgent(lab.machine.sockets.agent)
     try:
-        return lab.wait_booted(agent_timeout, agent=agent)
+        return lab.wait_booted(agent_timeout, agent=agent,
+                               alive=lambda: not stop.is_set() and lab.machine.running)
     finally:
         agent.close()
         asyncio.set_event_loop(None)
@@ -124,6 +136,8 @@ class LabRun:
         self.figures: dict[str, float | int | str] = {}
         self.failed_any = False
         self.debugged = False
+        # Whether a VM of this run booted beside another one (a CPU-starved guest may be the run's own doing).
+        self.overlapped = False
 
     def _artifacts(self) -> Path:
         self.failed_any = True
@@ -141,7 +155,8 @@ class LabRun:
         with contextlib.ExitStack() as stack:
             # The pool's exit waits for its thread, so it is entered first: the VMs are shut down before
             # it (LIFO), which ends any wait for their agent.
-            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagegen-boot"))
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagegen-boot",
+                                                          initializer=_block_stop_signals))
             ahead: dict[str, _Ahead] = {}
 
             def start_next(i: int) -> None:
@@ -192,9 +207,12 @@ class LabRun:
         except ImagegenError as e:
             self.report.note(f"the {group.name} VM did not start ahead of its turn ({e}); it boots in its turn")
             return None
+        stop = threading.Event()
         stack.callback(lab.machine.shutdown)
+        stack.callback(stop.set)  # LIFO: the wait is told first, then the VM is shut down
+        self.overlapped = True
         self.report.note(f"the {group.name} VM (wired link {link}) boots beside these scenarios")
-        return _Ahead(lab, pool.submit(_wait_booted_here, lab, self._agent_timeout()))
+        return _Ahead(lab, pool.submit(_wait_booted_here, lab, self._agent_timeout(), stop))
 
     def _session(self) -> LabSession:
         machine = Machine(self.files, accel=self.accel.accel, nics=self.plan.nics, uefi=self.options.uefi)
@@ -218,7 +236,8 @@ class LabRun:
         lab = ahead.lab if ahead is not None else self._session()
         machine = lab.machine
         with machine:
-            start = time.monotonic()
+            # A VM started ahead has been booting since its start, not since its turn came.
+            start = lab.started if ahead is not None and lab.started is not None else time.monotonic()
             try:
                 if ahead is not None:
                     self.report.step(f"waiting for the {group.name} VM's guest agent…")
@@ -299,7 +318,8 @@ class LabRun:
         if stalls:
             self.figures[f"{group.name}_vm_cpu_stall_reports"] = stalls
             self.report.note(f"{group.name} VM: the guest kernel reported {stalls} CPU stall(s) (soft lockup / "
-                             "RCU stall): the host was too busy for the emulated guest; rerun on a quieter host")
+                             "RCU stall): the host was too busy for the emulated guest; rerun on a quieter host"
+                             + (", or with --sequential (this run had two VMs up at once)" if self.overlapped else ""))
 
     def _boot_failed(self, group: _Group, lab: LabSession, error: str, seconds: float) -> None:
         out = self._artifacts()

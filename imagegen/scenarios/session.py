@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,14 +97,15 @@ class LabSession:
             raise
         self.started = time.monotonic()
 
-    def wait_booted(self, agent_timeout: float = 900.0, agent: GuestAgent | None = None) -> float:
+    def wait_booted(self, agent_timeout: float = 900.0, agent: GuestAgent | None = None,
+                    alive: Callable[[], bool] | None = None) -> float:
         """Wait for the guest agent of a started VM; the seconds from its start to the answer. On another
         thread, pass that thread's own agent connection (qemu.qmp binds one to the event loop of the
-        thread that opened it) and close it there."""
+        thread that opened it) and close it there. alive (default: QEMU runs) false ends the wait."""
         if self.started is None:
             raise ImagegenError("the VM was not started")
         try:
-            (agent or self.agent).wait_ready(agent_timeout, alive=lambda: self.machine.running)
+            (agent or self.agent).wait_ready(agent_timeout, alive=alive or (lambda: self.machine.running))
         except GuestGone as e:
             # How QEMU ended is known from QEMU itself (its exit status and stderr), why from the console.
             ended = self.machine.exit_status
