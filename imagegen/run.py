@@ -219,12 +219,14 @@ class Child:
             return f"(its output could not be read: {e})"
 
     def _close(self) -> None:
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-        if self._output is not None:
-            self._output.close()
-            self._output = None
+        # Each is let go of before it is closed: a close cut short by Ctrl-C is never repeated on a
+        # descriptor number that may name another file by then.
+        pidfd, self._pidfd = self._pidfd, None
+        if pidfd is not None:
+            os.close(pidfd)
+        output, self._output = self._output, None
+        if output is not None:
+            output.close()
 
     def poll(self) -> ExitStatus | None:
         """The child's ExitStatus once it has ended (reaping it), None while it runs."""
@@ -236,11 +238,19 @@ class Child:
             if self.status is not None:  # reaped by another thread while this one waited for the lock
                 return self.status
             pid = self._popen.pid
-            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-                return None
-            # Ended but not reaped: its PID still names its process group and cannot be reused, so
-            # whatever is left of the group is ours to end.
-            self._signal_group(signal.SIGKILL)
+            # Reaped already, by a poll that a Ctrl-C cut short before its status was recorded (while it
+            # read the output's tail, say): its PID may name another process now.
+            reaped = self._popen.returncode is not None
+            if not reaped:
+                try:
+                    if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                        return None
+                except ChildProcessError:
+                    reaped = True
+            if not reaped:
+                # Ended but not reaped: its PID still names its process group and cannot be reused, so
+                # whatever is left of the group is ours to end.
+                self._signal_group(signal.SIGKILL)
             returncode = self._popen.wait()
             try:
                 tail = self._read_tail()

@@ -199,6 +199,25 @@ def test_two_threads_that_wait_for_one_child_reap_it_once() -> None:
         assert child.status is not None and child.status.returncode == 3 and "bye" in child.status.last_words()
 
 
+def test_a_reap_cut_short_by_ctrl_c_is_finished_by_the_clean_up_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C while poll() reads the tail of a child it has just reaped: the clean-up that follows
+    # (terminate, as `with` calls it) must find the child ended, not wait for a PID that is no longer its.
+    child = spawn(["sh", "-c", "exit 3"])
+    assert child.pid is not None
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped
+    read_tail = Child._read_tail
+
+    def interrupted(self: Child) -> str:
+        monkeypatch.setattr(Child, "_read_tail", read_tail)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Child, "_read_tail", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        child.poll()
+    status = child.terminate()
+    assert status is not None and status.returncode == 3 and not child.running
+
+
 def test_a_missing_program_is_a_command_error() -> None:
     with pytest.raises(CommandError) as e:
         spawn(["no-such-program-anywhere"])
