@@ -317,7 +317,7 @@ def vm(
     if interactive:
         _interactive(lambda: Machine(files, accel=choice.accel, nics=plan.nics, uefi=uefi), plan,
                      resolve_target(loaded.profile.image).layout.dhcp6_unit, root, console,
-                     agent_timeout=900 if choice.accel == "tcg" else 300)
+                     agent_timeout=choice.agent_timeout)
         return
     machine = Machine(files, accel=choice.accel, nics=plan.nics, uefi=uefi)
     s = machine.sockets

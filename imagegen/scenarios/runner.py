@@ -212,16 +212,13 @@ class LabRun:
         stack.callback(stop.set)  # LIFO: the wait is told first, then the VM is shut down
         self.overlapped = True
         self.report.note(f"the {group.name} VM (wired link {link}) boots beside these scenarios")
-        return _Ahead(lab, pool.submit(_wait_booted_here, lab, self._agent_timeout(), stop))
+        return _Ahead(lab, pool.submit(_wait_booted_here, lab, self.accel.agent_timeout, stop))
 
     def _session(self) -> LabSession:
         machine = Machine(self.files, accel=self.accel.accel, nics=self.plan.nics, uefi=self.options.uefi)
         lab = LabSession(machine, self.plan, self.dhcp6_unit)
         lab.artifacts = self.options.artifacts
         return lab
-
-    def _agent_timeout(self) -> float:
-        return 900 if self.accel.accel == "tcg" else 300
 
     def _run_group(self, group: _Group, keep: bool, ahead: _Ahead | None, booted: Callable[[], None]) -> None:
         """Boot the group's VM (or take the one started ahead) and run its scenarios; booted is called
@@ -245,7 +242,7 @@ class LabRun:
                 else:
                     link = "on" if group.wired_link else "off"
                     self.report.step(f"booting the {group.name} VM ({self.accel.accel.upper()}, wired link {link})…")
-                    lab.boot_seconds = lab.boot(wired_link=group.wired_link, agent_timeout=self._agent_timeout())
+                    lab.boot_seconds = lab.boot(wired_link=group.wired_link, agent_timeout=self.accel.agent_timeout)
             except GuestGone as e:
                 # The guest died before its userspace answered: under TCG the Debian kernel now and then
                 # crashes while patching its own code at boot (an int3 oops in sched_clock_cpu), which

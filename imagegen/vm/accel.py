@@ -29,6 +29,11 @@ class AccelChoice:
     accel: Accel
     reason: str
 
+    @property
+    def agent_timeout(self) -> float:
+        """How long a lab boot may take to a guest agent that answers: emulation is several times slower."""
+        return 900.0 if self.accel == "tcg" else 300.0
+
 
 def probe_kvm(kernel: Path, timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
     """Boot kernel under KVM until its panic; True when that works, with what was seen."""
