@@ -4,6 +4,7 @@ VMs end with the run whatever ends it. The VMs are stand-ins; the runner, its th
 from __future__ import annotations
 
 import io
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from imagegen import reaper
 from imagegen.errors import ImagegenError
 from imagegen.profile import load_profiles
 from imagegen.report.console import ConsoleReport
@@ -19,7 +21,7 @@ from imagegen.report.model import ScenarioResult
 from imagegen.scenarios import runner
 from imagegen.scenarios.catalog import Scenario
 from imagegen.vm.accel import AccelChoice
-from imagegen.vm.agent import GuestGone
+from imagegen.vm.agent import AgentError, GuestGone
 from imagegen.vm.lab import plan_lab
 from imagegen.vm.machine import ImageFiles
 
@@ -39,6 +41,10 @@ class _World:
         # The wifi-only guest started ahead dies while it boots.
         self.dies_booting = False
         self.threads: dict[str, str] = {}
+        # The signals blocked on the thread that waited for each VM's agent.
+        self.blocked: dict[str, set[int]] = {}
+        # The wifi-only guest started ahead never answers its agent (the wait gives up at once).
+        self.agent_silent = False
 
     def log(self, event: str) -> None:
         with self.lock:
@@ -99,8 +105,11 @@ class _Lab:
     def wait_booted(self, agent_timeout: float = 900.0, agent: object = None,
                     alive: Callable[[], bool] | None = None) -> float:
         self.world.threads[self.machine.name] = threading.current_thread().name
+        self.world.blocked[self.machine.name] = set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
         alive = alive or (lambda: self.machine.running)
         if self.machine.name == "wifi-only" and agent is not None:
+            if self.world.agent_silent:
+                raise AgentError("guest agent not answering after 900 s")
             if self.world.dies_booting:
                 self.world.log("wifi-only: died booting")
                 raise GuestGone("QEMU was killed by SIGSEGV 3 s after start, before the guest agent answered")
@@ -148,7 +157,7 @@ def _scenario_runs(world: _World, monkeypatch: pytest.MonkeyPatch,
             if raises is not None:
                 raise raises()
             _Lab.answer.set()
-            if "wifi-only: started" in world.events and not world.dies_booting:
+            if "wifi-only: started" in world.events and not (world.dies_booting or world.agent_silent):
                 assert _Lab.answered.wait(10)
         self.results[scenario.name] = ScenarioResult(scenario.name, scenario.title, passed=True, seconds=0.0)
 
@@ -178,6 +187,8 @@ def test_the_wifi_only_vm_starts_once_the_main_agent_answers_and_boots_beside_it
         "main: shut down",
         "wifi-only: wifi-only-boot", "wifi-only: shut down"]
     assert world.threads["wifi-only"] != world.threads["main"], "the ahead VM is waited for on a thread of its own"
+    # A Ctrl-C must reach the run's thread, which blocks it only while it forks QEMU (Child.launch).
+    assert set(reaper.STOP_SIGNALS) <= world.blocked["wifi-only"]
     assert "the wifi-only VM (wired link off) boots beside these scenarios" in out
     assert all(s.passed for s in result.scenarios)
     assert result.figures["wifi-only_vm_agent_ready_s"] == 1.0
@@ -267,3 +278,21 @@ def test_a_vm_started_ahead_that_dies_booting_boots_again_in_its_turn(
     assert "wifi-only VM died while booting, booting it again: QEMU was killed by SIGSEGV" in out
     assert result.figures["wifi-only_vm_boot_retries"] == 1
     assert all(s.passed for s in result.scenarios)
+
+
+def test_a_vm_started_ahead_that_never_answers_fails_with_the_seconds_since_its_start(
+        tmp_path: Path, world: _World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.agent_silent = True
+    _scenario_runs(world, monkeypatch)
+    original = runner.LabRun._run_one
+
+    def slow_main(self: runner.LabRun, scenario: Scenario, *args: object) -> None:
+        time.sleep(0.5)  # the main VM's scenarios take their time while the other VM "boots"
+        original(self, scenario, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner.LabRun, "_run_one", slow_main)
+    result, _ = _run(tmp_path)
+
+    wifi = next(s for s in result.scenarios if s.name == "wifi-only-boot")
+    assert not wifi.passed and wifi.error == "the wifi-only VM did not boot: guest agent not answering after 900 s"
+    assert wifi.seconds >= 0.5, "counted from the VM's start, not from when its turn came"
