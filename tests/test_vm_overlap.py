@@ -296,3 +296,24 @@ def test_a_vm_started_ahead_that_never_answers_fails_with_the_seconds_since_its_
     wifi = next(s for s in result.scenarios if s.name == "wifi-only-boot")
     assert not wifi.passed and wifi.error == "the wifi-only VM did not boot: guest agent not answering after 900 s"
     assert wifi.seconds >= 0.5, "counted from the VM's start, not from when its turn came"
+
+
+@pytest.mark.parametrize("overlap", [True, False], ids=["beside", "sequential"])
+def test_a_starved_guest_names_sequential_only_when_two_vms_were_up(
+        tmp_path: Path, world: _World, monkeypatch: pytest.MonkeyPatch, overlap: bool) -> None:
+    (tmp_path / "serial.log").write_text(f"[  61.2] watchdog: {runner.STARVATION_MARKS[0]} CPU#1 stuck for 23s\n")
+    _scenario_runs(world, monkeypatch)
+    _Lab.answer.set()
+    passing = runner.LabRun._run_one
+
+    def wifi_fails(self: runner.LabRun, scenario: Scenario, *args: object) -> None:
+        passing(self, scenario, *args)  # type: ignore[arg-type]
+        if scenario.name == "wifi-only-boot":  # a failed group has its console read for stalls
+            self.results[scenario.name] = ScenarioResult(scenario.name, scenario.title, passed=False, seconds=0.0)
+
+    monkeypatch.setattr(runner.LabRun, "_run_one", wifi_fails)
+    _, out = _run(tmp_path, overlap=overlap)
+    said = " ".join(out.split())  # the console wraps long notes
+
+    assert "wifi-only VM: the guest kernel reported 1 CPU stall(s)" in said
+    assert ("or with --sequential (this run had two VMs up at once)" in said) is overlap
